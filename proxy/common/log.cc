@@ -80,7 +80,7 @@ void LogEvent(LogLevel level, std::string_view event, std::initializer_list<LogF
     line.push_back(' ');
     line.append(name);
     line.push_back('=');
-    AppendValue(line, value);
+    AppendValue(line, value.view());
   }
   line.push_back('\n');
   std::fwrite(line.data(), 1, line.size(), stderr);

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
 namespace saltproxy {
 
 struct RecordHeader {
@@ -21,6 +25,31 @@ struct Record {
   std::vector<RecordHeader> headers;
   int64_t timestamp_ms = 0;  // 0: the upstream producer stamps the record.
   int32_t partition = -1;    // -1: the router chooses; otherwise the client asked for it.
+};
+
+// What became of one record upstream.
+struct DeliveryReport {
+  absl::Status status;      // OK once the cluster acknowledged the record.
+  int16_t kafka_error = 0;  // The Kafka protocol error code when the broker refused it, else 0.
+  std::string topic;        // Where the record went (a hot key may be rerouted).
+  int32_t partition = -1;
+  int64_t offset = -1;
+  int64_t timestamp_ms = -1;
+};
+using DeliveryCallback = absl::AnyInvocable<void(const DeliveryReport&)>;
+
+// What an ingress hands its records to: the router in front of the forwarder. Both ingresses
+// (Kafka protocol and HTTP) use the same sink, so whatever saltproxy does to keys applies to both.
+class RecordSink {
+ public:
+  virtual ~RecordSink() = default;
+  // OK: `done` runs exactly once, later, on another thread. ResourceExhausted: push back.
+  // InvalidArgument / NotFound: the record can never be produced. On an error `done` is dropped.
+  virtual absl::Status Submit(Record&& record, DeliveryCallback done) = 0;
+  // Partitions of `topic` (NotFound when the cluster has no such topic). `done` may run on the
+  // caller's thread or on another.
+  virtual void LookupTopic(const std::string& topic,
+                           absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) = 0;
 };
 
 }  // namespace saltproxy

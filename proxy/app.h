@@ -1,0 +1,33 @@
+// The assembled proxy: forwarder (and the embedded cluster when configured), router, HTTP API.
+// main.cc parses flags and signals; tests start an App in-process the same way.
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<App> app, App::Start(config));
+//   app->http_port();      // the bound port (config port 0 picks a free one)
+//   app->Shutdown();       // stop accepting, finish in-flight requests, flush upstream
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "proxy/config/config.h"
+
+namespace saltproxy {
+
+class App {
+ public:
+  static absl::StatusOr<std::unique_ptr<App>> Start(const Config& config);
+  ~App();
+
+  uint16_t http_port() const;
+  // The upstream bootstrap servers in use (the embedded cluster's when embedded).
+  const std::string& upstream_bootstrap() const;
+  // Idempotent. Returns a non-OK status when records were still undelivered at the deadline.
+  absl::Status Shutdown();
+
+ private:
+  struct Parts;
+  App() = default;
+  std::unique_ptr<Parts> parts_;
+};
+
+}  // namespace saltproxy

@@ -1,0 +1,154 @@
+#include "proxy/config/config.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "proxy/config/yaml_reader.h"
+
+namespace saltproxy {
+namespace {
+
+using config_internal::YamlSection;
+
+constexpr uint64_t kGiB = 1ull << 30;
+
+void ReadEndpoint(YamlSection& section, absl::string_view key, Endpoint* out) {
+  std::string text;
+  if (!section.Has(key)) return;
+  section.ReadString(key, &text);
+  absl::StatusOr<Endpoint> endpoint = ParseEndpoint(text);
+  if (!endpoint.ok()) {
+    section.Error(key, absl::StrCat("expected host:port, got \"", text, "\""));
+    return;
+  }
+  *out = *endpoint;
+}
+
+void ReadHttp(YamlSection& s, HttpConfig& http) {
+  ReadEndpoint(s, "listen", &http.listen);
+  s.ReadInt("threads", &http.threads, 1, 64);
+  s.ReadUint64("max_body_bytes", &http.max_body_bytes, 1, kGiB);
+  s.ReadUint32("max_header_bytes", &http.max_header_bytes, 1024, 1 << 20);
+  s.ReadInt("max_in_flight_requests", &http.max_in_flight_requests, 1, 1 << 20);
+  s.ReadInt("max_records_per_request", &http.max_records_per_request, 1, 1 << 20);
+  s.ReadDuration("idle_timeout", &http.idle_timeout, absl::Milliseconds(100), absl::Hours(24));
+  s.ReadDuration("request_timeout", &http.request_timeout, absl::Milliseconds(100),
+                 absl::Hours(1));
+  s.Finish();
+}
+
+void ReadUpstream(YamlSection& s, UpstreamConfig& up) {
+  s.ReadString("bootstrap_servers", &up.bootstrap_servers);
+  s.ReadBool("embedded", &up.embedded);
+  s.ReadInt("embedded_brokers", &up.embedded_brokers, 1, 16);
+  s.ReadList("embedded_topics", [&](YamlSection& t) {
+    TopicSpec spec;
+    t.ReadString("name", &spec.name);
+    t.ReadInt("partitions", &spec.partitions, 1, 10000);
+    if (spec.name.empty()) t.Error("name", "required: the topic's name");
+    up.embedded_topics.push_back(std::move(spec));
+  });
+  s.ReadDuration("delivery_timeout", &up.delivery_timeout, absl::Milliseconds(100),
+                 absl::Hours(1));
+  s.ReadDuration("metadata_refresh", &up.metadata_refresh, absl::Milliseconds(100),
+                 absl::Hours(1));
+  s.ReadInt("max_queued_records", &up.max_queued_records, 1, 10'000'000);
+  s.ReadUint64("max_queued_bytes", &up.max_queued_bytes, 1 << 20, 64 * kGiB);
+  s.ReadStringMap("librdkafka", &up.librdkafka);
+  if (!up.embedded && up.bootstrap_servers.empty()) {
+    s.Error("bootstrap_servers",
+            "required: the upstream cluster's host:port list (or set upstream.embedded: true)");
+  }
+  s.Finish();
+}
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "saltproxy";
+  return buf;
+}
+
+}  // namespace
+
+absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text) {
+  size_t colon = text.rfind(':');
+  if (colon == absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("expected host:port, got \"", text, "\""));
+  }
+  Endpoint e;
+  e.host = std::string(text.substr(0, colon));
+  if (e.host.size() >= 2 && e.host.front() == '[' && e.host.back() == ']') {
+    e.host = e.host.substr(1, e.host.size() - 2);
+  }
+  if (e.host.empty()) e.host = "0.0.0.0";
+  uint32_t port;
+  if (!absl::SimpleAtoi(text.substr(colon + 1), &port) || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("expected a port from 0 to 65535 in \"", text,
+                                                   "\""));
+  }
+  e.port = static_cast<uint16_t>(port);
+  return e;
+}
+
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml, absl::string_view source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", e.mark.line + 1, ": not valid YAML: ", e.msg));
+  }
+  std::vector<std::string> errors;
+  if (root.IsDefined() && !root.IsNull() && !root.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", root.Mark().line + 1, ": expected a mapping of sections"));
+  }
+
+  Config config;
+  config.instance_id = HostName();
+  YamlSection top(root, "", source, &errors);
+  top.ReadString("instance_id", &config.instance_id);
+  std::string level = "info";
+  top.ReadEnum("log_level", &level, {"debug", "info", "warn", "error"});
+  ParseLogLevel(level, &config.log_level);
+  top.ReadDuration("shutdown_timeout", &config.shutdown_timeout, absl::ZeroDuration(),
+                   absl::Minutes(10));
+  YamlSection http = top.Sub("http");
+  ReadHttp(http, config.http);
+  YamlSection upstream = top.Sub("upstream");
+  ReadUpstream(upstream, config.upstream);
+  top.Finish();
+
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  return config;
+}
+
+absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot read the config file: it is a directory"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot read the config file: ", std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    return absl::DataLossError(absl::StrCat(path, ": cannot read the config file"));
+  }
+  return ParseConfig(text.str(), path);
+}
+
+}  // namespace saltproxy

@@ -1,0 +1,78 @@
+// saltproxy's configuration: parsed and validated once from a YAML file into an immutable
+// Config that the data path only reads. A bad file is reported with the field's path, its line
+// and what was expected, e.g.
+//
+//   config/bad.yaml:7: http.max_body_bytes: expected a positive integer, got "lots"
+//
+//   absl::StatusOr<Config> config = LoadConfigFile("config/saltproxy.yaml");
+//   if (!config.ok()) { std::cerr << config.status().message(); return 2; }
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "proxy/common/log.h"
+
+namespace saltproxy {
+
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;  // 0: let the kernel choose (tests); the bound port is logged.
+};
+
+struct HttpConfig {
+  Endpoint listen{"127.0.0.1", 8080};
+  int threads = 2;
+  uint64_t max_body_bytes = 1 << 20;
+  uint32_t max_header_bytes = 16 << 10;
+  int max_in_flight_requests = 1024;
+  int max_records_per_request = 10000;
+  absl::Duration idle_timeout = absl::Seconds(30);
+  absl::Duration request_timeout = absl::Seconds(30);
+};
+
+struct TopicSpec {
+  std::string name;
+  int partitions = 1;
+};
+
+struct UpstreamConfig {
+  // Comma-separated host:port list of the real cluster; empty when embedded.
+  std::string bootstrap_servers;
+  // Run librdkafka's mock cluster inside the proxy (demo and fast tests): no cluster needed.
+  bool embedded = false;
+  int embedded_brokers = 1;
+  std::vector<TopicSpec> embedded_topics;
+  absl::Duration delivery_timeout = absl::Seconds(30);
+  absl::Duration metadata_refresh = absl::Seconds(5);
+  // Records and bytes the upstream producer may hold before the proxy pushes back.
+  int max_queued_records = 100000;
+  uint64_t max_queued_bytes = 256ull << 20;
+  // Passed through to librdkafka as they are (after saltproxy's own settings, so they win).
+  std::map<std::string, std::string> librdkafka;
+};
+
+struct Config {
+  std::string instance_id;  // Defaults to the host name.
+  LogLevel log_level = LogLevel::kInfo;
+  absl::Duration shutdown_timeout = absl::Seconds(10);
+  HttpConfig http;
+  UpstreamConfig upstream;
+};
+
+// Parses YAML text. `source` names the text in error messages (usually the file's path).
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml, absl::string_view source = "config");
+
+// Reads and parses a file. An unreadable file is an error that names the path and the reason.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+// "host:port" or ":port" → Endpoint.
+absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text);
+
+}  // namespace saltproxy

@@ -1,0 +1,386 @@
+#include "proxy/forward/forwarder.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include "absl/strings/str_cat.h"
+#include "proxy/common/log.h"
+
+namespace saltproxy {
+namespace {
+
+// A targeted lookup waits at most this long for the cluster; its callers answer a client.
+constexpr absl::Duration kLookupTimeout = absl::Seconds(3);
+constexpr size_t kMaxPendingLookups = 1024;
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+
+int ToMillis(absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); }
+
+}  // namespace
+
+struct Forwarder::Handle {
+  std::unique_ptr<rd_kafka_t, KafkaDeleter> rk;
+};
+
+// Travels with each record as librdkafka's per-message opaque, so a delivery report finds its
+// caller in constant time, with no table of outstanding requests to search.
+struct Forwarder::PendingDelivery {
+  DeliveryCallback done;
+  absl::Time queued_at;
+  ForwardMetrics* metrics;
+};
+
+struct Forwarder::ForwardMetrics {
+  explicit ForwardMetrics(prometheus::Registry& r)
+      : forwarded(prometheus::BuildCounter()
+                      .Name("saltproxy_records_forwarded_total")
+                      .Help("Records the upstream cluster acknowledged")
+                      .Register(r)
+                      .Add({})),
+        forwarded_bytes(prometheus::BuildCounter()
+                            .Name("saltproxy_forwarded_bytes_total")
+                            .Help("Key and value bytes the upstream cluster acknowledged")
+                            .Register(r)
+                            .Add({})),
+        failed_family(prometheus::BuildCounter()
+                          .Name("saltproxy_records_failed_total")
+                          .Help("Records the upstream cluster did not take, by librdkafka error")
+                          .Register(r)),
+        upstream_errors_family(prometheus::BuildCounter()
+                                   .Name("saltproxy_upstream_errors_total")
+                                   .Help("Errors librdkafka reported about the upstream cluster")
+                                   .Register(r)),
+        latency(prometheus::BuildHistogram()
+                    .Name("saltproxy_upstream_delivery_seconds")
+                    .Help("Time from queueing a record to its delivery report")
+                    .Register(r)
+                    .Add({}, Metrics::LatencyBuckets())),
+        queue_depth(prometheus::BuildGauge()
+                        .Name("saltproxy_upstream_queue_records")
+                        .Help("Records queued in the upstream producer, not yet delivered")
+                        .Register(r)
+                        .Add({})),
+        queue_full(prometheus::BuildCounter()
+                       .Name("saltproxy_backpressure_events_total")
+                       .Help("Records refused because a bound was reached, by bound")
+                       .Register(r)
+                       .Add({{"bound", "upstream_queue"}})),
+        ready(prometheus::BuildGauge()
+                  .Name("saltproxy_upstream_ready")
+                  .Help("1 while the upstream cluster answers metadata requests")
+                  .Register(r)
+                  .Add({})) {}
+
+  // Error paths only: a label per librdkafka error name, a bounded set.
+  void CountFailure(prometheus::Family<prometheus::Counter>& family, const char* error) {
+    std::lock_guard<std::mutex> lock(mu);
+    family.Add({{"error", error}}).Increment();
+  }
+
+  prometheus::Counter& forwarded;
+  prometheus::Counter& forwarded_bytes;
+  prometheus::Family<prometheus::Counter>& failed_family;
+  prometheus::Family<prometheus::Counter>& upstream_errors_family;
+  prometheus::Histogram& latency;
+  prometheus::Gauge& queue_depth;
+  prometheus::Counter& queue_full;
+  prometheus::Gauge& ready;
+  std::mutex mu;
+};
+
+Forwarder::Forwarder(const UpstreamConfig& config, Metrics& metrics)
+    : config_(config),
+      bootstrap_servers_(config.bootstrap_servers),
+      handle_(std::make_unique<Handle>()),
+      metrics_(std::make_unique<ForwardMetrics>(metrics.registry())),
+      metadata_(std::make_shared<ClusterMetadata>()) {}
+
+absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const UpstreamConfig& config,
+                                                             Metrics& metrics) {
+  std::unique_ptr<Forwarder> forwarder(new Forwarder(config, metrics));
+  if (absl::Status s = forwarder->Start(); !s.ok()) return s;
+  return forwarder;
+}
+
+void Forwarder::OnDelivery(void* /*rk*/, const void* message, void* /*opaque*/) {
+  const auto* msg = static_cast<const rd_kafka_message_t*>(message);
+  std::unique_ptr<PendingDelivery> pending(static_cast<PendingDelivery*>(msg->_private));
+  DeliveryReport report;
+  report.topic = rd_kafka_topic_name(msg->rkt);
+  report.partition = msg->partition;
+  report.offset = msg->offset;
+  rd_kafka_timestamp_type_t tstype;
+  report.timestamp_ms = rd_kafka_message_timestamp(msg, &tstype);
+  ForwardMetrics& m = *pending->metrics;
+  m.latency.Observe(absl::ToDoubleSeconds(absl::Now() - pending->queued_at));
+  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    m.forwarded.Increment();
+    m.forwarded_bytes.Increment(static_cast<double>(msg->len + msg->key_len));
+  } else {
+    // librdkafka's codes at or above zero are the Kafka protocol's own error codes.
+    report.kafka_error = msg->err > 0 ? static_cast<int16_t>(msg->err) : 0;
+    const char* name = rd_kafka_err2name(msg->err);
+    report.status = msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT
+                        ? absl::DeadlineExceededError(
+                              absl::StrCat("upstream delivery timed out: ", rd_kafka_err2str(msg->err)))
+                        : absl::UnavailableError(
+                              absl::StrCat("upstream refused the record: ", rd_kafka_err2str(msg->err)));
+    m.CountFailure(m.failed_family, name);
+  }
+  pending->done(report);
+}
+
+absl::Status Forwarder::Start() {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  auto set = [&](const std::string& name, const std::string& value) -> absl::Status {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) !=
+        RD_KAFKA_CONF_OK) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("upstream.librdkafka.", name, "=", value, ": ", err));
+    }
+    return absl::OkStatus();
+  };
+  std::vector<std::pair<std::string, std::string>> settings = {
+      {"bootstrap.servers", config_.bootstrap_servers},
+      {"client.id", "saltproxy"},
+      // Nothing acknowledged is lost: the proxy answers a client only after acks=all, and the
+      // idempotent producer keeps retries from duplicating or reordering records.
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"partitioner", "murmur2_random"},  // The Java client's default, for records with no choice.
+      {"message.timeout.ms", absl::StrCat(ToMillis(config_.delivery_timeout))},
+      {"queue.buffering.max.messages", absl::StrCat(config_.max_queued_records)},
+      {"queue.buffering.max.kbytes", absl::StrCat(std::max<uint64_t>(1, config_.max_queued_bytes / 1024))},
+      {"linger.ms", "2"},
+      {"log_level", "4"},
+  };
+  for (const auto& [name, value] : config_.librdkafka) settings.emplace_back(name, value);
+  for (const auto& [name, value] : settings) {
+    if (absl::Status s = set(name, value); !s.ok()) {
+      rd_kafka_conf_destroy(conf);
+      return s;
+    }
+  }
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t* rk, const rd_kafka_message_t* msg, void* opaque) {
+    OnDelivery(rk, msg, opaque);
+  });
+  rd_kafka_conf_set_opaque(conf, this);
+  rd_kafka_conf_set_error_cb(conf, [](rd_kafka_t*, int code, const char* reason, void* opaque) {
+    auto* self = static_cast<Forwarder*>(opaque);
+    const char* name = rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(code));
+    self->metrics_->CountFailure(self->metrics_->upstream_errors_family, name);
+    LogEvent(LogLevel::kWarn, "upstream_error", {{"error", name}, {"reason", reason}});
+  });
+  rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t*, int level, const char* fac, const char* buf) {
+    LogEvent(level <= 3 ? LogLevel::kError : LogLevel::kWarn, "librdkafka",
+             {{"facility", fac}, {"message", buf}});
+  });
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InvalidArgumentError(absl::StrCat("upstream producer: ", err));
+  }
+  handle_->rk.reset(rk);
+  poll_thread_ = std::thread([this] { PollLoop(); });
+  metadata_thread_ = std::thread([this] { MetadataLoop(); });
+  return absl::OkStatus();
+}
+
+Forwarder::~Forwarder() {
+  if (absl::Status s = Flush(absl::Seconds(5)); !s.ok()) {
+    LogEvent(LogLevel::kWarn, "upstream_flush_incomplete", {{"reason", s.message()}});
+  }
+  stopping_ = true;
+  metadata_cv_.notify_all();
+  if (metadata_thread_.joinable()) metadata_thread_.join();
+  if (poll_thread_.joinable()) poll_thread_.join();
+  // Fail what is left (a flush that timed out) so that no caller waits for ever: purge makes
+  // librdkafka emit a delivery report for each queued record.
+  rd_kafka_purge(handle_->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_poll(handle_->rk.get(), 0);
+  handle_->rk.reset();
+  for (Lookup& lookup : lookups_) lookup.done(absl::UnavailableError("saltproxy is shutting down"));
+}
+
+absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCallback done) {
+  rd_kafka_headers_t* headers = nullptr;
+  if (!record.headers.empty()) {
+    headers = rd_kafka_headers_new(record.headers.size());
+    for (const RecordHeader& h : record.headers) {
+      rd_kafka_header_add(headers, h.key.data(), static_cast<ssize_t>(h.key.size()),
+                          h.value ? h.value->data() : nullptr,
+                          h.value ? static_cast<ssize_t>(h.value->size()) : 0);
+    }
+  }
+  auto pending = std::make_unique<PendingDelivery>(
+      PendingDelivery{std::move(done), absl::Now(), metrics_.get()});
+  const std::string* key = record.key ? &*record.key : nullptr;
+  const std::string* value = record.value ? &*record.value : nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      handle_->rk.get(), RD_KAFKA_V_TOPIC(record.topic.c_str()),
+      RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY(key ? key->data() : nullptr, key ? key->size() : 0),
+      RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr,
+                       value ? value->size() : 0),
+      RD_KAFKA_V_TIMESTAMP(record.timestamp_ms), RD_KAFKA_V_HEADERS(headers),
+      RD_KAFKA_V_OPAQUE(pending.get()), RD_KAFKA_V_END);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    pending.release();  // Owned by librdkafka's message until OnDelivery.
+    return absl::OkStatus();
+  }
+  if (headers) rd_kafka_headers_destroy(headers);  // Not taken over on failure.
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+      metrics_->queue_full.Increment();
+      return absl::ResourceExhaustedError(
+          "the upstream producer's queue is full (upstream.max_queued_records or "
+          "upstream.max_queued_bytes); retry later");
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+      return absl::InvalidArgumentError(
+          "the record is larger than the upstream producer's message.max.bytes");
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+      return absl::InvalidArgumentError(
+          absl::StrCat("topic ", record.topic, " has no partition ", partition));
+    default:
+      return absl::UnavailableError(
+          absl::StrCat("upstream producer refused the record: ", rd_kafka_err2str(err)));
+  }
+}
+
+absl::Status Forwarder::Flush(absl::Duration timeout) {
+  rd_kafka_resp_err_t err = rd_kafka_flush(handle_->rk.get(), ToMillis(timeout));
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
+  return absl::DeadlineExceededError(absl::StrCat(rd_kafka_outq_len(handle_->rk.get()),
+                                                  " records still queued after the flush timeout"));
+}
+
+int Forwarder::QueueDepth() const { return rd_kafka_outq_len(handle_->rk.get()); }
+
+void Forwarder::PollLoop() {
+  while (!stopping_.load()) {
+    rd_kafka_poll(handle_->rk.get(), 100);
+    metrics_->queue_depth.Set(QueueDepth());
+  }
+}
+
+std::shared_ptr<const ClusterMetadata> Forwarder::metadata() const {
+  std::lock_guard<std::mutex> lock(metadata_mu_);
+  return metadata_;
+}
+
+void Forwarder::RefreshAll() {
+  const rd_kafka_metadata_t* md = nullptr;
+  int timeout = ToMillis(std::min(config_.metadata_refresh, absl::Seconds(5)));
+  rd_kafka_resp_err_t err = rd_kafka_metadata(handle_->rk.get(), 1, nullptr, &md, timeout);
+  bool was_ready = ready_.load();
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ready_ = false;
+    metrics_->ready.Set(0);
+    if (was_ready) {
+      LogEvent(LogLevel::kWarn, "upstream_unready", {{"error", rd_kafka_err2str(err)}});
+    }
+    return;
+  }
+  auto snapshot = std::make_shared<ClusterMetadata>();
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const rd_kafka_metadata_topic_t& t = md->topics[i];
+    if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR) snapshot->partition_counts[t.topic] = t.partition_cnt;
+  }
+  rd_kafka_metadata_destroy(md);
+  char* cluster_id = rd_kafka_clusterid(handle_->rk.get(), 0);
+  if (cluster_id) {
+    snapshot->cluster_id = cluster_id;
+    rd_kafka_mem_free(handle_->rk.get(), cluster_id);
+  }
+  snapshot->fetched_at = absl::Now();
+  {
+    std::lock_guard<std::mutex> lock(metadata_mu_);
+    metadata_ = std::move(snapshot);
+  }
+  ready_ = true;
+  metrics_->ready.Set(1);
+  if (!was_ready) {
+    LogEvent(LogLevel::kInfo, "upstream_ready", {{"bootstrap", bootstrap_servers_}});
+  }
+}
+
+absl::StatusOr<int32_t> Forwarder::FetchTopic(const std::string& topic) {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(handle_->rk.get(), topic.c_str(), nullptr);
+  if (!rkt) return absl::InvalidArgumentError(absl::StrCat("invalid topic name: ", topic));
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err =
+      rd_kafka_metadata(handle_->rk.get(), 0, rkt, &md, ToMillis(kLookupTimeout));
+  rd_kafka_topic_destroy(rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(
+        absl::StrCat("upstream cluster did not answer: ", rd_kafka_err2str(err)));
+  }
+  absl::StatusOr<int32_t> result = absl::NotFoundError(absl::StrCat("topic not found: ", topic));
+  if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+      md->topics[0].partition_cnt > 0) {
+    result = md->topics[0].partition_cnt;
+  }
+  rd_kafka_metadata_destroy(md);
+  if (result.ok()) {
+    std::lock_guard<std::mutex> lock(metadata_mu_);
+    auto updated = std::make_shared<ClusterMetadata>(*metadata_);
+    updated->partition_counts[topic] = *result;
+    metadata_ = std::move(updated);
+  }
+  return result;
+}
+
+void Forwarder::LookupTopic(const std::string& topic,
+                            absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) {
+  {
+    std::shared_ptr<const ClusterMetadata> md = metadata();
+    auto it = md->partition_counts.find(topic);
+    if (it != md->partition_counts.end()) {
+      done(it->second);
+      return;
+    }
+  }
+  std::unique_lock<std::mutex> lock(metadata_mu_);
+  if (lookups_.size() >= kMaxPendingLookups || stopping_.load()) {
+    lock.unlock();
+    done(absl::UnavailableError("too many topic lookups in flight; retry later"));
+    return;
+  }
+  lookups_.push_back(Lookup{topic, std::move(done)});
+  metadata_cv_.notify_one();
+}
+
+void Forwarder::MetadataLoop() {
+  absl::Time next_refresh = absl::InfinitePast();
+  while (!stopping_.load()) {
+    if (absl::Now() >= next_refresh) {
+      RefreshAll();
+      next_refresh = absl::Now() + config_.metadata_refresh;
+    }
+    std::deque<Lookup> batch;
+    {
+      std::unique_lock<std::mutex> lock(metadata_mu_);
+      metadata_cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(
+                                      1, absl::ToInt64Milliseconds(next_refresh - absl::Now()))),
+                            [&] { return stopping_.load() || !lookups_.empty(); });
+      batch.swap(lookups_);
+    }
+    // One request per distinct topic; every waiter of that topic gets the answer.
+    absl::flat_hash_map<std::string, absl::StatusOr<int32_t>> answers;
+    for (Lookup& lookup : batch) {
+      auto it = answers.find(lookup.topic);
+      if (it == answers.end()) it = answers.emplace(lookup.topic, FetchTopic(lookup.topic)).first;
+      lookup.done(it->second);
+    }
+  }
+}
+
+}  // namespace saltproxy

@@ -1,0 +1,107 @@
+// The forwarder: the proxy's one upstream librdkafka producer (idempotent, acks=all), its
+// delivery reports, its push-back, and a cache of the upstream cluster's metadata.
+//
+//   ASSIGN_OR_RETURN(auto forwarder, Forwarder::Create(config.upstream, metrics));
+//   absl::Status queued = forwarder->Produce(std::move(record), partition,
+//       [](const DeliveryReport& report) { ... });  // runs once, on the delivery thread
+//   if (absl::IsResourceExhausted(queued)) { /* push back: 429 or a throttled Kafka answer */ }
+//
+// Nothing acknowledged is lost: a caller answers its client only from the delivery callback,
+// which librdkafka calls after the cluster acknowledged the record (acks=all) or gave up on it.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proxy/common/record.h"
+#include "proxy/config/config.h"
+#include "proxy/metrics/metrics.h"
+
+namespace saltproxy {
+
+// What the proxy knows of the upstream cluster, refreshed in the background.
+struct ClusterMetadata {
+  std::string cluster_id;
+  absl::flat_hash_map<std::string, int32_t> partition_counts;  // topic → partitions
+  absl::Time fetched_at;
+};
+
+class Forwarder {
+ public:
+  static absl::StatusOr<std::unique_ptr<Forwarder>> Create(const UpstreamConfig& config,
+                                                           Metrics& metrics);
+  ~Forwarder();
+  Forwarder(const Forwarder&) = delete;
+  Forwarder& operator=(const Forwarder&) = delete;
+
+  // Queues `record` for `partition` (-1: the Java default partitioner's choice, murmur2).
+  // OK: `done` will run exactly once, on the delivery thread. ResourceExhausted: the queue is
+  // full (push back, retry later); InvalidArgument: the record can never be produced (too
+  // large, bad partition). On an error `done` is not called.
+  absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done);
+
+  // Waits until every queued record was delivered or failed, or the timeout passed.
+  absl::Status Flush(absl::Duration timeout);
+
+  // The latest metadata snapshot (never null; empty before the first refresh).
+  std::shared_ptr<const ClusterMetadata> metadata() const;
+
+  // Partitions of `topic`: from the cache when it knows the topic, otherwise from a targeted
+  // metadata request made on the metadata thread. `done` gets NotFound for a topic the cluster
+  // does not have, Unavailable when the cluster did not answer. It may run on the caller's
+  // thread (cache hit) or on the metadata thread.
+  void LookupTopic(const std::string& topic, absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done);
+
+  // True while the upstream cluster answers metadata requests.
+  bool Ready() const { return ready_.load(std::memory_order_relaxed); }
+  // Records queued in librdkafka, not yet delivered.
+  int QueueDepth() const;
+  const std::string& bootstrap_servers() const { return bootstrap_servers_; }
+
+ private:
+  struct Handle;
+  struct PendingDelivery;
+  struct ForwardMetrics;
+
+  Forwarder(const UpstreamConfig& config, Metrics& metrics);
+  absl::Status Start();
+  void PollLoop();
+  void MetadataLoop();
+  void RefreshAll();
+  absl::StatusOr<int32_t> FetchTopic(const std::string& topic);
+  static void OnDelivery(void* rk, const void* message, void* opaque);
+
+  UpstreamConfig config_;
+  std::string bootstrap_servers_;
+  std::unique_ptr<Handle> handle_;
+  std::unique_ptr<ForwardMetrics> metrics_;
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> ready_{false};
+  std::thread poll_thread_;
+  std::thread metadata_thread_;
+
+  mutable std::mutex metadata_mu_;
+  std::condition_variable metadata_cv_;
+  std::shared_ptr<const ClusterMetadata> metadata_;
+  struct Lookup {
+    std::string topic;
+    absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done;
+  };
+  std::deque<Lookup> lookups_;  // Bounded by kMaxPendingLookups.
+};
+
+}  // namespace saltproxy

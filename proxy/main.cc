@@ -1,0 +1,93 @@
+// saltproxy: an adaptive hot-key salting proxy for Apache Kafka.
+//
+//   saltproxy --config config/saltproxy.yaml           run
+//   saltproxy --config config/saltproxy.yaml --check-config   validate the file and exit
+//   saltproxy --embedded                               run in front of an in-process mock cluster
+//   saltproxy --version
+//
+// SIGTERM or SIGINT: stop accepting, answer requests in flight, flush upstream, exit 0.
+#include <signal.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "proxy/app.h"
+#include "proxy/common/log.h"
+#include "proxy/config/config.h"
+
+namespace {
+
+constexpr std::string_view kUsage =
+    "usage: saltproxy [--config FILE] [--check-config] [--embedded] [--version]\n"
+    "  --config FILE    YAML configuration (see config/saltproxy.yaml)\n"
+    "  --check-config   validate the configuration and exit (0 when valid, 2 when not)\n"
+    "  --embedded       run librdkafka's mock cluster in-process instead of a real cluster\n"
+    "  --version        print the version and exit\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  bool embedded = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--version") {
+      std::cout << "saltproxy " << SALTPROXY_VERSION << "\n";
+      return 0;
+    } else if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else if (arg == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_path = std::string(arg.substr(9));
+    } else if (arg == "--check-config") {
+      check_only = true;
+    } else if (arg == "--embedded") {
+      embedded = true;
+    } else {
+      std::cerr << "saltproxy: unknown argument: " << arg << "\n" << kUsage;
+      return 2;
+    }
+  }
+
+  absl::StatusOr<saltproxy::Config> config =
+      config_path.empty() ? saltproxy::ParseConfig(embedded ? "upstream: {embedded: true}" : "",
+                                                   "(defaults)")
+                          : saltproxy::LoadConfigFile(config_path);
+  if (!config.ok()) {
+    std::cerr << "saltproxy: invalid configuration:\n" << config.status().message() << "\n";
+    return 2;
+  }
+  if (embedded) config->upstream.embedded = true;
+  if (check_only) {
+    std::cout << "saltproxy: " << (config_path.empty() ? "(defaults)" : config_path)
+              << ": configuration is valid\n";
+    return 0;
+  }
+
+  // Signals are taken by sigwait on this thread; block them before any other thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<saltproxy::App>> app = saltproxy::App::Start(*config);
+  if (!app.ok()) {
+    saltproxy::LogEvent(saltproxy::LogLevel::kError, "start_failed",
+                        {{"reason", app.status().message()}});
+    return 1;
+  }
+  int received = 0;
+  sigwait(&signals, &received);
+  saltproxy::LogEvent(saltproxy::LogLevel::kInfo, "signal", {{"signal", strsignal(received)}});
+  absl::Status stopped = (*app)->Shutdown();
+  app->reset();
+  return stopped.ok() ? 0 : 1;
+}
