@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
     p.embedded = std::move(*cluster);
     upstream.bootstrap_servers = p.embedded->bootstrap_servers();
   }
-  absl::StatusOr<std::unique_ptr<Forwarder>> forwarder = Forwarder::Create(upstream, p.metrics);
+  absl::StatusOr<std::unique_ptr<Forwarder>> forwarder = Forwarder::Create(upstream, p.metrics, /*cache_only_lookups=*/upstream.embedded);
   if (!forwarder.ok()) return forwarder.status();
   p.forwarder = std::move(*forwarder);
   p.router = std::make_unique<Router>(*p.forwarder);

@@ -94,16 +94,18 @@ struct Forwarder::ForwardMetrics {
   std::mutex mu;
 };
 
-Forwarder::Forwarder(const UpstreamConfig& config, Metrics& metrics)
+Forwarder::Forwarder(const UpstreamConfig& config, Metrics& metrics, bool cache_only_lookups)
     : config_(config),
+      cache_only_lookups_(cache_only_lookups),
       bootstrap_servers_(config.bootstrap_servers),
       handle_(std::make_unique<Handle>()),
       metrics_(std::make_unique<ForwardMetrics>(metrics.registry())),
       metadata_(std::make_shared<ClusterMetadata>()) {}
 
 absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const UpstreamConfig& config,
-                                                             Metrics& metrics) {
-  std::unique_ptr<Forwarder> forwarder(new Forwarder(config, metrics));
+                                                             Metrics& metrics,
+                                                             bool cache_only_lookups) {
+  std::unique_ptr<Forwarder> forwarder(new Forwarder(config, metrics, cache_only_lookups));
   if (absl::Status s = forwarder->Start(); !s.ok()) return s;
   return forwarder;
 }
@@ -345,6 +347,10 @@ void Forwarder::LookupTopic(const std::string& topic,
     auto it = md->partition_counts.find(topic);
     if (it != md->partition_counts.end()) {
       done(it->second);
+      return;
+    }
+    if (cache_only_lookups_ && ready_.load()) {
+      done(absl::NotFoundError(absl::StrCat("topic not found: ", topic)));
       return;
     }
   }

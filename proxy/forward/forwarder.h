@@ -41,8 +41,12 @@ struct ClusterMetadata {
 
 class Forwarder {
  public:
+  // `cache_only_lookups`: LookupTopic answers from the metadata cache alone and never asks the
+  // cluster about a topic it does not list. The embedded mock cluster needs it, since it creates
+  // any topic a metadata request names.
   static absl::StatusOr<std::unique_ptr<Forwarder>> Create(const UpstreamConfig& config,
-                                                           Metrics& metrics);
+                                                           Metrics& metrics,
+                                                           bool cache_only_lookups = false);
   ~Forwarder();
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
@@ -76,7 +80,7 @@ class Forwarder {
   struct PendingDelivery;
   struct ForwardMetrics;
 
-  Forwarder(const UpstreamConfig& config, Metrics& metrics);
+  Forwarder(const UpstreamConfig& config, Metrics& metrics, bool cache_only_lookups);
   absl::Status Start();
   void PollLoop();
   void MetadataLoop();
@@ -85,6 +89,7 @@ class Forwarder {
   static void OnDelivery(void* rk, const void* message, void* opaque);
 
   UpstreamConfig config_;
+  const bool cache_only_lookups_;
   std::string bootstrap_servers_;
   std::unique_ptr<Handle> handle_;
   std::unique_ptr<ForwardMetrics> metrics_;

@@ -30,4 +30,10 @@ MATCHER_P2(StatusIs, code, message_matcher, "has code " + ::testing::PrintToStri
          ::testing::Matches(message_matcher)(std::string(s.message()));
 }
 
+MATCHER_P(StatusIs, code, "has code " + ::testing::PrintToString(code)) {
+  const absl::Status& s = GetStatus(arg);
+  *result_listener << "status is " << s;
+  return s.code() == code;
+}
+
 }  // namespace saltproxy::testing

@@ -1,0 +1,163 @@
+#include "proxy/config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "testing/status_matchers.h"
+
+namespace saltproxy {
+namespace {
+
+using ::saltproxy::testing::IsOk;
+using ::saltproxy::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+TEST(ConfigTest, ExampleFileInConfigFolderIsValid) {
+  absl::StatusOr<Config> config =
+      LoadConfigFile(std::string(SALTPROXY_SOURCE_DIR) + "/config/saltproxy.yaml");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_EQ(config->instance_id, "saltproxy-1");
+  EXPECT_EQ(config->http.listen.host, "127.0.0.1");
+  EXPECT_EQ(config->http.listen.port, 8080);
+  EXPECT_EQ(config->http.max_body_bytes, 1048576u);
+  EXPECT_EQ(config->http.idle_timeout, absl::Seconds(30));
+  EXPECT_EQ(config->upstream.bootstrap_servers, "127.0.0.1:9092");
+  ASSERT_EQ(config->upstream.embedded_topics.size(), 1u);
+  EXPECT_EQ(config->upstream.embedded_topics[0].partitions, 8);
+  EXPECT_EQ(config->upstream.librdkafka.at("compression.type"), "lz4");
+}
+
+TEST(ConfigTest, DemoFileIsValidAndEmbedded) {
+  absl::StatusOr<Config> config =
+      LoadConfigFile(std::string(SALTPROXY_SOURCE_DIR) + "/config/demo.yaml");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_TRUE(config->upstream.embedded);
+  EXPECT_EQ(config->http.listen.port, 0);
+}
+
+TEST(ConfigTest, DefaultsApplyToAbsentFields) {
+  absl::StatusOr<Config> config = ParseConfig("upstream:\n  bootstrap_servers: kafka:9092\n");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_EQ(config->http.threads, 2);
+  EXPECT_EQ(config->http.max_in_flight_requests, 1024);
+  EXPECT_EQ(config->upstream.delivery_timeout, absl::Seconds(30));
+  EXPECT_EQ(config->log_level, LogLevel::kInfo);
+}
+
+TEST(ConfigTest, UnknownFieldIsReportedWithPathLineAndKnownFields) {
+  absl::StatusOr<Config> config = ParseConfig(
+      "upstream:\n  bootstrap_servers: k:9092\nhttp:\n  listen: 127.0.0.1:1\n  max_body: 5\n",
+      "bad.yaml");
+  EXPECT_THAT(config, StatusIs(absl::StatusCode::kInvalidArgument,
+                               AllOf(HasSubstr("bad.yaml:5: http.max_body: unknown field"),
+                                     HasSubstr("max_body_bytes"))));
+}
+
+TEST(ConfigTest, UnknownTopLevelSectionIsReported) {
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nhtttp:\n  threads: 2\n", "f.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("f.yaml:2: htttp: unknown field")));
+}
+
+TEST(ConfigTest, WrongTypeNamesFieldLineExpectedAndGot) {
+  absl::StatusOr<Config> config = ParseConfig(
+      "upstream:\n  embedded: true\nhttp:\n  max_body_bytes: lots\n", "bad.yaml");
+  EXPECT_THAT(config,
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("bad.yaml:4: http.max_body_bytes: expected an integer"),
+                             HasSubstr("got \"lots\""))));
+}
+
+TEST(ConfigTest, OutOfRangeValueIsRejected) {
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nhttp: {threads: 0}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("http.threads: expected an integer from 1 to 64, got \"0\"")));
+}
+
+TEST(ConfigTest, BadDurationSaysWhatADurationLooksLike) {
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true, delivery_timeout: 30}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("upstream.delivery_timeout: expected a duration such as 250ms")));
+}
+
+TEST(ConfigTest, BadBoolAndBadEnumAreRejected) {
+  EXPECT_THAT(ParseConfig("upstream: {embedded: yes please}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("upstream.embedded: expected true or false")));
+  EXPECT_THAT(ParseConfig("log_level: loud\nupstream: {embedded: true}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("log_level: expected one of debug, info, warn, error")));
+}
+
+TEST(ConfigTest, MissingBootstrapServersIsRequiredUnlessEmbedded) {
+  EXPECT_THAT(ParseConfig("http:\n  threads: 2\n", "f.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("upstream.bootstrap_servers: required")));
+  EXPECT_THAT(ParseConfig("upstream:\n  embedded: true\n"), IsOk());
+}
+
+TEST(ConfigTest, TopicWithoutNameIsRequired) {
+  EXPECT_THAT(ParseConfig("upstream:\n  embedded: true\n  embedded_topics:\n    - partitions: 3\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("upstream.embedded_topics[0].name: required")));
+}
+
+TEST(ConfigTest, BadListenAddressIsRejected) {
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nhttp: {listen: nowhere}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("http.listen: expected host:port, got \"nowhere\"")));
+}
+
+TEST(ConfigTest, AllErrorsAreReportedAtOnce) {
+  absl::StatusOr<Config> config =
+      ParseConfig("http:\n  threads: many\n  colour: blue\nupstream: {}\n", "f.yaml");
+  EXPECT_THAT(config, StatusIs(absl::StatusCode::kInvalidArgument,
+                               AllOf(HasSubstr("http.threads"), HasSubstr("http.colour"),
+                                     HasSubstr("upstream.bootstrap_servers"))));
+}
+
+TEST(ConfigTest, InvalidYamlSyntaxGivesLine) {
+  EXPECT_THAT(ParseConfig("http:\n  threads: [1,\n", "f.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not valid YAML")));
+}
+
+TEST(ConfigTest, TopLevelScalarIsRejected) {
+  EXPECT_THAT(ParseConfig("just a string\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected a mapping")));
+}
+
+TEST(ConfigTest, MissingFileIsReportedWithPathAndReason) {
+  EXPECT_THAT(LoadConfigFile("/nonexistent/saltproxy.yaml"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       AllOf(HasSubstr("/nonexistent/saltproxy.yaml"),
+                             HasSubstr("No such file or directory"))));
+}
+
+TEST(ConfigTest, DirectoryIsNotAConfigFile) {
+  EXPECT_THAT(LoadConfigFile(::testing::TempDir()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("it is a directory")));
+}
+
+TEST(ConfigTest, FileErrorsNameTheFile) {
+  std::string path = ::testing::TempDir() + "/saltproxy_config_test.yaml";
+  std::ofstream(path) << "upstream:\n  embedded: true\nhttp:\n  threads: -1\n";
+  EXPECT_THAT(LoadConfigFile(path),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(path + ":4: http.threads: expected an integer")));
+  std::filesystem::remove(path);
+}
+
+TEST(ConfigTest, LibrdkafkaPropertiesPassThroughAsStrings) {
+  absl::StatusOr<Config> config = ParseConfig(
+      "upstream:\n  embedded: true\n  librdkafka:\n    linger.ms: 5\n    batch.size: '1000'\n");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_EQ(config->upstream.librdkafka.at("linger.ms"), "5");
+  EXPECT_EQ(config->upstream.librdkafka.at("batch.size"), "1000");
+}
+
+}  // namespace
+}  // namespace saltproxy

@@ -1,0 +1,196 @@
+// The HTTP API end to end in-process: an App in front of librdkafka's mock cluster.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "proxy/app.h"
+#include "testing/http_client.h"
+#include "testing/status_matchers.h"
+
+namespace saltproxy {
+namespace {
+
+using ::saltproxy::testing::HttpClient;
+using ::saltproxy::testing::HttpResult;
+using ::saltproxy::testing::IsOk;
+using ::testing::HasSubstr;
+namespace http = boost::beast::http;
+
+class HttpApiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<Config> config = ParseConfig(R"(
+instance_id: api-test
+log_level: warn
+http:
+  listen: 127.0.0.1:0
+  max_body_bytes: 4096
+  max_records_per_request: 50
+upstream:
+  embedded: true
+  embedded_topics:
+    - {name: orders, partitions: 4}
+)");
+    ASSERT_THAT(config, IsOk());
+    absl::StatusOr<std::unique_ptr<App>> app = App::Start(*config);
+    ASSERT_THAT(app, IsOk());
+    app_ = std::move(*app).release();
+    // Readiness follows the first metadata answer; wait on it with a deadline.
+    HttpClient client(app_->http_port());
+    for (int i = 0; i < 200 && client.Get("/readyz").status != 200; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  static void TearDownTestSuite() { delete app_; }
+
+  uint16_t port() const { return app_->http_port(); }
+  static App* app_;
+};
+App* HttpApiTest::app_ = nullptr;
+
+TEST_F(HttpApiTest, HealthzAnswers) {
+  HttpResult r = HttpClient(port()).Get("/healthz");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"status":"ok"})");
+}
+
+TEST_F(HttpApiTest, ReadyzIsReadyWhileUpstreamAnswers) {
+  EXPECT_EQ(HttpClient(port()).Get("/readyz").status, 200);
+}
+
+TEST_F(HttpApiTest, ProduceAnswersOneOffsetPerRecordInOrder) {
+  HttpClient client(port());
+  HttpResult r = client.Post(
+      "/topics/orders",
+      R"({"records":[{"key":"a","value":1},{"key":"b","value":2},{"key":"a","value":3}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["Content-Type"], "application/vnd.kafka.v2+json");
+  boost::json::object body = r.Json().as_object();
+  EXPECT_TRUE(body["key_schema_id"].is_null());
+  const boost::json::array& offsets = body["offsets"].as_array();
+  ASSERT_EQ(offsets.size(), 3u);
+  for (const auto& o : offsets) {
+    EXPECT_TRUE(o.at("error_code").is_null()) << r.body;
+    EXPECT_GE(o.at("partition").as_int64(), 0);
+    EXPECT_LT(o.at("partition").as_int64(), 4);
+  }
+  // The same key goes to the same partition, and later records get later offsets there.
+  EXPECT_EQ(offsets[0].at("partition"), offsets[2].at("partition"));
+  EXPECT_LT(offsets[0].at("offset").as_int64(), offsets[2].at("offset").as_int64());
+}
+
+TEST_F(HttpApiTest, ExplicitPartitionIsKept) {
+  HttpResult r = HttpClient(port()).Post(
+      "/topics/orders", R"({"records":[{"key":"x","value":1,"partition":3}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json().at("offsets").at(0).at("partition").as_int64(), 3);
+}
+
+TEST_F(HttpApiTest, KeepAliveCarriesManyRequestsOnOneConnection) {
+  HttpClient client(port());
+  for (int i = 0; i < 5; ++i) {
+    HttpResult r = client.Post("/topics/orders", R"({"records":[{"value":1}]})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_TRUE(client.connected());
+  }
+}
+
+TEST_F(HttpApiTest, MalformedJsonIs400WithJsonBodyAndConnectionStaysUsable) {
+  HttpClient client(port());
+  HttpResult r = client.Post("/topics/orders", R"({"records":[{"value":)");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 400);
+  EXPECT_THAT(std::string(r.Json().at("message").as_string()), HasSubstr("malformed JSON"));
+  EXPECT_EQ(client.Post("/topics/orders", R"({"records":[{"value":1}]})").status, 200);
+}
+
+TEST_F(HttpApiTest, UnknownTopicIs404With40401) {
+  HttpResult r = HttpClient(port()).Post("/topics/no-such-topic", R"({"records":[{"value":1}]})");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 40401);
+  EXPECT_THAT(r.body, HasSubstr("no-such-topic"));
+}
+
+TEST_F(HttpApiTest, UnknownPartitionIs404With40402) {
+  HttpResult r = HttpClient(port()).Post("/topics/orders",
+                                         R"({"records":[{"value":1,"partition":9}]})");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 40402);
+}
+
+TEST_F(HttpApiTest, BodyOverLimitIs413AndServerKeepsServing) {
+  std::string big = R"({"records":[{"value":")" + std::string(5000, 'x') + R"("}]})";
+  HttpResult r = HttpClient(port()).Post("/topics/orders", big);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 413);
+  EXPECT_THAT(r.body, HasSubstr("max_body_bytes"));
+  EXPECT_EQ(HttpClient(port()).Post("/topics/orders", R"({"records":[{"value":1}]})").status, 200);
+}
+
+TEST_F(HttpApiTest, TooManyRecordsIs413) {
+  std::string body = R"({"records":[)";
+  for (int i = 0; i < 51; ++i) body += std::string(i ? "," : "") + "{\"value\":1}";
+  body += "]}";
+  EXPECT_EQ(HttpClient(port()).Post("/topics/orders", body).status, 413);
+}
+
+TEST_F(HttpApiTest, WrongMethodIs405WithAllow) {
+  HttpResult r = HttpClient(port()).Get("/topics/orders");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.headers["Allow"], "POST");
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 405);
+  EXPECT_EQ(HttpClient(port()).Post("/healthz", "").status, 405);
+}
+
+TEST_F(HttpApiTest, UnsupportedContentTypeIs415) {
+  HttpResult r = HttpClient(port()).Post("/topics/orders", "x", "text/plain");
+  EXPECT_EQ(r.status, 415);
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 415);
+}
+
+TEST_F(HttpApiTest, EmptyRecordsIs422) {
+  HttpResult r = HttpClient(port()).Post("/topics/orders", R"({"records":[]})");
+  EXPECT_EQ(r.status, 422);
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 422);
+}
+
+TEST_F(HttpApiTest, UnknownPathIs404) {
+  HttpResult r = HttpClient(port()).Get("/nope");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 404);
+}
+
+TEST_F(HttpApiTest, GarbageOnTheWireGets400AndOtherConnectionsCarryOn) {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket socket(ioc);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port()});
+  std::string garbage = "\x16\x03\x01 this is not HTTP\r\n\r\n";
+  boost::asio::write(socket, boost::asio::buffer(garbage));
+  std::string reply;
+  boost::system::error_code ec;
+  char buf[512];
+  for (;;) {
+    size_t n = socket.read_some(boost::asio::buffer(buf), ec);
+    if (ec) break;
+    reply.append(buf, n);
+  }
+  EXPECT_THAT(reply, HasSubstr("400 Bad Request"));
+  EXPECT_THAT(reply, HasSubstr("\"error_code\":400"));
+  EXPECT_EQ(HttpClient(port()).Get("/healthz").status, 200);
+}
+
+TEST_F(HttpApiTest, MetricsExposeRequestsAndForwardedRecords) {
+  HttpClient client(port());
+  ASSERT_EQ(client.Post("/topics/orders", R"({"records":[{"value":1}]})").status, 200);
+  HttpResult r = client.Get("/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_THAT(r.headers["Content-Type"], HasSubstr("text/plain; version=0.0.4"));
+  EXPECT_THAT(r.body, HasSubstr("saltproxy_http_requests_total{code=\"200\",route=\"produce\"}"));
+  EXPECT_THAT(r.body, HasSubstr("saltproxy_http_request_duration_seconds_bucket"));
+  EXPECT_THAT(r.body, HasSubstr("saltproxy_records_forwarded_total "));
+  EXPECT_THAT(r.body, HasSubstr("saltproxy_upstream_delivery_seconds_count"));
+  EXPECT_THAT(r.body, ::testing::Not(HasSubstr("saltproxy_records_forwarded_total 0\n")));
+}
+
+}  // namespace
+}  // namespace saltproxy

@@ -1,0 +1,113 @@
+#include "proxy/http/produce_request.h"
+
+#include <gtest/gtest.h>
+
+#include "testing/status_matchers.h"
+
+namespace saltproxy {
+namespace {
+
+using ::saltproxy::testing::IsOk;
+using ::saltproxy::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(ProduceRequestTest, JsonFormatStoresKeysAndValuesAsJsonText) {
+  auto records = ParseProduceBody(
+      R"({"records":[{"key":"user-1","value":{"n":1}},{"value":[1,2]},{"key":null,"value":null}]})",
+      EmbeddedFormat::kJson, "t", 100);
+  ASSERT_THAT(records, IsOk());
+  ASSERT_EQ(records->size(), 3u);
+  EXPECT_EQ((*records)[0].topic, "t");
+  EXPECT_EQ((*records)[0].key, "\"user-1\"");
+  EXPECT_EQ((*records)[0].value, R"({"n":1})");
+  EXPECT_FALSE((*records)[1].key.has_value());
+  EXPECT_EQ((*records)[1].value, "[1,2]");
+  EXPECT_FALSE((*records)[2].value.has_value());
+  EXPECT_EQ((*records)[0].partition, -1);
+}
+
+TEST(ProduceRequestTest, BinaryFormatDecodesBase64) {
+  auto records = ParseProduceBody(R"({"records":[{"key":"a2V5","value":"dmFsdWU=","partition":2}]})",
+                                  EmbeddedFormat::kBinary, "t", 100);
+  ASSERT_THAT(records, IsOk());
+  EXPECT_EQ((*records)[0].key, "key");
+  EXPECT_EQ((*records)[0].value, "value");
+  EXPECT_EQ((*records)[0].partition, 2);
+}
+
+TEST(ProduceRequestTest, HeadersAndTimestampAreAccepted) {
+  auto records = ParseProduceBody(
+      R"({"records":[{"value":1,"timestamp":1700000000000,"headers":[{"key":"h","value":"dg=="},{"key":"n","value":null}]}]})",
+      EmbeddedFormat::kJson, "t", 100);
+  ASSERT_THAT(records, IsOk());
+  const Record& r = (*records)[0];
+  EXPECT_EQ(r.timestamp_ms, 1700000000000);
+  ASSERT_EQ(r.headers.size(), 2u);
+  EXPECT_EQ(r.headers[0].key, "h");
+  EXPECT_EQ(r.headers[0].value, "v");
+  EXPECT_FALSE(r.headers[1].value.has_value());
+}
+
+TEST(ProduceRequestTest, MalformedJsonIsInvalidArgument) {
+  auto records = ParseProduceBody(R"({"records":[)", EmbeddedFormat::kJson, "t", 100);
+  EXPECT_THAT(records, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("malformed JSON")));
+  EXPECT_EQ(ToProduceError(records.status()).http_status, 400);
+}
+
+TEST(ProduceRequestTest, EmptyRecordsIsUnprocessable) {
+  auto records = ParseProduceBody(R"({"records":[]})", EmbeddedFormat::kJson, "t", 100);
+  EXPECT_THAT(records, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("empty")));
+  EXPECT_EQ(ToProduceError(records.status()).http_status, 422);
+}
+
+TEST(ProduceRequestTest, MissingRecordsIsUnprocessable) {
+  EXPECT_THAT(ParseProduceBody(R"({"rec":[]})", EmbeddedFormat::kJson, "t", 100),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(ParseProduceBody(R"([1,2])", EmbeddedFormat::kJson, "t", 100),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST(ProduceRequestTest, UnknownRecordFieldNamesIndexAndField) {
+  EXPECT_THAT(ParseProduceBody(R"({"records":[{"value":1},{"vale":2}]})", EmbeddedFormat::kJson,
+                               "t", 100),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("records[1]: unrecognized field \"vale\"")));
+}
+
+TEST(ProduceRequestTest, BadBase64IsUnprocessable) {
+  EXPECT_THAT(ParseProduceBody(R"({"records":[{"value":"!!!"}]})", EmbeddedFormat::kBinary, "t",
+                               100),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("records[0]: value: not valid base64")));
+  EXPECT_THAT(ParseProduceBody(R"({"records":[{"value":7}]})", EmbeddedFormat::kBinary, "t", 100),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("base64 string")));
+}
+
+TEST(ProduceRequestTest, NegativePartitionIsUnprocessable) {
+  EXPECT_THAT(ParseProduceBody(R"({"records":[{"value":1,"partition":-1}]})",
+                               EmbeddedFormat::kJson, "t", 100),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("partition")));
+}
+
+TEST(ProduceRequestTest, TooManyRecordsIsOutOfRange) {
+  auto records =
+      ParseProduceBody(R"({"records":[{"value":1},{"value":2},{"value":3}]})",
+                       EmbeddedFormat::kJson, "t", 2);
+  EXPECT_THAT(records, StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("limit of 2")));
+  EXPECT_EQ(ToProduceError(records.status()).http_status, 413);
+}
+
+TEST(ProduceRequestTest, ContentTypes) {
+  EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.json.v2+json"), EmbeddedFormat::kJson);
+  EXPECT_EQ(*FormatFromContentType("application/json; charset=utf-8"), EmbeddedFormat::kJson);
+  EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.binary.v2+json"),
+            EmbeddedFormat::kBinary);
+  EXPECT_THAT(FormatFromContentType("application/vnd.kafka.avro.v2+json"),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("schema registry")));
+  EXPECT_THAT(FormatFromContentType("text/plain"),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("unsupported content type")));
+  EXPECT_EQ(ToProduceError(FormatFromContentType("text/plain").status()).http_status, 415);
+}
+
+}  // namespace
+}  // namespace saltproxy
