@@ -354,6 +354,9 @@ void HttpServer::Shutdown(absl::Duration timeout) {
   ioc_.stop();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  // The acceptor belongs to ioc_, which dies before shared_ (sessions and the forwarder's
+  // pending answers may still hold shared_).
+  shared_->acceptor.reset();
 }
 
 }  // namespace saltproxy
