@@ -27,6 +27,14 @@ struct Record {
   int32_t partition = -1;    // -1: the router chooses; otherwise the client asked for it.
 };
 
+// What the router did with a record's key.
+enum class RouteAction {
+  kPassed,           // not hot: the Java default partitioner's partition (murmur2 of the key)
+  kClientPartition,  // the client named the partition; saltproxy kept it
+  kSalted,           // hot: spread over the key's salts within its own topic
+  kRerouted,         // too hot for salting: moved (and salted) to the dedicated hot topic
+};
+
 // What became of one record upstream.
 struct DeliveryReport {
   absl::Status status;      // OK once the cluster acknowledged the record.
@@ -35,6 +43,9 @@ struct DeliveryReport {
   int32_t partition = -1;
   int64_t offset = -1;
   int64_t timestamp_ms = -1;
+  RouteAction action = RouteAction::kPassed;
+  int32_t salt = -1;        // The salt index when salted or rerouted, else -1.
+  uint64_t epoch = 0;       // The salt map epoch the decision was made under.
 };
 using DeliveryCallback = absl::AnyInvocable<void(const DeliveryReport&)>;
 
