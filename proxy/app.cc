@@ -42,7 +42,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   absl::StatusOr<std::unique_ptr<Forwarder>> forwarder = Forwarder::Create(upstream, p.metrics, /*cache_only_lookups=*/upstream.embedded);
   if (!forwarder.ok()) return forwarder.status();
   p.forwarder = std::move(*forwarder);
-  p.router = std::make_unique<Router>(*p.forwarder);
+  RouterOptions router_options;
+  router_options.instance_id = config.instance_id;
+  p.router = std::make_unique<Router>(*p.forwarder, nullptr, router_options);
   Forwarder* fw = p.forwarder.get();
   p.api = std::make_unique<ApiHandler>(config.http, *p.router, p.metrics,
                                        [fw] { return fw->Ready(); });

@@ -340,6 +340,64 @@ absl::StatusOr<int32_t> Forwarder::FetchTopic(const std::string& topic) {
   return result;
 }
 
+std::optional<int32_t> Forwarder::CachedPartitions(const std::string& topic) const {
+  std::shared_ptr<const ClusterMetadata> md = metadata();
+  auto it = md->partition_counts.find(topic);
+  if (it == md->partition_counts.end()) return std::nullopt;
+  return it->second;
+}
+
+absl::Status Forwarder::CreateTopic(const std::string& topic, int32_t partitions,
+                                    const std::map<std::string, std::string>& configs) {
+  absl::Status result;
+  if (topic_creator_) {
+    result = topic_creator_(topic, partitions);
+  } else {
+    char err[512];
+    rd_kafka_NewTopic_t* new_topic =
+        rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err);
+    if (!new_topic) return absl::InvalidArgumentError(absl::StrCat("create topic ", topic, ": ", err));
+    for (const auto& [name, value] : configs) {
+      rd_kafka_NewTopic_set_config(new_topic, name.c_str(), value.c_str());
+    }
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(handle_->rk.get());
+    rd_kafka_CreateTopics(handle_->rk.get(), &new_topic, 1, nullptr, queue);
+    rd_kafka_event_t* event = rd_kafka_queue_poll(queue, ToMillis(kLookupTimeout) * 5);
+    if (!event) {
+      result = absl::DeadlineExceededError(absl::StrCat("create topic ", topic, ": no answer"));
+    } else if (rd_kafka_event_error(event)) {
+      result = absl::UnavailableError(
+          absl::StrCat("create topic ", topic, ": ", rd_kafka_event_error_string(event)));
+    } else {
+      const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(event);
+      size_t count = 0;
+      const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(res, &count);
+      for (size_t i = 0; i < count; ++i) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+          const char* msg = rd_kafka_topic_result_error_string(results[i]);
+          result = absl::UnavailableError(
+              absl::StrCat("create topic ", topic, ": ", msg ? msg : rd_kafka_err2str(e)));
+        }
+      }
+    }
+    if (event) rd_kafka_event_destroy(event);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_NewTopic_destroy(new_topic);
+  }
+  if (!result.ok()) return result;
+  LogEvent(LogLevel::kInfo, "topic_created",
+           {{"topic", topic}, {"partitions", absl::StrCat(partitions)}});
+  // Learn the new topic at once rather than at the next refresh; a new topic's metadata can
+  // take a moment to reach every broker.
+  absl::StatusOr<int32_t> known = FetchTopic(topic);
+  for (int attempt = 0; attempt < 10 && !known.ok(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    known = FetchTopic(topic);
+  }
+  return known.ok() ? absl::OkStatus() : known.status();
+}
+
 void Forwarder::LookupTopic(const std::string& topic,
                             absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) {
   {

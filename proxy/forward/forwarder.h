@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proxy/common/record.h"
+#include "proxy/common/upstream.h"
 #include "proxy/config/config.h"
 #include "proxy/metrics/metrics.h"
 
@@ -39,7 +42,7 @@ struct ClusterMetadata {
   absl::Time fetched_at;
 };
 
-class Forwarder {
+class Forwarder : public Upstream {
  public:
   // `cache_only_lookups`: LookupTopic answers from the metadata cache alone and never asks the
   // cluster about a topic it does not list. The embedded mock cluster needs it, since it creates
@@ -47,7 +50,7 @@ class Forwarder {
   static absl::StatusOr<std::unique_ptr<Forwarder>> Create(const UpstreamConfig& config,
                                                            Metrics& metrics,
                                                            bool cache_only_lookups = false);
-  ~Forwarder();
+  ~Forwarder() override;
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
 
@@ -55,7 +58,17 @@ class Forwarder {
   // OK: `done` will run exactly once, on the delivery thread. ResourceExhausted: the queue is
   // full (push back, retry later); InvalidArgument: the record can never be produced (too
   // large, bad partition). On an error `done` is not called.
-  absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done);
+  absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done) override;
+
+  std::optional<int32_t> CachedPartitions(const std::string& topic) const override;
+
+  // Creates `topic` through librdkafka's Admin API (CreateTopics), or through the override set
+  // with SetTopicCreator (the embedded mock cluster has no CreateTopics). An existing topic is
+  // not an error.
+  absl::Status CreateTopic(const std::string& topic, int32_t partitions,
+                           const std::map<std::string, std::string>& configs) override;
+  using TopicCreator = std::function<absl::Status(const std::string&, int32_t)>;
+  void SetTopicCreator(TopicCreator creator) { topic_creator_ = std::move(creator); }
 
   // Waits until every queued record was delivered or failed, or the timeout passed.
   absl::Status Flush(absl::Duration timeout);
@@ -67,7 +80,8 @@ class Forwarder {
   // metadata request made on the metadata thread. `done` gets NotFound for a topic the cluster
   // does not have, Unavailable when the cluster did not answer. It may run on the caller's
   // thread (cache hit) or on the metadata thread.
-  void LookupTopic(const std::string& topic, absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done);
+  void LookupTopic(const std::string& topic,
+                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override;
 
   // True while the upstream cluster answers metadata requests.
   bool Ready() const { return ready_.load(std::memory_order_relaxed); }
@@ -93,6 +107,7 @@ class Forwarder {
   std::string bootstrap_servers_;
   std::unique_ptr<Handle> handle_;
   std::unique_ptr<ForwardMetrics> metrics_;
+  TopicCreator topic_creator_;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> ready_{false};

@@ -1,16 +1,600 @@
 #include "proxy/salting/router.h"
 
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "proxy/common/log.h"
+#include "saltproxy/salting.h"
+
 namespace saltproxy {
+namespace {
+
+// Delivery reports of one partition arrive in produce order (the upstream producer is
+// idempotent), so "delivered >= the submitted count sampled earlier" means every record sent to
+// that partition before the sample has been delivered or has failed.
+struct PartitionCounters {
+  std::atomic<uint64_t> submitted{0};
+  std::atomic<uint64_t> delivered{0};
+  std::atomic<int64_t> last_offset{-1};
+  std::atomic<int64_t> recent{0};  // decayed record count, for load-aware spreading
+};
+
+std::string_view ActionName(RouteAction action) {
+  switch (action) {
+    case RouteAction::kPassed: return "cooled";
+    case RouteAction::kClientPartition: return "client_partition";
+    case RouteAction::kSalted: return "salted";
+    case RouteAction::kRerouted: return "rerouted";
+  }
+  return "unknown";
+}
+
+bool ValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t j = 1; j < n; ++j) {
+      if ((static_cast<unsigned char>(s[i + j]) >> 6) != 0x2) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
+}  // namespace
+
+struct Router::TopicRuntime {
+  TopicRuntime(std::string n, int32_t p)
+      : name(std::move(n)), partitions(p), counters(new PartitionCounters[p > 0 ? p : 1]) {}
+  const std::string name;
+  const int32_t partitions;
+  std::unique_ptr<PartitionCounters[]> counters;
+};
+
+struct Router::KeyRuntime {
+  std::atomic<int64_t> next_seq{0};
+  std::mutex mu;
+  bool holding = false;  // guarded by mu
+  std::deque<std::pair<Record, DeliveryCallback>> held;  // guarded by mu
+};
+
+namespace {
+
+struct RouteEntry {
+  SaltMapEntry map;
+  std::shared_ptr<Router::TopicRuntime> destination;
+  std::shared_ptr<Router::KeyRuntime> runtime;
+  std::string epoch_text;
+  bool holding = false;
+};
+
+}  // namespace
+
+struct Router::Snapshot {
+  uint64_t version = 0;
+  absl::flat_hash_map<std::string, std::shared_ptr<TopicRuntime>> topics;
+  // source topic → key → entry
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, RouteEntry>> keys;
+};
+
+struct Router::Transition {
+  std::string topic;
+  std::string key;
+  SaltMapEntry next;
+  std::shared_ptr<TopicRuntime> next_destination;
+  std::shared_ptr<KeyRuntime> runtime;
+  std::vector<std::pair<std::shared_ptr<TopicRuntime>, int32_t>> old_partitions;
+  std::vector<uint64_t> targets;  // empty until sampled, one tick after holding began
+  std::string_view what;          // for the log line
+};
+
+Router::Router(Upstream& upstream, HeatTracker* heat, RouterOptions options)
+    : upstream_(upstream), heat_(heat), options_(std::move(options)),
+      snapshot_(std::make_shared<Snapshot>()) {}
+
+Router::~Router() = default;
+
+std::shared_ptr<const Router::Snapshot> Router::Current() {
+  // One cached snapshot per thread: the lock is taken only when the snapshot changed.
+  struct Cache {
+    const Router* owner = nullptr;
+    uint64_t version = std::numeric_limits<uint64_t>::max();
+    std::shared_ptr<const Snapshot> snapshot;
+  };
+  thread_local Cache cache;
+  uint64_t version = version_.load(std::memory_order_acquire);
+  if (cache.owner != this || cache.version != version || !cache.snapshot) {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    cache.owner = this;
+    cache.snapshot = snapshot_;
+    cache.version = snapshot_->version;
+  }
+  return cache.snapshot;
+}
+
+void Router::Publish(std::shared_ptr<Snapshot> next) {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  next->version = snapshot_->version + 1;
+  snapshot_ = std::move(next);
+  version_.store(snapshot_->version, std::memory_order_release);
+}
+
+std::shared_ptr<Router::TopicRuntime> Router::TopicFor(const std::string& topic) {
+  std::shared_ptr<const Snapshot> snap = Current();
+  if (auto it = snap->topics.find(topic); it != snap->topics.end()) return it->second;
+  std::optional<int32_t> partitions = upstream_.CachedPartitions(topic);
+  if (!partitions || *partitions <= 0) return nullptr;
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  if (auto it = snapshot_->topics.find(topic); it != snapshot_->topics.end()) return it->second;
+  auto next = std::make_shared<Snapshot>(*snapshot_);
+  auto runtime = std::make_shared<TopicRuntime>(topic, *partitions);
+  next->topics[topic] = runtime;
+  next->version = snapshot_->version + 1;
+  snapshot_ = std::move(next);
+  version_.store(snapshot_->version, std::memory_order_release);
+  return runtime;
+}
 
 absl::Status Router::Submit(Record&& record, DeliveryCallback done) {
-  int32_t partition = record.partition;
-  // -1 leaves the choice to the forwarder's murmur2 partitioner: the Java default for keys.
-  return forwarder_.Produce(std::move(record), partition, std::move(done));
+  std::shared_ptr<const Snapshot> snap = Current();
+  return Route(*snap, std::move(record), std::move(done));
 }
 
 void Router::LookupTopic(const std::string& topic,
                          absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) {
-  forwarder_.LookupTopic(topic, std::move(done));
+  upstream_.LookupTopic(topic, std::move(done));
+}
+
+absl::Status Router::ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32_t partition,
+                               Record&& record, DeliveryCallback done, RouteAction action,
+                               int32_t salt, uint64_t epoch) {
+  if (partition < 0 || partition >= topic->partitions) {
+    return absl::InvalidArgumentError(absl::StrCat("topic ", topic->name, " has no partition ",
+                                                   partition));
+  }
+  PartitionCounters& c = topic->counters[partition];
+  c.submitted.fetch_add(1, std::memory_order_relaxed);
+  c.recent.fetch_add(1, std::memory_order_relaxed);
+  if (record.topic != topic->name) record.topic = topic->name;
+  // The callback keeps the topic's counters alive until the report arrives.
+  std::shared_ptr<TopicRuntime> keep = topic;
+  absl::Status queued = upstream_.Produce(
+      std::move(record), partition,
+      [&c, keep, done = std::move(done), action, salt, epoch](const DeliveryReport& r) mutable {
+        if (r.status.ok()) {
+          int64_t seen = c.last_offset.load(std::memory_order_relaxed);
+          while (r.offset > seen &&
+                 !c.last_offset.compare_exchange_weak(seen, r.offset, std::memory_order_relaxed)) {
+          }
+        }
+        c.delivered.fetch_add(1, std::memory_order_release);
+        DeliveryReport report = r;
+        report.action = action;
+        report.salt = salt;
+        report.epoch = epoch;
+        done(report);
+      });
+  if (!queued.ok()) c.delivered.fetch_add(1, std::memory_order_release);
+  return queued;
+}
+
+absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallback done) {
+  auto topic_it = snap.topics.find(record.topic);
+  std::shared_ptr<TopicRuntime> topic =
+      topic_it != snap.topics.end() ? topic_it->second : TopicFor(record.topic);
+  if (!topic) {
+    // Not in the metadata cache yet: the upstream producer partitions it (murmur2).
+    return upstream_.Produce(std::move(record), record.partition, std::move(done));
+  }
+  if (record.partition >= 0) {
+    return ProduceTo(topic, record.partition, std::move(record), std::move(done),
+                     RouteAction::kClientPartition, -1, 0);
+  }
+  if (!record.key) {
+    return upstream_.Produce(std::move(record), -1, std::move(done));
+  }
+  const std::string& key = *record.key;
+  if (heat_) {
+    heat_->Observe(record.topic, key,
+                   key.size() + (record.value ? record.value->size() : 0), absl::Now());
+  }
+  const RouteEntry* entry = nullptr;
+  if (auto keys = snap.keys.find(record.topic); keys != snap.keys.end()) {
+    if (auto e = keys->second.find(key); e != keys->second.end()) entry = &e->second;
+  }
+  if (!entry) {
+    return ProduceTo(topic, DefaultPartition(key, topic->partitions), std::move(record),
+                     std::move(done), RouteAction::kPassed, -1, 0);
+  }
+  if (entry->holding) {
+    std::unique_lock<std::mutex> lock(entry->runtime->mu);
+    if (entry->runtime->holding) {
+      if (entry->runtime->held.size() >= options_.max_held_records_per_key) {
+        return absl::ResourceExhaustedError(
+            "the key's layout is changing and too many of its records are waiting; retry later");
+      }
+      entry->runtime->held.emplace_back(std::move(record), std::move(done));
+      return absl::OkStatus();
+    }
+    lock.unlock();
+    // The change took effect between our snapshot and the lock: route under the new one.
+    std::shared_ptr<const Snapshot> fresh = Current();
+    return Route(*fresh, std::move(record), std::move(done));
+  }
+
+  const SaltMapEntry& m = entry->map;
+  const std::shared_ptr<TopicRuntime>& dest_ptr = entry->destination;
+  TopicRuntime& dest = *dest_ptr;
+  int32_t salt = 0;
+  if (m.partitions.size() > 1) {
+    // Load-aware spreading: the least-loaded of the key's salt partitions.
+    int64_t best = std::numeric_limits<int64_t>::max();
+    for (size_t i = 0; i < m.partitions.size(); ++i) {
+      int64_t load = dest.counters[m.partitions[i]].recent.load(std::memory_order_relaxed);
+      if (load < best) {
+        best = load;
+        salt = static_cast<int32_t>(i);
+      }
+    }
+  }
+  int64_t seq = entry->runtime->next_seq.fetch_add(1, std::memory_order_relaxed);
+  record.headers.push_back({std::string(kHeaderOriginalKey), key});
+  record.headers.push_back({std::string(kHeaderInstance), options_.instance_id});
+  record.headers.push_back({std::string(kHeaderSequence), absl::StrCat(seq)});
+  record.headers.push_back({std::string(kHeaderEpoch), entry->epoch_text});
+  if (m.action != RouteAction::kPassed) record.key = SaltedKey(key, salt);
+  return ProduceTo(dest_ptr, m.partitions[salt], std::move(record), std::move(done), m.action,
+                   m.action == RouteAction::kPassed ? -1 : salt, m.epoch);
+}
+
+void Router::DecayLoads(absl::Time now) {
+  if (now - last_decay_ < options_.load_half_life) return;
+  last_decay_ = now;
+  std::shared_ptr<const Snapshot> snap = Current();
+  for (const auto& [name, topic] : snap->topics) {
+    for (int32_t p = 0; p < topic->partitions; ++p) {
+      std::atomic<int64_t>& recent = topic->counters[p].recent;
+      recent.fetch_sub(recent.load(std::memory_order_relaxed) / 2, std::memory_order_relaxed);
+    }
+  }
+}
+
+void Router::Tick(absl::Time now) {
+  DecayLoads(now);
+  std::vector<TopicHeat> heats;
+  if (heat_) heats = heat_->Tick(now);
+
+  absl::flat_hash_set<std::string> in_transition;
+  for (const auto& t : transitions_) in_transition.insert(absl::StrCat(t->topic, "\n", t->key));
+
+  std::shared_ptr<const Snapshot> snap = Current();
+  auto next = std::make_shared<Snapshot>(*snap);
+  bool changed = false;
+
+  auto begin = [&](const std::string& topic, const std::string& key, SaltMapEntry layout,
+                   std::shared_ptr<TopicRuntime> destination, std::string_view what) {
+    auto transition = std::make_unique<Transition>();
+    transition->topic = topic;
+    transition->key = key;
+    transition->what = what;
+    transition->next_destination = std::move(destination);
+    std::shared_ptr<TopicRuntime> source = next->topics[topic];
+    auto& keys = next->keys[topic];
+    auto it = keys.find(key);
+    if (it == keys.end()) {
+      // Was cold: its records went to its default partition.
+      transition->runtime = std::make_shared<KeyRuntime>();
+      transition->old_partitions.emplace_back(source, DefaultPartition(key, source->partitions));
+      RouteEntry entry;
+      entry.map.topic = topic;
+      entry.map.key = key;
+      entry.runtime = transition->runtime;
+      it = keys.emplace(key, std::move(entry)).first;
+      layout.hot_since = now;
+    } else {
+      transition->runtime = it->second.runtime;
+      for (int32_t p : it->second.map.partitions) {
+        transition->old_partitions.emplace_back(it->second.destination, p);
+      }
+      layout.hot_since = it->second.map.action == RouteAction::kPassed ? now
+                                                                       : it->second.map.hot_since;
+    }
+    {
+      std::lock_guard<std::mutex> lock(transition->runtime->mu);
+      transition->runtime->holding = true;
+    }
+    it->second.holding = true;
+    transition->next = std::move(layout);
+    transitions_.push_back(std::move(transition));
+    changed = true;
+  };
+
+  absl::flat_hash_set<std::string> hot_topics_seen;
+  for (TopicHeat& heat : heats) {
+    const TopicPolicy& policy = options_.topic_policies.contains(heat.topic)
+                                    ? options_.topic_policies.at(heat.topic)
+                                    : options_.default_policy;
+    hot_topics_seen.insert(heat.topic);
+    std::shared_ptr<TopicRuntime> source = TopicFor(heat.topic);
+    if (!source) continue;
+    if (!next->topics.contains(heat.topic)) next->topics[heat.topic] = source;
+    PolicyInput input;
+    input.partitions = source->partitions;
+    input.total_rps = heat.total_rps;
+    input.hot = std::move(heat.hot);
+    const std::string hot_topic = policy.HotTopicFor(heat.topic);
+    if (std::optional<int32_t> hp = upstream_.CachedPartitions(hot_topic)) {
+      input.hot_topic_partitions = *hp;
+    }
+    CurrentLayouts current;
+    auto keys_it = next->keys.find(heat.topic);
+    if (keys_it != next->keys.end()) {
+      for (const auto& [key, entry] : keys_it->second) {
+        if (entry.map.action == RouteAction::kPassed) continue;
+        current[key] = KeyDecision{key, entry.map.action, entry.map.destination,
+                                   entry.map.salts, entry.map.rate_rps};
+      }
+    }
+    std::vector<KeyDecision> decisions = DecideTopic(heat.topic, policy, input, current);
+    absl::flat_hash_set<std::string> hot_now;
+    for (KeyDecision& d : decisions) {
+      hot_now.insert(d.key);
+      if (in_transition.contains(absl::StrCat(heat.topic, "\n", d.key))) continue;
+      auto cur = current.find(d.key);
+      if (cur != current.end() && cur->second.action == d.action &&
+          cur->second.destination == d.destination && cur->second.salts == d.salts) {
+        // Same layout: only the rate shown in the map moves.
+        next->keys[heat.topic][d.key].map.rate_rps = d.rate_rps;
+        continue;
+      }
+      std::shared_ptr<TopicRuntime> dest = TopicFor(d.destination);
+      if (!dest && d.action == RouteAction::kRerouted) {
+        absl::Status created =
+            upstream_.CreateTopic(d.destination, policy.hot_topic_partitions, {});
+        if (!created.ok()) {
+          LogEvent(LogLevel::kError, "hot_topic_create_failed",
+                   {{"topic", d.destination}, {"reason", created.message()}});
+        }
+        dest = TopicFor(d.destination);
+      }
+      if (!dest) continue;
+      if (!next->topics.contains(d.destination)) next->topics[d.destination] = dest;
+      SaltMapEntry layout;
+      layout.topic = heat.topic;
+      layout.key = d.key;
+      layout.action = d.action;
+      layout.destination = d.destination;
+      layout.salts = std::min(d.salts, dest->partitions);
+      layout.partitions = SaltPartitions(d.key, layout.salts, dest->partitions);
+      layout.rate_rps = d.rate_rps;
+      std::string_view what = cur == current.end()                      ? "key_hot"
+                              : cur->second.action != d.action          ? "key_rerouted"
+                                                                        : "key_salts_changed";
+      if (cur == current.end() && d.action == RouteAction::kRerouted) what = "key_rerouted";
+      begin(heat.topic, d.key, std::move(layout), dest, what);
+    }
+    // Keys that are no longer hot return to their default partition.
+    if (keys_it = next->keys.find(heat.topic); keys_it != next->keys.end()) {
+      std::vector<std::string> cooling;
+      for (const auto& [key, entry] : keys_it->second) {
+        if (entry.map.action == RouteAction::kPassed || hot_now.contains(key) ||
+            entry.holding || in_transition.contains(absl::StrCat(heat.topic, "\n", key))) {
+          continue;
+        }
+        cooling.push_back(key);
+      }
+      for (const std::string& key : cooling) {
+        SaltMapEntry layout;
+        layout.topic = heat.topic;
+        layout.key = key;
+        layout.action = RouteAction::kPassed;
+        layout.destination = heat.topic;
+        layout.salts = 1;
+        layout.partitions = {DefaultPartition(key, source->partitions)};
+        begin(heat.topic, key, std::move(layout), source, "key_cooled");
+      }
+    }
+  }
+  // Cooled keys leave the map after their retention; their partition does not change.
+  for (auto& [topic, keys] : next->keys) {
+    std::vector<std::string> expired;
+    for (const auto& [key, entry] : keys) {
+      if (entry.map.action == RouteAction::kPassed && !entry.holding &&
+          now - entry.map.changed_at > options_.cooled_retention) {
+        expired.push_back(key);
+      }
+    }
+    for (const std::string& key : expired) {
+      keys.erase(key);
+      epoch_.fetch_add(1, std::memory_order_acq_rel);
+      changed = true;
+    }
+  }
+  if (changed) Publish(std::move(next));
+  AdvanceTransitions(now);
+  if (epoch() != published_epoch_) PublishSaltMap();
+}
+
+void Router::AdvanceTransitions(absl::Time now) {
+  std::vector<std::unique_ptr<Transition>> pending;
+  for (std::unique_ptr<Transition>& t : transitions_) {
+    if (t->targets.empty()) {
+      // One tick of grace after the holding snapshot was published: a record that was routed
+      // under the previous snapshot has reached the producer by now, so the sample below
+      // counts it.
+      for (const auto& [topic, p] : t->old_partitions) {
+        t->targets.push_back(topic->counters[p].submitted.load(std::memory_order_acquire) + 0);
+      }
+      pending.push_back(std::move(t));
+      continue;
+    }
+    bool drained = true;
+    for (size_t i = 0; i < t->old_partitions.size() && drained; ++i) {
+      const auto& [topic, p] = t->old_partitions[i];
+      drained = topic->counters[p].delivered.load(std::memory_order_acquire) >= t->targets[i];
+    }
+    if (!drained) {
+      pending.push_back(std::move(t));
+      continue;
+    }
+    // The old layout is drained: the change takes effect under a new epoch.
+    SaltMapEntry& m = t->next;
+    m.epoch = epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    m.changed_at = now;
+    for (const auto& [topic, p] : t->old_partitions) {
+      m.cutover.push_back(
+          CutOver{topic->name, p, topic->counters[p].last_offset.load(std::memory_order_acquire)});
+    }
+    RouteEntry entry;
+    entry.runtime = t->runtime;
+    entry.destination = t->next_destination;
+    entry.epoch_text = absl::StrCat(m.epoch);
+    {
+      std::lock_guard<std::mutex> lock(t->runtime->mu);
+      m.since_seq = t->runtime->next_seq.load(std::memory_order_acquire);
+      entry.map = m;
+      // Held records go out first, in order, under the new layout; the new snapshot is
+      // published only after them, so no newer record can overtake them.
+      auto next = std::make_shared<Snapshot>(*Current());
+      next->keys[t->topic][t->key] = entry;
+      Snapshot staged = *next;
+      while (!t->runtime->held.empty()) {
+        auto [record, done] = std::move(t->runtime->held.front());
+        t->runtime->held.pop_front();
+        DeliveryCallback callback = std::move(done);
+        auto shared_cb = std::make_shared<DeliveryCallback>(std::move(callback));
+        absl::Status queued = Route(staged, std::move(record),
+                                    [shared_cb](const DeliveryReport& r) { (*shared_cb)(r); });
+        if (!queued.ok()) {
+          DeliveryReport failed;
+          failed.status = queued;
+          (*shared_cb)(failed);
+        }
+      }
+      Publish(std::move(next));
+      t->runtime->holding = false;
+    }
+    LogEvent(LogLevel::kInfo, t->what,
+             {{"topic", t->topic},
+              {"key", ValidUtf8(t->key) ? t->key : absl::Base64Escape(t->key)},
+              {"action", ActionName(m.action)},
+              {"destination", m.destination},
+              {"salts", absl::StrCat(m.salts)},
+              {"rate_rps", absl::StrCat(static_cast<int64_t>(m.rate_rps))},
+              {"epoch", absl::StrCat(m.epoch)}});
+  }
+  transitions_ = std::move(pending);
+}
+
+std::vector<SaltMapEntry> Router::Entries() const {
+  std::shared_ptr<const Snapshot> snap;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snap = snapshot_;
+  }
+  std::vector<SaltMapEntry> entries;
+  for (const auto& [topic, keys] : snap->keys) {
+    for (const auto& [key, entry] : keys) {
+      if (entry.map.epoch > 0) entries.push_back(entry.map);
+    }
+  }
+  std::sort(entries.begin(), entries.end(), [](const SaltMapEntry& a, const SaltMapEntry& b) {
+    return std::tie(a.topic, a.key) < std::tie(b.topic, b.key);
+  });
+  return entries;
+}
+
+std::string Router::SaltMapJson() const {
+  namespace json = boost::json;
+  json::object topics;
+  for (const SaltMapEntry& e : Entries()) {
+    json::object k;
+    if (ValidUtf8(e.key)) {
+      k["key"] = e.key;
+    } else {
+      k["key_base64"] = absl::Base64Escape(e.key);
+    }
+    k["action"] = std::string(ActionName(e.action));
+    k["destination"] = e.destination;
+    k["salts"] = e.salts;
+    json::array partitions;
+    for (int32_t p : e.partitions) partitions.push_back(p);
+    k["partitions"] = std::move(partitions);
+    k["epoch"] = e.epoch;
+    k["since_seq"] = e.since_seq;
+    json::array cutover;
+    for (const CutOver& c : e.cutover) {
+      cutover.push_back(json::object{{"topic", c.topic}, {"partition", c.partition},
+                                     {"max_offset", c.max_offset}});
+    }
+    k["cutover"] = std::move(cutover);
+    k["rate_rps"] = e.rate_rps;
+    k["hot_since"] = Rfc3339(e.hot_since);
+    k["changed_at"] = Rfc3339(e.changed_at);
+    json::value& topic = topics[e.topic];
+    if (!topic.is_object()) topic = json::object{{"keys", json::array()}};
+    topic.as_object()["keys"].as_array().push_back(std::move(k));
+  }
+  json::object root;
+  root["epoch"] = epoch();
+  root["instance"] = options_.instance_id;
+  root["topics"] = std::move(topics);
+  return json::serialize(root);
+}
+
+void Router::PublishSaltMap() {
+  uint64_t epoch_now = epoch();
+  published_epoch_ = epoch_now;
+  if (options_.control_topic.empty()) return;
+  if (!upstream_.CachedPartitions(options_.control_topic)) {
+    absl::Status created = upstream_.CreateTopic(
+        options_.control_topic, 1, {{"cleanup.policy", "compact"}});
+    if (!created.ok()) {
+      LogEvent(LogLevel::kError, "control_topic_create_failed",
+               {{"topic", options_.control_topic}, {"reason", created.message()}});
+      published_epoch_ = 0;  // try again at the next tick
+      return;
+    }
+  }
+  Record record;
+  record.topic = options_.control_topic;
+  // One compacted record per instance: the latest map of each instance survives compaction.
+  record.key = absl::StrCat("saltmap/", options_.instance_id);
+  record.value = SaltMapJson();
+  absl::Status queued = upstream_.Produce(
+      std::move(record), 0, [epoch_now](const DeliveryReport& r) {
+        if (!r.status.ok()) {
+          LogEvent(LogLevel::kError, "saltmap_publish_failed",
+                   {{"epoch", absl::StrCat(epoch_now)}, {"reason", r.status.message()}});
+        }
+      });
+  if (!queued.ok()) published_epoch_ = 0;
+}
+
+std::vector<uint64_t> Router::PartitionCounts(const std::string& topic) const {
+  std::shared_ptr<const Snapshot> snap;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snap = snapshot_;
+  }
+  std::vector<uint64_t> counts;
+  auto it = snap->topics.find(topic);
+  if (it == snap->topics.end()) return counts;
+  for (int32_t p = 0; p < it->second->partitions; ++p) {
+    counts.push_back(it->second->counters[p].submitted.load(std::memory_order_relaxed));
+  }
+  return counts;
 }
 
 }  // namespace saltproxy

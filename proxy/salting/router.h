@@ -1,26 +1,135 @@
 // The router: the one place that decides where a record goes. Both ingresses hand their records
-// to it. A record whose client named a partition keeps it; any other record goes where the
-// Java client's default partitioner (murmur2 of the key) would put it.
+// to it (it is their RecordSink).
 //
-//   Router router(forwarder);
-//   router.Submit(std::move(record), [](const DeliveryReport& r) { ... });
+//  - A record whose client named a partition keeps it.
+//  - A key that is not hot goes where the Java default partitioner puts it (murmur2 of the key).
+//  - A hot key is salted: each record goes to the least-loaded of the key's salt partitions
+//    (by the proxy's own recent per-partition counts), under the salted key of that partition's
+//    salt, with the saltproxy-* headers (include/saltproxy/salting.h). A key too hot for its
+//    topic's max_salts is rerouted to the dedicated hot topic and salted there.
+//
+// The per-record path reads an immutable routing snapshot through a per-thread cache: no lock,
+// unless the snapshot changed (a lock to pick up the new one) or the key is in transition.
+//
+// A change of a key's layout (turns hot, salt count changes, rerouted, cools) is made safe for
+// ordering: the key's new records are held while every record already sent to the old layout's
+// partitions is delivered; then the change takes effect under a new salt map epoch, whose entry
+// carries the cut-over points (for each old partition, the highest offset the key can have
+// there), and the held records go out, in order, first.
+//
+//   Router router(upstream, &detector, options);
+//   router.Submit(std::move(record), done);   // any ingress thread
+//   router.Tick(absl::Now());                 // the control thread, every options.tick
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
 #include "proxy/common/record.h"
-#include "proxy/forward/forwarder.h"
+#include "proxy/common/upstream.h"
+#include "proxy/salting/heat.h"
+#include "proxy/salting/policy.h"
 
 namespace saltproxy {
 
+struct RouterOptions {
+  std::string instance_id = "saltproxy";
+  TopicPolicy default_policy;
+  absl::flat_hash_map<std::string, TopicPolicy> topic_policies;
+  // Records held per key while its layout changes; beyond it, producers are pushed back.
+  size_t max_held_records_per_key = 10000;
+  // How long a cooled key keeps its headers (and its entry in the salt map) after it returned
+  // to its default partition, so that consumers can order across the change.
+  absl::Duration cooled_retention = absl::Minutes(1);
+  // The compacted topic the salt map is published to ("" to publish nothing).
+  std::string control_topic = "_saltproxy_saltmap";
+  // Load-aware spreading halves the per-partition recent counts this often.
+  absl::Duration load_half_life = absl::Seconds(1);
+};
+
+// The highest offset a key can have in one partition of its previous layout.
+struct CutOver {
+  std::string topic;
+  int32_t partition = -1;
+  int64_t max_offset = -1;  // -1: the key sent nothing there
+};
+
+// One key of the published salt map.
+struct SaltMapEntry {
+  std::string topic;  // the source topic
+  std::string key;
+  RouteAction action = RouteAction::kSalted;  // kSalted, kRerouted, or kPassed (cooled)
+  std::string destination;
+  int32_t salts = 0;
+  std::vector<int32_t> partitions;  // salt i's partition in `destination`
+  uint64_t epoch = 0;               // when this layout took effect
+  int64_t since_seq = 0;            // the key's first sequence number under this layout
+  std::vector<CutOver> cutover;     // the previous layout's partitions, drained before `epoch`
+  double rate_rps = 0;
+  absl::Time hot_since;
+  absl::Time changed_at;
+};
+
 class Router : public RecordSink {
  public:
-  explicit Router(Forwarder& forwarder) : forwarder_(forwarder) {}
+  Router(Upstream& upstream, HeatTracker* heat, RouterOptions options);
+  ~Router() override;
 
   absl::Status Submit(Record&& record, DeliveryCallback done) override;
   void LookupTopic(const std::string& topic,
                    absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override;
 
+  // The control step: detection, policy, transitions, publication. One thread.
+  void Tick(absl::Time now);
+
+  // The salt map now: {"epoch":…,"instance":…,"topics":{"t":{"keys":[…]}}}.
+  std::string SaltMapJson() const;
+  uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+  std::vector<SaltMapEntry> Entries() const;
+
+  // Records routed to each partition of `topic` since start (for metrics and tests).
+  std::vector<uint64_t> PartitionCounts(const std::string& topic) const;
+
+  struct TopicRuntime;
+  struct KeyRuntime;
+  struct Snapshot;
+
  private:
-  Forwarder& forwarder_;
+  struct Transition;
+
+  std::shared_ptr<const Snapshot> Current();
+  std::shared_ptr<TopicRuntime> TopicFor(const std::string& topic);
+  absl::Status Route(const Snapshot& snap, Record&& record, DeliveryCallback done);
+  absl::Status ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32_t partition,
+                         Record&& record, DeliveryCallback done, RouteAction action,
+                         int32_t salt, uint64_t epoch);
+  void Publish(std::shared_ptr<Snapshot> next);
+  void PublishSaltMap();
+  void AdvanceTransitions(absl::Time now);
+  void DecayLoads(absl::Time now);
+
+  Upstream& upstream_;
+  HeatTracker* heat_;
+  const RouterOptions options_;
+
+  // The current snapshot; readers cache it per thread and compare versions.
+  mutable std::mutex snapshot_mu_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::atomic<uint64_t> version_{0};
+  std::atomic<uint64_t> epoch_{0};
+
+  // Control-thread state.
+  std::vector<std::unique_ptr<Transition>> transitions_;
+  absl::Time last_decay_ = absl::InfinitePast();
+  uint64_t published_epoch_ = 0;
 };
 
 }  // namespace saltproxy

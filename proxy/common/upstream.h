@@ -1,0 +1,33 @@
+// What the router needs from the upstream cluster. proxy/forward's Forwarder is the real one;
+// tests use a fake that records what it was asked to produce.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proxy/common/record.h"
+
+namespace saltproxy {
+
+class Upstream {
+ public:
+  virtual ~Upstream() = default;
+  // Queues `record` for `partition` (-1: the Java default partitioner's choice). OK: `done`
+  // runs exactly once, later. Delivery reports of one partition arrive in produce order.
+  virtual absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done) = 0;
+  // Partitions of `topic` from the metadata cache, without waiting.
+  virtual std::optional<int32_t> CachedPartitions(const std::string& topic) const = 0;
+  // Partitions of `topic`, asking the cluster when the cache does not know it.
+  virtual void LookupTopic(const std::string& topic,
+                           absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) = 0;
+  // Creates `topic` unless it exists (blocking; control path only).
+  virtual absl::Status CreateTopic(const std::string& topic, int32_t partitions,
+                                   const std::map<std::string, std::string>& configs) = 0;
+};
+
+}  // namespace saltproxy

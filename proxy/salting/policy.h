@@ -1,0 +1,76 @@
+// The salting policy: given what a topic's keys weigh right now, decide for each hot key how many
+// salts it gets, or whether it moves to the dedicated hot topic. Pure: no clock, no I/O, so it is
+// tested on synthetic rates.
+//
+//   TopicPolicy policy;                      // from the config file
+//   PolicyInput in{.partitions = 16, .total_rps = 10000, .hot = {{"nike", 4000}}};
+//   std::vector<KeyDecision> out = DecideTopic(policy, in, current);
+//   // out[0]: nike salted over ceil(1.5 * 4000 / (10000/16)) = 10 partitions
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "proxy/common/record.h"
+
+namespace saltproxy {
+
+enum class Strategy {
+  kOff,              // never touch keys
+  kSalt,             // salt hot keys within their topic, capped at max_salts
+  kReroute,          // move every hot key to the dedicated topic (salted there)
+  kSaltThenReroute,  // salt; move a key that needs more than max_salts
+};
+
+struct TopicPolicy {
+  Strategy strategy = Strategy::kSaltThenReroute;
+  // The load each partition should be kept under, in records/s. 0: adapt to the topic's mean
+  // partition load (total rate / partitions), which is what evens partitions out.
+  double partition_target_rps = 0;
+  int min_salts = 2;
+  int max_salts = 0;  // 0: the topic's partition count
+  // Spare capacity per hot key: salts = ceil(headroom * rate / target). Above 1 so that the
+  // load-aware spreading has room to fill the valleys left by cold keys.
+  double headroom = 1.5;
+  // The dedicated topic's name, "{topic}" replaced by the source topic, and its partitions.
+  std::string hot_topic_pattern = "{topic}.hot";
+  int hot_topic_partitions = 16;
+
+  absl::Status Validate() const;
+  std::string HotTopicFor(const std::string& topic) const;
+};
+
+struct KeyRate {
+  std::string key;
+  double rate_rps = 0;
+};
+
+struct PolicyInput {
+  int32_t partitions = 0;           // of the source topic
+  int32_t hot_topic_partitions = 0;  // of the dedicated topic (0: not known yet; policy's value)
+  double total_rps = 0;             // the whole topic's rate
+  std::vector<KeyRate> hot;         // keys the detector holds hot, with their rates
+};
+
+// A key's layout: where its records go. Equal layouts mean no change (no new epoch).
+struct KeyDecision {
+  std::string key;
+  RouteAction action = RouteAction::kSalted;  // kSalted or kRerouted
+  std::string destination;                     // the topic its salts live in
+  int32_t salts = 0;
+  double rate_rps = 0;
+};
+
+// The layout currently in force for each key of the topic (empty for a cold topic).
+using CurrentLayouts = absl::flat_hash_map<std::string, KeyDecision>;
+
+// One decision per hot key. Salt counts rise at once and fall only when the need drops below
+// three quarters of the current count, so that a key's layout does not change on every tick.
+std::vector<KeyDecision> DecideTopic(const std::string& topic, const TopicPolicy& policy,
+                                     const PolicyInput& input, const CurrentLayouts& current);
+
+}  // namespace saltproxy

@@ -1,0 +1,338 @@
+// The router against a fake upstream (which records what it was asked to produce and delivers
+// on demand) and a scripted heat tracker, so that every decision is visible and deterministic.
+#include "proxy/salting/router.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <map>
+#include <set>
+
+#include "saltproxy/partitioner.h"
+#include "saltproxy/salting.h"
+
+namespace saltproxy {
+namespace {
+
+using ::testing::ElementsAre;
+
+struct Produced {
+  Record record;
+  int32_t partition;
+  DeliveryCallback done;
+  int64_t offset = -1;
+};
+
+class FakeUpstream : public Upstream {
+ public:
+  absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done) override {
+    produced.push_back(Produced{std::move(record), partition, std::move(done)});
+    return absl::OkStatus();
+  }
+  std::optional<int32_t> CachedPartitions(const std::string& topic) const override {
+    auto it = partitions.find(topic);
+    if (it == partitions.end()) return std::nullopt;
+    return it->second;
+  }
+  void LookupTopic(const std::string& topic,
+                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
+    auto p = CachedPartitions(topic);
+    if (p) {
+      done(*p);
+    } else {
+      done(absl::NotFoundError(topic));
+    }
+  }
+  absl::Status CreateTopic(const std::string& topic, int32_t n,
+                           const std::map<std::string, std::string>&) override {
+    created.push_back(topic);
+    partitions[topic] = n;
+    return absl::OkStatus();
+  }
+  // Delivers everything not yet delivered, in produce order, with per-partition offsets.
+  void DeliverAll() {
+    for (; delivered < produced.size(); ++delivered) {
+      Produced& p = produced[delivered];
+      DeliveryReport r;
+      r.topic = p.record.topic;
+      r.partition = p.partition;
+      r.offset = next_offset[{p.record.topic, p.partition}]++;
+      p.offset = r.offset;
+      p.done(r);
+    }
+  }
+  std::vector<const Produced*> To(const std::string& topic) const {
+    std::vector<const Produced*> out;
+    for (const Produced& p : produced) {
+      if (p.record.topic == topic) out.push_back(&p);
+    }
+    return out;
+  }
+
+  std::map<std::string, int32_t> partitions;
+  std::vector<Produced> produced;
+  size_t delivered = 0;
+  std::map<std::pair<std::string, int32_t>, int64_t> next_offset;
+  std::vector<std::string> created;
+};
+
+class ScriptedHeat : public HeatTracker {
+ public:
+  void Observe(std::string_view, std::string_view, size_t, absl::Time) override { ++observed; }
+  std::vector<TopicHeat> Tick(absl::Time) override { return heat; }
+  std::vector<TopicHeat> heat;
+  int observed = 0;
+};
+
+std::optional<std::string> Header(const Record& r, std::string_view name) {
+  for (const auto& h : r.headers) {
+    if (h.key == name) return h.value;
+  }
+  return std::nullopt;
+}
+
+class RouterTest : public ::testing::Test {
+ protected:
+  RouterTest() {
+    upstream.partitions["clicks"] = 16;
+    options.instance_id = "test-1";
+    options.control_topic = "";
+  }
+  Router& router() {
+    if (!router_) router_ = std::make_unique<Router>(upstream, &heat, options);
+    return *router_;
+  }
+  void Send(const std::string& key, int n = 1, std::vector<DeliveryReport>* reports = nullptr) {
+    for (int i = 0; i < n; ++i) {
+      Record r;
+      r.topic = "clicks";
+      r.key = key;
+      r.value = std::to_string(i);
+      ASSERT_TRUE(router()
+                      .Submit(std::move(r),
+                              [reports](const DeliveryReport& rep) {
+                                if (reports) reports->push_back(rep);
+                              })
+                      .ok());
+    }
+  }
+  void SetHot(std::vector<KeyRate> hot, double total = 16000) {
+    heat.heat = {TopicHeat{"clicks", total, std::move(hot)}};
+  }
+  // Ticks until no transition is pending: hold, sample, drain.
+  void Settle() {
+    for (int i = 0; i < 4; ++i) {
+      router().Tick(now += absl::Milliseconds(100));
+      upstream.DeliverAll();
+    }
+  }
+
+  FakeUpstream upstream;
+  ScriptedHeat heat;
+  RouterOptions options;
+  std::unique_ptr<Router> router_;
+  absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+};
+
+TEST_F(RouterTest, ColdKeyGoesToTheJavaDefaultPartitionUntouched) {
+  Send("user-1");
+  ASSERT_EQ(upstream.produced.size(), 1u);
+  const Produced& p = upstream.produced[0];
+  EXPECT_EQ(p.partition, DefaultPartition("user-1", 16));
+  EXPECT_EQ(p.record.key, "user-1");
+  EXPECT_TRUE(p.record.headers.empty());
+  EXPECT_EQ(heat.observed, 1);
+}
+
+TEST_F(RouterTest, ClientPartitionIsKept) {
+  Record r;
+  r.topic = "clicks";
+  r.key = "k";
+  r.partition = 5;
+  DeliveryReport seen;
+  ASSERT_TRUE(router().Submit(std::move(r), [&](const DeliveryReport& d) { seen = d; }).ok());
+  upstream.DeliverAll();
+  EXPECT_EQ(upstream.produced[0].partition, 5);
+  EXPECT_EQ(seen.action, RouteAction::kClientPartition);
+}
+
+TEST_F(RouterTest, HotKeyIsSaltedOverDistinctPartitionsWithHeaders) {
+  SetHot({{"nike", 4000}});  // mean partition load 1000/s: ceil(1.5 * 4) = 6 salts
+  Settle();
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  std::vector<DeliveryReport> reports;
+  Send("nike", 60, &reports);
+  upstream.DeliverAll();
+  std::vector<int32_t> expected = SaltPartitions("nike", 6, 16);
+  std::set<int32_t> used;
+  for (size_t i = 0; i < upstream.produced.size(); ++i) {
+    const Produced& p = upstream.produced[i];
+    used.insert(p.partition);
+    auto salt_index = std::find(expected.begin(), expected.end(), p.partition) - expected.begin();
+    ASSERT_LT(salt_index, 6) << "partition " << p.partition << " is not one of nike's salts";
+    EXPECT_EQ(p.record.key, SaltedKey("nike", static_cast<int32_t>(salt_index)));
+    EXPECT_EQ(Header(p.record, kHeaderOriginalKey), "nike");
+    EXPECT_EQ(Header(p.record, kHeaderInstance), "test-1");
+    EXPECT_EQ(Header(p.record, kHeaderSequence), std::to_string(i));
+    EXPECT_EQ(Header(p.record, kHeaderEpoch), "1");
+    EXPECT_EQ(reports[i].action, RouteAction::kSalted);
+    EXPECT_EQ(reports[i].epoch, 1u);
+  }
+  EXPECT_EQ(used.size(), 6u);
+}
+
+TEST_F(RouterTest, LoadAwareSpreadingFillsTheLeastLoadedSalt) {
+  SetHot({{"nike", 4000}});
+  Settle();
+  std::vector<int32_t> salts = SaltPartitions("nike", 6, 16);
+  // Load one of nike's partitions with cold traffic: nike's records must avoid it.
+  int loaded = salts[2];
+  for (int i = 0; i < 10000 && static_cast<int>(router().PartitionCounts("clicks")[loaded]) < 300; ++i) {
+    std::string k = "cold-" + std::to_string(i);
+    if (DefaultPartition(k, 16) == loaded) Send(k);
+  }
+  std::vector<uint64_t> before = router().PartitionCounts("clicks");
+  Send("nike", 600);
+  std::vector<uint64_t> after = router().PartitionCounts("clicks");
+  uint64_t max_load = 0, min_load = UINT64_MAX;
+  for (int32_t p : salts) {
+    max_load = std::max(max_load, after[p]);
+    min_load = std::min(min_load, after[p]);
+  }
+  EXPECT_EQ(after[loaded], before[loaded]) << "the loaded partition got nike's records";
+  // The other five are filled evenly, to within one record.
+  std::vector<uint64_t> others;
+  for (int32_t p : salts) if (p != loaded) others.push_back(after[p]);
+  EXPECT_LE(*std::max_element(others.begin(), others.end()) -
+                *std::min_element(others.begin(), others.end()),
+            1u);
+}
+
+TEST_F(RouterTest, RecordsSentDuringAChangeAreHeldUntilTheOldLayoutIsDelivered) {
+  Send("nike", 3);  // cold: on its default partition, not yet delivered
+  SetHot({{"nike", 4000}});
+  router().Tick(now += absl::Milliseconds(100));  // holding starts
+  Send("nike", 2);                                 // held
+  EXPECT_EQ(upstream.produced.size(), 3u);
+  router().Tick(now += absl::Milliseconds(100));  // targets sampled; old records undelivered
+  EXPECT_EQ(upstream.produced.size(), 3u);
+  EXPECT_EQ(router().epoch(), 0u);
+  upstream.DeliverAll();
+  router().Tick(now += absl::Milliseconds(100));  // drained: the change takes effect
+  EXPECT_EQ(router().epoch(), 1u);
+  ASSERT_EQ(upstream.produced.size(), 5u);
+  // The held records went out first, in order, salted, sequence 0 and 1.
+  EXPECT_EQ(Header(upstream.produced[3].record, kHeaderSequence), "0");
+  EXPECT_EQ(upstream.produced[3].record.value, "0");
+  EXPECT_EQ(Header(upstream.produced[4].record, kHeaderSequence), "1");
+  EXPECT_EQ(upstream.produced[4].record.value, "1");
+}
+
+TEST_F(RouterTest, SaltMapCarriesCutOverPointsOfThePreviousLayout) {
+  Send("nike", 3);
+  upstream.DeliverAll();
+  SetHot({{"nike", 4000}});
+  Settle();
+  std::vector<SaltMapEntry> entries = router().Entries();
+  ASSERT_EQ(entries.size(), 1u);
+  const SaltMapEntry& e = entries[0];
+  EXPECT_EQ(e.key, "nike");
+  EXPECT_EQ(e.action, RouteAction::kSalted);
+  EXPECT_EQ(e.salts, 6);
+  EXPECT_EQ(e.partitions, SaltPartitions("nike", 6, 16));
+  EXPECT_EQ(e.since_seq, 0);
+  ASSERT_EQ(e.cutover.size(), 1u);
+  EXPECT_EQ(e.cutover[0].topic, "clicks");
+  EXPECT_EQ(e.cutover[0].partition, DefaultPartition("nike", 16));
+  EXPECT_EQ(e.cutover[0].max_offset, 2);  // the key's three cold records: offsets 0..2
+}
+
+TEST_F(RouterTest, EveryChangeIsANewEpochAndSequenceContinues) {
+  SetHot({{"nike", 4000}});
+  Settle();
+  EXPECT_EQ(router().epoch(), 1u);
+  Send("nike", 5);
+  SetHot({{"nike", 8000}}, 16000);  // needs 12 salts now
+  Settle();
+  EXPECT_EQ(router().epoch(), 2u);
+  std::vector<SaltMapEntry> entries = router().Entries();
+  EXPECT_EQ(entries[0].salts, 12);
+  EXPECT_EQ(entries[0].since_seq, 5);
+  EXPECT_EQ(entries[0].cutover.size(), 6u);  // the six partitions of the previous layout
+}
+
+TEST_F(RouterTest, CooledKeyReturnsToItsDefaultPartitionStillStampedThenLeavesTheMap) {
+  options.cooled_retention = absl::Seconds(5);
+  SetHot({{"nike", 4000}});
+  Settle();
+  SetHot({});
+  Settle();
+  EXPECT_EQ(router().epoch(), 2u);
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  Send("nike");
+  EXPECT_EQ(upstream.produced[0].partition, DefaultPartition("nike", 16));
+  EXPECT_EQ(upstream.produced[0].record.key, "nike");
+  EXPECT_EQ(Header(upstream.produced[0].record, kHeaderSequence), "0");
+  ASSERT_EQ(router().Entries().size(), 1u);
+  EXPECT_EQ(router().Entries()[0].action, RouteAction::kPassed);
+  now += absl::Seconds(6);
+  Settle();
+  EXPECT_TRUE(router().Entries().empty());
+  EXPECT_EQ(router().epoch(), 3u);
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  Send("nike");
+  EXPECT_TRUE(upstream.produced[0].record.headers.empty());
+}
+
+TEST_F(RouterTest, KeyTooHotIsReroutedToACreatedHotTopicAndSaltedThere) {
+  options.default_policy.max_salts = 4;
+  options.default_policy.hot_topic_partitions = 8;
+  SetHot({{"nike", 12000}});
+  Settle();
+  EXPECT_THAT(upstream.created, ElementsAre("clicks.hot"));
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  std::vector<DeliveryReport> reports;
+  Send("nike", 20, &reports);
+  upstream.DeliverAll();
+  std::set<int32_t> used;
+  for (const Produced& p : upstream.produced) {
+    EXPECT_EQ(p.record.topic, "clicks.hot");
+    used.insert(p.partition);
+  }
+  EXPECT_EQ(used.size(), 8u);  // all eight partitions of the hot topic
+  EXPECT_EQ(reports[0].action, RouteAction::kRerouted);
+  EXPECT_EQ(reports[0].topic, "clicks.hot");
+}
+
+TEST_F(RouterTest, SaltMapJsonListsKeysWithEpochAndCutOver) {
+  SetHot({{"nike", 4000}});
+  Settle();
+  boost::json::value map = boost::json::parse(router().SaltMapJson());
+  EXPECT_EQ(map.at("epoch").to_number<uint64_t>(), 1u);
+  EXPECT_EQ(map.at("instance").as_string(), "test-1");
+  const auto& key = map.at("topics").at("clicks").at("keys").at(0);
+  EXPECT_EQ(key.at("key").as_string(), "nike");
+  EXPECT_EQ(key.at("action").as_string(), "salted");
+  EXPECT_EQ(key.at("salts").as_int64(), 6);
+  EXPECT_EQ(key.at("cutover").as_array().size(), 1u);
+}
+
+TEST_F(RouterTest, SaltMapIsPublishedToTheCompactedControlTopic) {
+  options.control_topic = "_saltmap";
+  SetHot({{"nike", 4000}});
+  Settle();
+  EXPECT_THAT(upstream.created, ElementsAre("_saltmap"));
+  std::vector<const Produced*> published = upstream.To("_saltmap");
+  ASSERT_FALSE(published.empty());
+  EXPECT_EQ(published.back()->record.key, "saltmap/test-1");
+  EXPECT_EQ(published.back()->record.value, router().SaltMapJson());
+}
+
+}  // namespace
+}  // namespace saltproxy

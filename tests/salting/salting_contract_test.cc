@@ -1,0 +1,72 @@
+// The public salting contract (include/saltproxy/): Kafka's murmur2, the Java default
+// partition, salted keys and salt partitions.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "saltproxy/partitioner.h"
+#include "saltproxy/salting.h"
+
+namespace saltproxy {
+namespace {
+
+int32_t JavaMurmur2(std::string_view s) { return static_cast<int32_t>(murmur2(s.data(), s.size())); }
+
+TEST(SaltingContractTest, Murmur2MatchesKafkaUtilsTestVectors) {
+  // The vectors of Kafka's own UtilsTest.testMurmur2.
+  EXPECT_EQ(JavaMurmur2("21"), -973932308);
+  EXPECT_EQ(JavaMurmur2("foobar"), -790332482);
+  EXPECT_EQ(JavaMurmur2("a-little-bit-long-string"), -985981536);
+  EXPECT_EQ(JavaMurmur2("a-little-bit-longer-string"), -1486304829);
+  EXPECT_EQ(JavaMurmur2("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58897971);
+  EXPECT_EQ(JavaMurmur2("abc"), 479470107);
+}
+
+TEST(SaltingContractTest, DefaultPartitionIsPositiveMurmur2ModPartitions) {
+  EXPECT_EQ(DefaultPartition("foobar", 16), (-790332482 & 0x7fffffff) % 16);
+  for (int32_t n : {1, 3, 16, 1000}) {
+    int32_t p = DefaultPartition("any key", n);
+    EXPECT_GE(p, 0);
+    EXPECT_LT(p, n);
+  }
+}
+
+TEST(SaltingContractTest, SaltZeroIsTheKeyItselfOnItsDefaultPartition) {
+  EXPECT_EQ(SaltedKey("nike", 0), "nike");
+  EXPECT_EQ(SaltPartitions("nike", 1, 16)[0], DefaultPartition("nike", 16));
+}
+
+TEST(SaltingContractTest, SaltedKeyAppendsUnitSeparatorAndDecimalIndex) {
+  EXPECT_EQ(SaltedKey("nike", 7), std::string("nike\x1f" "7"));
+  EXPECT_EQ(UnsaltedKey(SaltedKey("nike", 12)), "nike");
+  EXPECT_EQ(UnsaltedKey("plain"), "plain");
+  EXPECT_EQ(UnsaltedKey(std::string("a\x1fz")), std::string("a\x1fz"));
+}
+
+TEST(SaltingContractTest, SaltsLandOnDistinctPartitionsWhenTheTopicHasEnough) {
+  for (int key = 0; key < 200; ++key) {
+    std::string k = "key-" + std::to_string(key);
+    for (int32_t salts : {2, 5, 16}) {
+      std::vector<int32_t> parts = SaltPartitions(k, salts, 16);
+      ASSERT_EQ(parts.size(), static_cast<size_t>(salts));
+      EXPECT_EQ(std::set<int32_t>(parts.begin(), parts.end()).size(), parts.size()) << k;
+    }
+  }
+}
+
+TEST(SaltingContractTest, SaltPartitionsArePureAndPrefixStable) {
+  std::vector<int32_t> four = SaltPartitions("concert", 4, 64);
+  std::vector<int32_t> eight = SaltPartitions("concert", 8, 64);
+  EXPECT_EQ(four, SaltPartitions("concert", 4, 64));
+  // Growing a key's salt count keeps its existing salts where they were.
+  EXPECT_TRUE(std::equal(four.begin(), four.end(), eight.begin()));
+}
+
+TEST(SaltingContractTest, MoreSaltsThanPartitionsWrapAround) {
+  std::vector<int32_t> parts = SaltPartitions("k", 6, 4);
+  ASSERT_EQ(parts.size(), 6u);
+  EXPECT_EQ(std::set<int32_t>(parts.begin(), parts.begin() + 4).size(), 4u);
+}
+
+}  // namespace
+}  // namespace saltproxy
