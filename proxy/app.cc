@@ -1,5 +1,9 @@
 #include "proxy/app.h"
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 #include "proxy/forward/embedded_cluster.h"
@@ -15,14 +19,84 @@ namespace saltproxy {
 // goes before the router and the forwarder it calls, the forwarder before the cluster it uses.
 struct App::Parts {
   Config config;
+  std::string upstream_bootstrap;
   Metrics metrics;
   std::unique_ptr<EmbeddedCluster> embedded;
   std::unique_ptr<Forwarder> forwarder;
   std::unique_ptr<Router> router;
   std::unique_ptr<ApiHandler> api;
   std::unique_ptr<HttpServer> http;
+  // The control step (detection, policy, layout changes, publication), every salting.tick.
+  std::thread control;
+  std::mutex control_mu;
+  std::condition_variable control_cv;
+  bool stopping = false;  // guarded by control_mu
   bool shut_down = false;
 };
+
+namespace {
+
+absl::StatusOr<TopicPolicy> PolicyFrom(const SaltPolicyConfig& c) {
+  TopicPolicy p;
+  if (c.strategy == "salt") {
+    p.strategy = Strategy::kSalt;
+  } else if (c.strategy == "reroute") {
+    p.strategy = Strategy::kReroute;
+  } else if (c.strategy == "off") {
+    p.strategy = Strategy::kOff;
+  } else {
+    p.strategy = Strategy::kSaltThenReroute;
+  }
+  p.partition_target_rps = c.partition_target_rps;
+  p.min_salts = c.min_salts;
+  p.max_salts = c.max_salts;
+  p.headroom = c.headroom;
+  p.hot_topic_pattern = c.hot_topic_pattern;
+  p.hot_topic_partitions = c.hot_topic_partitions;
+  if (absl::Status s = p.Validate(); !s.ok()) return s;
+  return p;
+}
+
+absl::StatusOr<RouterOptions> RouterOptionsFrom(const Config& config) {
+  RouterOptions o;
+  o.instance_id = config.instance_id;
+  o.control_topic = config.salting.control_topic;
+  o.cooled_retention = config.salting.cooled_retention;
+  o.max_held_records_per_key = static_cast<size_t>(config.salting.max_held_records_per_key);
+  o.load_half_life = config.salting.load_half_life;
+  absl::StatusOr<TopicPolicy> defaults = PolicyFrom(config.salting.defaults);
+  if (!defaults.ok()) return defaults.status();
+  o.default_policy = *defaults;
+  for (const auto& [topic, c] : config.salting.topics) {
+    absl::StatusOr<TopicPolicy> policy = PolicyFrom(c);
+    if (!policy.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("salting.topics.", topic, ": ",
+                                                     policy.status().message()));
+    }
+    o.topic_policies[topic] = *policy;
+  }
+  return o;
+}
+
+void ControlLoop(App::Parts& p);
+
+}  // namespace
+
+namespace {
+
+void ControlLoop(App::Parts& p) {
+  const auto tick = std::chrono::microseconds(absl::ToInt64Microseconds(p.config.salting.tick));
+  std::unique_lock<std::mutex> lock(p.control_mu);
+  while (!p.stopping) {
+    p.control_cv.wait_for(lock, tick, [&] { return p.stopping; });
+    if (p.stopping) break;
+    lock.unlock();
+    p.router->Tick(absl::Now());
+    lock.lock();
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   std::unique_ptr<App> app(new App());
@@ -42,14 +116,26 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   absl::StatusOr<std::unique_ptr<Forwarder>> forwarder = Forwarder::Create(upstream, p.metrics, /*cache_only_lookups=*/upstream.embedded);
   if (!forwarder.ok()) return forwarder.status();
   p.forwarder = std::move(*forwarder);
-  RouterOptions router_options;
-  router_options.instance_id = config.instance_id;
-  p.router = std::make_unique<Router>(*p.forwarder, nullptr, router_options);
+  p.upstream_bootstrap = upstream.bootstrap_servers;
+  if (upstream.embedded) {
+    EmbeddedCluster* cluster = p.embedded.get();
+    p.forwarder->SetTopicCreator([cluster](const std::string& topic, int32_t partitions) {
+      return cluster->CreateTopic(topic, partitions);
+    });
+  }
+  absl::StatusOr<RouterOptions> router_options = RouterOptionsFrom(config);
+  if (!router_options.ok()) return router_options.status();
+  p.router = std::make_unique<Router>(*p.forwarder, nullptr, *std::move(router_options));
   Forwarder* fw = p.forwarder.get();
   p.api = std::make_unique<ApiHandler>(config.http, *p.router, p.metrics,
                                        [fw] { return fw->Ready(); });
+  Router* router = p.router.get();
+  p.api->AddGetRoute("/saltmap", "saltmap", [router](const HttpRequest& request) {
+    return MakeResponse(request, 200, "application/json", router->SaltMapJson());
+  });
   p.http = std::make_unique<HttpServer>(config.http, *p.api, p.metrics);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
+  p.control = std::thread([&p] { ControlLoop(p); });
   LogEvent(LogLevel::kInfo, "saltproxy_started",
            {{"instance", config.instance_id},
             {"http_port", absl::StrCat(p.http->port())},
@@ -65,7 +151,7 @@ App::~App() {
 uint16_t App::http_port() const { return parts_->http->port(); }
 
 const std::string& App::upstream_bootstrap() const {
-  return parts_->forwarder->bootstrap_servers();
+  return parts_->upstream_bootstrap;
 }
 
 absl::Status App::Shutdown() {
@@ -75,9 +161,18 @@ absl::Status App::Shutdown() {
   absl::Time deadline = absl::Now() + p.config.shutdown_timeout;
   LogEvent(LogLevel::kInfo, "shutdown_started");
   // 1. Stop accepting; requests in flight are answered once their records are delivered.
-  p.http->Shutdown(p.config.shutdown_timeout);
-  // 2. Flush what is still queued upstream (records of requests that were not waited for).
-  absl::Status flushed = p.forwarder->Flush(std::max(absl::ZeroDuration(), deadline - absl::Now()));
+  if (p.http) p.http->Shutdown(p.config.shutdown_timeout);
+  // 2. Stop the control step: no more layout changes.
+  {
+    std::lock_guard<std::mutex> lock(p.control_mu);
+    p.stopping = true;
+  }
+  p.control_cv.notify_all();
+  if (p.control.joinable()) p.control.join();
+  // 3. Flush what is still queued upstream (records of requests that were not waited for).
+  absl::Status flushed =
+      p.forwarder ? p.forwarder->Flush(std::max(absl::ZeroDuration(), deadline - absl::Now()))
+                  : absl::OkStatus();
   p.forwarder.reset();
   LogEvent(LogLevel::kInfo, "shutdown_finished", {{"flushed", flushed.ok() ? "true" : "false"}});
   return flushed;

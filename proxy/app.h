@@ -24,8 +24,10 @@ class App {
   // Idempotent. Returns a non-OK status when records were still undelivered at the deadline.
   absl::Status Shutdown();
 
+ public:
+  struct Parts;  // The assembled pieces; defined in app.cc.
+
  private:
-  struct Parts;
   App() = default;
   std::unique_ptr<Parts> parts_;
 };

@@ -71,6 +71,44 @@ void ReadUpstream(YamlSection& s, UpstreamConfig& up) {
   s.Finish();
 }
 
+void ReadPolicy(YamlSection& s, SaltPolicyConfig& p) {
+  s.ReadEnum("strategy", &p.strategy, {"salt", "reroute", "salt_then_reroute", "off"});
+  s.ReadDouble("partition_target_rps", &p.partition_target_rps, 0, 1e9);
+  s.ReadInt("min_salts", &p.min_salts, 1, 10000);
+  s.ReadInt("max_salts", &p.max_salts, 0, 10000);
+  s.ReadDouble("headroom", &p.headroom, 1.0, 100.0);
+  s.ReadString("hot_topic_pattern", &p.hot_topic_pattern);
+  s.ReadInt("hot_topic_partitions", &p.hot_topic_partitions, 1, 10000);
+  if (p.max_salts != 0 && p.max_salts < p.min_salts) {
+    s.Error("max_salts", absl::StrCat("expected 0 (the topic's partitions) or at least min_salts (",
+                                      p.min_salts, ")"));
+  }
+  if (p.hot_topic_pattern.find("{topic}") == std::string::npos) {
+    s.Error("hot_topic_pattern", "expected a name containing {topic}, such as {topic}.hot");
+  }
+  s.Finish();
+}
+
+void ReadSalting(YamlSection& s, SaltingConfig& salting) {
+  s.ReadDuration("tick", &salting.tick, absl::Milliseconds(10), absl::Seconds(10));
+  s.ReadString("control_topic", &salting.control_topic);
+  s.ReadDuration("cooled_retention", &salting.cooled_retention, absl::ZeroDuration(),
+                 absl::Hours(24));
+  s.ReadInt("max_held_records_per_key", &salting.max_held_records_per_key, 1, 10'000'000);
+  s.ReadDuration("load_half_life", &salting.load_half_life, absl::Milliseconds(10),
+                 absl::Minutes(10));
+  YamlSection defaults = s.Sub("defaults");
+  ReadPolicy(defaults, salting.defaults);
+  YamlSection topics = s.Sub("topics");
+  // Each topic's overrides start from the defaults.
+  topics.ForEachKey([&](const std::string& name, YamlSection& section) {
+    SaltPolicyConfig policy = salting.defaults;
+    ReadPolicy(section, policy);
+    salting.topics[name] = policy;
+  });
+  s.Finish();
+}
+
 std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "saltproxy";
@@ -126,6 +164,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml, absl::string_view sou
   ReadHttp(http, config.http);
   YamlSection upstream = top.Sub("upstream");
   ReadUpstream(upstream, config.upstream);
+  YamlSection salting = top.Sub("salting");
+  ReadSalting(salting, config.salting);
   top.Finish();
 
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));

@@ -58,12 +58,35 @@ struct UpstreamConfig {
   std::map<std::string, std::string> librdkafka;
 };
 
+// How hot keys of a topic are handled (proxy/salting/policy.h has the semantics).
+struct SaltPolicyConfig {
+  std::string strategy = "salt_then_reroute";  // salt | reroute | salt_then_reroute | off
+  double partition_target_rps = 0;             // 0: the topic's mean partition load
+  int min_salts = 2;
+  int max_salts = 0;  // 0: the topic's partition count
+  double headroom = 1.5;
+  std::string hot_topic_pattern = "{topic}.hot";
+  int hot_topic_partitions = 16;
+};
+
+struct SaltingConfig {
+  // How often the control step runs: detection, policy, layout changes, publication.
+  absl::Duration tick = absl::Milliseconds(100);
+  std::string control_topic = "_saltproxy_saltmap";
+  absl::Duration cooled_retention = absl::Minutes(1);
+  int max_held_records_per_key = 10000;
+  absl::Duration load_half_life = absl::Seconds(1);
+  SaltPolicyConfig defaults;
+  std::map<std::string, SaltPolicyConfig> topics;  // per-topic overrides of `defaults`
+};
+
 struct Config {
   std::string instance_id;  // Defaults to the host name.
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration shutdown_timeout = absl::Seconds(10);
   HttpConfig http;
   UpstreamConfig upstream;
+  SaltingConfig salting;
 };
 
 // Parses YAML text. `source` names the text in error messages (usually the file's path).

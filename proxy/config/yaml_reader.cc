@@ -173,6 +173,18 @@ void YamlSection::ReadList(absl::string_view key, const std::function<void(YamlS
   }
 }
 
+void YamlSection::ForEachKey(
+    const std::function<void(const std::string&, YamlSection&)>& each) {
+  if (!node_.IsMap()) return;
+  for (const auto& kv : node_) {
+    const std::string& name = kv.first.Scalar();
+    consumed_.push_back(name);
+    YamlSection child(kv.second, path_.empty() ? name : absl::StrCat(path_, ".", name), source_,
+                      errors_);
+    each(name, child);
+  }
+}
+
 void YamlSection::Finish() {
   if (!node_.IsMap()) return;
   for (const auto& kv : node_) {

@@ -46,6 +46,10 @@ class YamlSection {
   // A sequence of mappings; calls `each` with a section per element.
   void ReadList(absl::string_view key, const std::function<void(YamlSection&)>& each);
 
+  // A mapping whose keys are names chosen by the user (e.g. topic names): calls `each` with
+  // every key and its section, and consumes them all.
+  void ForEachKey(const std::function<void(const std::string&, YamlSection&)>& each);
+
   // Records an error at this section (or at `key` when it is present).
   void Error(absl::string_view key, absl::string_view what);
   // Reports every key of the mapping that no Read* consumed.

@@ -31,6 +31,39 @@ TEST(ConfigTest, ExampleFileInConfigFolderIsValid) {
   EXPECT_EQ(config->upstream.librdkafka.at("compression.type"), "lz4");
 }
 
+TEST(ConfigTest, SaltingPolicyDefaultsAndPerTopicOverrides) {
+  absl::StatusOr<Config> config = ParseConfig(R"(
+upstream: {embedded: true}
+salting:
+  tick: 50ms
+  defaults: {strategy: salt, max_salts: 8}
+  topics:
+    clicks: {min_salts: 4}
+    audit: {strategy: "off"}
+)");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_EQ(config->salting.tick, absl::Milliseconds(50));
+  EXPECT_EQ(config->salting.defaults.strategy, "salt");
+  EXPECT_EQ(config->salting.topics.at("clicks").strategy, "salt");  // inherited
+  EXPECT_EQ(config->salting.topics.at("clicks").max_salts, 8);       // inherited
+  EXPECT_EQ(config->salting.topics.at("clicks").min_salts, 4);
+  EXPECT_EQ(config->salting.topics.at("audit").strategy, "off");
+}
+
+TEST(ConfigTest, BadSaltingPolicyNamesTopicAndField) {
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting:\n  topics:\n    clicks:\n"
+                          "      strategy: sprinkle\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("salting.topics.clicks.strategy: expected one of salt, reroute")));
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting:\n  defaults:\n"
+                          "    min_salts: 4\n    max_salts: 2\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("salting.defaults.max_salts: expected 0")));
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting:\n  defaults:\n"
+                          "    hot_topic_pattern: hot\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("{topic}")));
+}
+
 TEST(ConfigTest, DemoFileIsValidAndEmbedded) {
   absl::StatusOr<Config> config =
       LoadConfigFile(std::string(SALTPROXY_SOURCE_DIR) + "/config/demo.yaml");
