@@ -12,6 +12,7 @@
 #include "proxy/http/server.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/salting/router.h"
+#include "proxy/salting/router_metrics.h"
 
 namespace saltproxy {
 
@@ -24,6 +25,7 @@ struct App::Parts {
   std::unique_ptr<EmbeddedCluster> embedded;
   std::unique_ptr<Forwarder> forwarder;
   std::unique_ptr<Router> router;
+  std::unique_ptr<RouterMetrics> router_metrics;
   std::unique_ptr<ApiHandler> api;
   std::unique_ptr<HttpServer> http;
   // The control step (detection, policy, layout changes, publication), every salting.tick.
@@ -92,6 +94,7 @@ void ControlLoop(App::Parts& p) {
     if (p.stopping) break;
     lock.unlock();
     p.router->Tick(absl::Now());
+    p.router_metrics->Update(*p.router);
     lock.lock();
   }
 }
@@ -129,6 +132,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   Forwarder* fw = p.forwarder.get();
   p.api = std::make_unique<ApiHandler>(config.http, *p.router, p.metrics,
                                        [fw] { return fw->Ready(); });
+  p.router_metrics = std::make_unique<RouterMetrics>(p.metrics.registry());
   Router* router = p.router.get();
   p.api->AddGetRoute("/saltmap", "saltmap", [router](const HttpRequest& request) {
     return MakeResponse(request, 200, "application/json", router->SaltMapJson());

@@ -22,7 +22,12 @@ struct PartitionCounters {
   std::atomic<uint64_t> delivered{0};
   std::atomic<int64_t> last_offset{-1};
   std::atomic<int64_t> recent{0};  // decayed record count, for load-aware spreading
+  std::atomic<uint64_t> bytes{0};   // key and value bytes routed here
 };
+
+size_t PayloadSize(const Record& r) {
+  return (r.key ? r.key->size() : 0) + (r.value ? r.value->size() : 0);
+}
 
 std::string_view ActionName(RouteAction action) {
   switch (action) {
@@ -60,6 +65,8 @@ struct Router::TopicRuntime {
   const std::string name;
   const int32_t partitions;
   std::unique_ptr<PartitionCounters[]> counters;
+  std::atomic<uint64_t> records_in{0};  // records whose client named this topic
+  std::atomic<uint64_t> bytes_in{0};
 };
 
 struct Router::KeyRuntime {
@@ -166,6 +173,7 @@ absl::Status Router::ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32
   PartitionCounters& c = topic->counters[partition];
   c.submitted.fetch_add(1, std::memory_order_relaxed);
   c.recent.fetch_add(1, std::memory_order_relaxed);
+  c.bytes.fetch_add(PayloadSize(record), std::memory_order_relaxed);
   if (record.topic != topic->name) record.topic = topic->name;
   // The callback keeps the topic's counters alive until the report arrives.
   std::shared_ptr<TopicRuntime> keep = topic;
@@ -197,6 +205,8 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
     // Not in the metadata cache yet: the upstream producer partitions it (murmur2).
     return upstream_.Produce(std::move(record), record.partition, std::move(done));
   }
+  topic->records_in.fetch_add(1, std::memory_order_relaxed);
+  topic->bytes_in.fetch_add(PayloadSize(record), std::memory_order_relaxed);
   if (record.partition >= 0) {
     return ProduceTo(topic, record.partition, std::move(record), std::move(done),
                      RouteAction::kClientPartition, -1, 0);
@@ -205,10 +215,7 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
     return upstream_.Produce(std::move(record), -1, std::move(done));
   }
   const std::string& key = *record.key;
-  if (heat_) {
-    heat_->Observe(record.topic, key,
-                   key.size() + (record.value ? record.value->size() : 0), absl::Now());
-  }
+  if (heat_) heat_->Observe(record.topic, key, PayloadSize(record), absl::Now());
   const RouteEntry* entry = nullptr;
   if (auto keys = snap.keys.find(record.topic); keys != snap.keys.end()) {
     if (auto e = keys->second.find(key); e != keys->second.end()) entry = &e->second;
@@ -580,6 +587,45 @@ void Router::PublishSaltMap() {
         }
       });
   if (!queued.ok()) published_epoch_ = 0;
+}
+
+std::vector<Router::TopicStats> Router::Stats() const {
+  std::shared_ptr<const Snapshot> snap;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snap = snapshot_;
+  }
+  std::vector<TopicStats> stats;
+  for (const auto& [name, topic] : snap->topics) {
+    TopicStats t;
+    t.topic = name;
+    t.records_in = topic->records_in.load(std::memory_order_relaxed);
+    t.bytes_in = topic->bytes_in.load(std::memory_order_relaxed);
+    int64_t max_recent = 0;
+    int64_t sum_recent = 0;
+    for (int32_t p = 0; p < topic->partitions; ++p) {
+      const PartitionCounters& c = topic->counters[p];
+      t.records_out.push_back(c.submitted.load(std::memory_order_relaxed));
+      t.bytes_out.push_back(c.bytes.load(std::memory_order_relaxed));
+      int64_t recent = c.recent.load(std::memory_order_relaxed);
+      max_recent = std::max(max_recent, recent);
+      sum_recent += recent;
+    }
+    t.skew = sum_recent > 0 ? static_cast<double>(max_recent) * topic->partitions / sum_recent
+                            : 1.0;
+    if (auto keys = snap->keys.find(name); keys != snap->keys.end()) {
+      for (const auto& [key, entry] : keys->second) {
+        if (entry.map.action == RouteAction::kSalted || entry.map.action == RouteAction::kRerouted) {
+          ++t.hot_keys;
+          t.salts_in_use += entry.map.salts;
+        }
+      }
+    }
+    stats.push_back(std::move(t));
+  }
+  std::sort(stats.begin(), stats.end(),
+            [](const TopicStats& a, const TopicStats& b) { return a.topic < b.topic; });
+  return stats;
 }
 
 std::vector<uint64_t> Router::PartitionCounts(const std::string& topic) const {

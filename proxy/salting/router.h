@@ -95,6 +95,19 @@ class Router : public RecordSink {
   uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
   std::vector<SaltMapEntry> Entries() const;
 
+  // What the router has seen and done, per topic it knows (for metrics and the live page).
+  struct TopicStats {
+    std::string topic;
+    uint64_t records_in = 0;  // records produced to this topic by clients
+    uint64_t bytes_in = 0;
+    std::vector<uint64_t> records_out;  // per partition: records routed there (any source)
+    std::vector<uint64_t> bytes_out;
+    double skew = 1.0;  // max / mean of the recent per-partition loads; 1.0 is even
+    int hot_keys = 0;   // keys of this topic salted or rerouted now
+    int salts_in_use = 0;
+  };
+  std::vector<TopicStats> Stats() const;
+
   // Records routed to each partition of `topic` since start (for metrics and tests).
   std::vector<uint64_t> PartitionCounts(const std::string& topic) const;
 
