@@ -215,7 +215,7 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
     return upstream_.Produce(std::move(record), -1, std::move(done));
   }
   const std::string& key = *record.key;
-  if (heat_) heat_->Observe(record.topic, key, PayloadSize(record), absl::Now());
+  if (heat_) heat_->Observe(record.topic, key, PayloadSize(record), options_.clock());
   const RouteEntry* entry = nullptr;
   if (auto keys = snap.keys.find(record.topic); keys != snap.keys.end()) {
     if (auto e = keys->second.find(key); e != keys->second.end()) entry = &e->second;

@@ -53,6 +53,8 @@ struct RouterOptions {
   std::string control_topic = "_saltproxy_saltmap";
   // Load-aware spreading halves the per-partition recent counts this often.
   absl::Duration load_half_life = absl::Seconds(1);
+  // The time records are observed at; simulations inject their own.
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
 
 // The highest offset a key can have in one partition of its previous layout.

@@ -1,0 +1,86 @@
+// The Kafka-protocol listener: accepts connections (Boost.Asio), splits each connection's bytes
+// into size-prefixed request frames, hands every frame to a FrameHandler, and writes the answers
+// back in request order, whatever order they complete in. A connection may pipeline up to
+// max_in_flight requests (the client's max.in.flight); beyond that the session stops reading
+// until the oldest is answered, so a fast client cannot make the proxy buffer without bound.
+//
+//   KafkaServer server(options, handler, metrics);
+//   RETURN_IF_ERROR(server.Start());        // server.port() is the bound port
+//   server.Shutdown(absl::Seconds(10));     // stop accepting; answer what is in flight
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "proxy/config/config.h"
+#include "proxy/metrics/metrics.h"
+
+namespace saltproxy {
+
+// Answers one request frame exactly once, from any thread: with the response frame's payload
+// (without the 4-byte size), with nullopt for a request that gets no response (acks=0), or by
+// closing the connection (a protocol violation the client must not survive).
+class FrameReply {
+ public:
+  enum class Kind { kRespond, kNoResponse, kClose };
+  using Send = std::function<void(Kind, std::string)>;
+  explicit FrameReply(Send send) : send_(std::move(send)) {}
+  FrameReply(FrameReply&&) = default;
+  FrameReply& operator=(FrameReply&&) = default;
+  // A reply dropped without an answer closes the connection: a client must never wait for ever.
+  ~FrameReply();
+  void Respond(std::string payload);
+  void NoResponse();
+  void Close(std::string_view reason);
+
+ private:
+  Send send_;
+};
+
+class FrameHandler {
+ public:
+  virtual ~FrameHandler() = default;
+  // `frame` is one request without its size prefix. `connection` identifies the connection
+  // (for per-connection state such as the client's id in logs).
+  virtual void Handle(std::string frame, uint64_t connection, FrameReply reply) = 0;
+};
+
+struct KafkaServerOptions {
+  Endpoint listen{"127.0.0.1", 9092};
+  int threads = 2;
+  uint32_t max_frame_bytes = 100 << 20;
+  int max_in_flight_per_connection = 16;
+  absl::Duration idle_timeout = absl::Minutes(10);
+};
+
+class KafkaServer {
+ public:
+  KafkaServer(const KafkaServerOptions& options, FrameHandler& handler, Metrics& metrics);
+  ~KafkaServer();
+
+  absl::Status Start();
+  uint16_t port() const { return port_; }
+  void Shutdown(absl::Duration timeout);
+
+  struct Shared;
+
+ private:
+  KafkaServerOptions options_;
+  std::shared_ptr<Shared> shared_;
+  boost::asio::io_context ioc_;
+  std::vector<std::thread> threads_;
+  uint16_t port_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace saltproxy
