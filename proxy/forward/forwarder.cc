@@ -75,7 +75,18 @@ struct Forwarder::ForwardMetrics {
                   .Name("saltproxy_upstream_ready")
                   .Help("1 while the upstream cluster answers metadata requests")
                   .Register(r)
-                  .Add({})) {}
+                  .Add({})) {
+    // The usual errors get their series at start-up, so that dashboards and alerts see zeros
+    // rather than nothing; any other error adds its own series when it first happens.
+    for (rd_kafka_resp_err_t err :
+         {RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, RD_KAFKA_RESP_ERR__TRANSPORT,
+          RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+          RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+          RD_KAFKA_RESP_ERR__PURGE_QUEUE}) {
+      failed_family.Add({{"error", rd_kafka_err2name(err)}});
+      upstream_errors_family.Add({{"error", rd_kafka_err2name(err)}});
+    }
+  }
 
   // Error paths only: a label per librdkafka error name, a bounded set.
   void CountFailure(prometheus::Family<prometheus::Counter>& family, const char* error) {
