@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "proxy/common/log.h"
 #include "proxy/forward/embedded_cluster.h"
 #include "proxy/forward/forwarder.h"
@@ -19,7 +20,8 @@ namespace saltproxy {
 // Members are declared in start-up order and so destroyed in the reverse: the HTTP server
 // goes before the router and the forwarder it calls, the forwarder before the cluster it uses.
 struct App::Parts {
-  Config config;
+  mutable std::mutex config_mu;
+  Config config;  // guarded by config_mu after start-up
   std::string upstream_bootstrap;
   Metrics metrics;
   std::unique_ptr<EmbeddedCluster> embedded;
@@ -156,6 +158,57 @@ uint16_t App::http_port() const { return parts_->http->port(); }
 
 const std::string& App::upstream_bootstrap() const {
   return parts_->upstream_bootstrap;
+}
+
+Config App::config() const {
+  std::lock_guard<std::mutex> lock(parts_->config_mu);
+  return parts_->config;
+}
+
+namespace {
+
+// The fields a running proxy cannot take over: they shape sockets, threads and the producer.
+std::vector<std::string> NeedsRestart(const Config& a, const Config& b) {
+  std::vector<std::string> fields;
+  auto differs = [&](bool changed, const char* name) {
+    if (changed) fields.push_back(name);
+  };
+  differs(a.instance_id != b.instance_id, "instance_id");
+  differs(a.http.listen.host != b.http.listen.host || a.http.listen.port != b.http.listen.port,
+          "http.listen");
+  differs(a.http.threads != b.http.threads, "http.threads");
+  const UpstreamConfig& u = a.upstream;
+  const UpstreamConfig& v = b.upstream;
+  differs(u.bootstrap_servers != v.bootstrap_servers, "upstream.bootstrap_servers");
+  differs(u.embedded != v.embedded, "upstream.embedded");
+  differs(u.librdkafka != v.librdkafka, "upstream.librdkafka");
+  differs(u.delivery_timeout != v.delivery_timeout, "upstream.delivery_timeout");
+  differs(u.max_queued_records != v.max_queued_records || u.max_queued_bytes != v.max_queued_bytes,
+          "upstream.max_queued_records/bytes");
+  differs(a.salting.control_topic != b.salting.control_topic, "salting.control_topic");
+  differs(a.salting.tick != b.salting.tick, "salting.tick");
+  differs(a.salting.max_held_records_per_key != b.salting.max_held_records_per_key,
+          "salting.max_held_records_per_key");
+  return fields;
+}
+
+}  // namespace
+
+absl::Status App::Reload(const Config& next) {
+  Parts& p = *parts_;
+  std::lock_guard<std::mutex> lock(p.config_mu);
+  std::vector<std::string> restart = NeedsRestart(p.config, next);
+  if (!restart.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("not applied: changing ", absl::StrJoin(restart, ", "),
+                     " needs a restart; the running configuration stays"));
+  }
+  absl::StatusOr<RouterOptions> options = RouterOptionsFrom(next);
+  if (!options.ok()) return options.status();
+  p.router->Reconfigure(*options);
+  SetLogLevel(next.log_level);
+  p.config = next;
+  return absl::OkStatus();
 }
 
 absl::Status App::Shutdown() {

@@ -21,6 +21,12 @@ class App {
   uint16_t http_port() const;
   // The upstream bootstrap servers in use (the embedded cluster's when embedded).
   const std::string& upstream_bootstrap() const;
+  // Applies a new configuration without dropping connections: log level and salting policies.
+  // A configuration that changes what needs a restart (listen addresses, threads, upstream,
+  // instance id, control topic) is refused whole, with the fields named; the running one stays.
+  absl::Status Reload(const Config& next);
+  Config config() const;
+
   // Idempotent. Returns a non-OK status when records were still undelivered at the deadline.
   absl::Status Shutdown();
 

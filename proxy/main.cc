@@ -6,6 +6,7 @@
 //   saltproxy --version
 //
 // SIGTERM or SIGINT: stop accepting, answer requests in flight, flush upstream, exit 0.
+// SIGHUP: reload the config file (an invalid one is refused; the running config stays).
 #include <signal.h>
 
 #include <cstring>
@@ -75,6 +76,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -85,8 +87,26 @@ int main(int argc, char** argv) {
     return 1;
   }
   int received = 0;
-  sigwait(&signals, &received);
-  saltproxy::LogEvent(saltproxy::LogLevel::kInfo, "signal", {{"signal", strsignal(received)}});
+  for (;;) {
+    sigwait(&signals, &received);
+    saltproxy::LogEvent(saltproxy::LogLevel::kInfo, "signal", {{"signal", strsignal(received)}});
+    if (received != SIGHUP) break;
+    // SIGHUP: reload the file; an invalid file is refused and the running config stays.
+    if (config_path.empty()) {
+      saltproxy::LogEvent(saltproxy::LogLevel::kWarn, "reload_refused",
+                          {{"reason", "saltproxy was started without --config"}});
+      continue;
+    }
+    absl::StatusOr<saltproxy::Config> next = saltproxy::LoadConfigFile(config_path);
+    if (next.ok() && embedded) next->upstream.embedded = true;
+    absl::Status applied = next.ok() ? (*app)->Reload(*next) : next.status();
+    if (applied.ok()) {
+      saltproxy::LogEvent(saltproxy::LogLevel::kInfo, "reload_applied", {{"file", config_path}});
+    } else {
+      saltproxy::LogEvent(saltproxy::LogLevel::kError, "reload_refused",
+                          {{"file", config_path}, {"reason", applied.message()}});
+    }
+  }
   absl::Status stopped = (*app)->Shutdown();
   app->reset();
   return stopped.ok() ? 0 : 1;

@@ -277,7 +277,16 @@ void Router::DecayLoads(absl::Time now) {
   }
 }
 
+void Router::Reconfigure(const RouterOptions& options) {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  options_.default_policy = options.default_policy;
+  options_.topic_policies = options.topic_policies;
+  options_.cooled_retention = options.cooled_retention;
+  options_.load_half_life = options.load_half_life;
+}
+
 void Router::Tick(absl::Time now) {
+  std::lock_guard<std::mutex> control_lock(control_mu_);
   DecayLoads(now);
   std::vector<TopicHeat> heats;
   if (heat_) heats = heat_->Tick(now);

@@ -92,6 +92,10 @@ class Router : public RecordSink {
   // The control step: detection, policy, transitions, publication. One thread.
   void Tick(absl::Time now);
 
+  // Applies a reloaded configuration's policies, cooled retention and load half-life from the
+  // next control step on. The rest of RouterOptions needs a restart.
+  void Reconfigure(const RouterOptions& options);
+
   // The salt map now: {"epoch":…,"instance":…,"topics":{"t":{"keys":[…]}}}.
   std::string SaltMapJson() const;
   uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
@@ -133,7 +137,10 @@ class Router : public RecordSink {
 
   Upstream& upstream_;
   HeatTracker* heat_;
-  const RouterOptions options_;
+  // Per-record fields (instance_id, clock, max_held_records_per_key) never change; the control
+  // step's fields change under control_mu_ (Reconfigure).
+  RouterOptions options_;
+  std::mutex control_mu_;
 
   // The current snapshot; readers cache it per thread and compare versions.
   mutable std::mutex snapshot_mu_;

@@ -36,8 +36,9 @@ check "an unreadable file is named" grep -q "missing.yaml: cannot read" "$work/o
 "$bin" --no-such-flag >"$work/out" 2>&1; rc=$?
 check "an unknown flag exits 2 with usage" test $rc -eq 2
 
-# Start in front of the embedded cluster, produce, then SIGTERM: exit 0 after a clean flush.
-"$bin" --config "$src/config/demo.yaml" 2>"$work/log" &
+# Start in front of the embedded cluster, produce, reload, then SIGTERM: exit 0 after a flush.
+cp "$src/config/demo.yaml" "$work/run.yaml"
+"$bin" --config "$work/run.yaml" 2>"$work/log" &
 pid=$!
 port=""
 for _ in $(seq 1 100); do
@@ -50,6 +51,27 @@ code=$(curl -s -o "$work/resp" -w '%{http_code}' -H 'Content-Type: application/v
   -d '{"records":[{"key":"k","value":"v"}]}' "http://127.0.0.1:$port/topics/clicks")
 check "a produce request is answered 200" test "$code" = 200
 check "with an offset" grep -q '"offset":0' "$work/resp"
+wait_log() {  # wait_log PATTERN: until the log has it, 10 s at most
+  for _ in $(seq 1 100); do grep -q "$1" "$work/log" && return 0; sleep 0.1; done
+  return 1
+}
+# SIGHUP with a valid change: applied, connections untouched.
+sed -i 's/^instance_id: .*/&\nlog_level: debug/' "$work/run.yaml"
+printf 'salting:\n  defaults: {max_salts: 4}\n' >>"$work/run.yaml"
+kill -HUP $pid
+check "a valid reload is applied" wait_log "event=reload_applied"
+# SIGHUP with an invalid file: refused with the reason; the proxy keeps serving.
+cp "$work/run.yaml" "$work/good.yaml"
+printf 'bogus_field: 1\n' >>"$work/run.yaml"
+kill -HUP $pid
+check "an invalid reload is refused, naming the field" wait_log "event=reload_refused.*bogus_field: unknown field"
+# SIGHUP changing what needs a restart: refused, the running config stays.
+sed 's/listen: 127.0.0.1:0/listen: 127.0.0.1:1/' "$work/good.yaml" >"$work/run.yaml"
+kill -HUP $pid
+check "a reload of the listen address is refused" wait_log "reason=.*http.listen needs a restart"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")
+check "the proxy still serves after refused reloads" test "$code" = 200
+
 kill -TERM $pid
 wait $pid; rc=$?
 pid=""

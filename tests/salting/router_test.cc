@@ -310,6 +310,17 @@ TEST_F(RouterTest, KeyTooHotIsReroutedToACreatedHotTopicAndSaltedThere) {
   EXPECT_EQ(reports[0].topic, "clicks.hot");
 }
 
+TEST_F(RouterTest, ReconfiguredPolicyAppliesAtTheNextControlStep) {
+  SetHot({{"nike", 4000}});
+  Settle();
+  ASSERT_EQ(router().Entries()[0].action, RouteAction::kSalted);
+  RouterOptions off = options;
+  off.default_policy.strategy = Strategy::kOff;
+  router().Reconfigure(off);
+  Settle();
+  EXPECT_EQ(router().Entries()[0].action, RouteAction::kPassed);  // cooled back
+}
+
 TEST_F(RouterTest, SaltMapJsonListsKeysWithEpochAndCutOver) {
   SetHot({{"nike", 4000}});
   Settle();
