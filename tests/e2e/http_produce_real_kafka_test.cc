@@ -1,0 +1,109 @@
+// Records POSTed to saltproxy's REST API reach a real Kafka broker, where a real consumer
+// (librdkafka) reads back the same keys, values and headers, each key on the partition the Java
+// default partitioner would choose.
+#include <gtest/gtest.h>
+
+#include "absl/strings/escaping.h"
+#include "proxy/app.h"
+#include "saltproxy/partitioner.h"
+#include "testing/http_client.h"
+#include "testing/real_kafka.h"
+#include "testing/status_matchers.h"
+
+namespace saltproxy {
+namespace {
+
+using ::saltproxy::testing::ConsumedRecord;
+using ::saltproxy::testing::HttpClient;
+using ::saltproxy::testing::HttpResult;
+using ::saltproxy::testing::IsOk;
+using ::saltproxy::testing::RealKafka;
+
+class HttpProduceRealKafkaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    kafka_ = &RealKafka::Get();
+    ASSERT_FALSE(kafka_->bootstrap().empty());
+    absl::StatusOr<Config> config = ParseConfig(absl::StrCat(R"(
+log_level: warn
+http: {listen: 127.0.0.1:0}
+salting: {control_topic: ""}
+upstream:
+  bootstrap_servers: )", kafka_->bootstrap(), "\n"));
+    ASSERT_THAT(config, IsOk());
+    absl::StatusOr<std::unique_ptr<App>> app = App::Start(*config);
+    ASSERT_THAT(app, IsOk());
+    app_ = std::move(*app);
+  }
+  RealKafka* kafka_ = nullptr;
+  std::unique_ptr<App> app_;
+};
+
+TEST_F(HttpProduceRealKafkaTest, RecordsReachTheBrokerWithTheSameKeysValuesAndHeaders) {
+  ASSERT_THAT(kafka_->CreateTopic("http-e2e", 6), IsOk());
+  HttpClient client(app_->http_port());
+  const int kRecords = 60;
+  // Keys key-0..key-9 in binary mode (base64), six records each, interleaved.
+  std::string body = R"({"records":[)";
+  for (int i = 0; i < kRecords; ++i) {
+    body += absl::StrCat(i ? "," : "", R"({"key":")", absl::Base64Escape(absl::StrCat("key-", i % 10)),
+                         R"(","value":")", absl::Base64Escape(absl::StrCat("value-", i)),
+                         R"(","headers":[{"key":"n","value":")", absl::Base64Escape(absl::StrCat(i)),
+                         R"("}]})");
+  }
+  body += "]}";
+  HttpResult r = client.Post("/topics/http-e2e", body, "application/vnd.kafka.binary.v2+json");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(r.Json().is_object()) << r.body;
+
+  absl::StatusOr<std::vector<ConsumedRecord>> records =
+      kafka_->ConsumeAll("http-e2e", kRecords, absl::Seconds(60));
+  ASSERT_THAT(records, IsOk());
+  ASSERT_EQ(records->size(), static_cast<size_t>(kRecords));
+  std::map<std::string, std::vector<int>> order;  // key → record numbers in partition order
+  std::sort(records->begin(), records->end(), [](const ConsumedRecord& a, const ConsumedRecord& b) {
+    return std::tie(a.partition, a.offset) < std::tie(b.partition, b.offset);
+  });
+  for (const ConsumedRecord& rec : *records) {
+    ASSERT_TRUE(rec.key && rec.value);
+    int n = std::stoi(*rec.Header("n"));
+    EXPECT_EQ(*rec.key, absl::StrCat("key-", n % 10));
+    EXPECT_EQ(*rec.value, absl::StrCat("value-", n));
+    EXPECT_EQ(rec.partition, DefaultPartition(*rec.key, 6)) << *rec.key;
+    order[*rec.key].push_back(n);
+  }
+  for (const auto& [key, ns] : order) {
+    EXPECT_TRUE(std::is_sorted(ns.begin(), ns.end())) << key << " out of order";
+    EXPECT_EQ(ns.size(), 6u);
+  }
+  // The answer's offsets are the broker's.
+  boost::json::value answer = r.Json();
+  const auto& offsets = answer.at("offsets").as_array();
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    EXPECT_EQ(offsets[i].at("partition").as_int64(),
+              DefaultPartition(absl::StrCat("key-", i % 10), 6));
+  }
+}
+
+TEST_F(HttpProduceRealKafkaTest, UnknownTopicIsA404FromTheRealCluster) {
+  HttpResult r = HttpClient(app_->http_port())
+                     .Post("/topics/never-created", R"({"records":[{"value":1}]})",
+                           "application/vnd.kafka.json.v2+json");
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 40401);
+}
+
+TEST_F(HttpProduceRealKafkaTest, JsonValuesArriveAsTheirJsonText) {
+  ASSERT_THAT(kafka_->CreateTopic("http-e2e-json", 1), IsOk());
+  HttpResult r = HttpClient(app_->http_port())
+                     .Post("/topics/http-e2e-json",
+                           R"({"records":[{"key":"k","value":{"seat":"A1","n":3}}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto records = kafka_->ConsumeAll("http-e2e-json", 1, absl::Seconds(30));
+  ASSERT_THAT(records, IsOk());
+  EXPECT_EQ((*records)[0].key, "\"k\"");
+  EXPECT_EQ((*records)[0].value, R"({"seat":"A1","n":3})");
+}
+
+}  // namespace
+}  // namespace saltproxy
