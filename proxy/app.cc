@@ -12,6 +12,9 @@
 #include "proxy/http/api.h"
 #include "proxy/http/server.h"
 #include "proxy/metrics/metrics.h"
+#include "proxy/detect/detector_metrics.h"
+#include "proxy/detect/hot_key_detector.h"
+#include "proxy/salting/detector_heat.h"
 #include "proxy/salting/router.h"
 #include "proxy/salting/router_metrics.h"
 
@@ -26,6 +29,9 @@ struct App::Parts {
   Metrics metrics;
   std::unique_ptr<EmbeddedCluster> embedded;
   std::unique_ptr<Forwarder> forwarder;
+  std::unique_ptr<HotKeyDetector> detector;
+  std::unique_ptr<DetectorHeat> heat;
+  std::unique_ptr<DetectorMetrics> detector_metrics;
   std::unique_ptr<Router> router;
   std::unique_ptr<RouterMetrics> router_metrics;
   std::unique_ptr<ApiHandler> api;
@@ -59,6 +65,24 @@ absl::StatusOr<TopicPolicy> PolicyFrom(const SaltPolicyConfig& c) {
   p.hot_topic_partitions = c.hot_topic_partitions;
   if (absl::Status s = p.Validate(); !s.ok()) return s;
   return p;
+}
+
+DetectorConfig DetectorConfigFrom(const DetectionConfig& c) {
+  DetectorConfig d;
+  d.epsilon = c.epsilon;
+  d.delta = c.delta;
+  d.max_sketch_bytes = c.max_sketch_bytes;
+  d.conservative_update = c.conservative_update;
+  d.half_life = c.half_life;
+  d.top_k = c.top_k;
+  d.hot_rps = c.hot_rps;
+  d.hot_share = c.hot_share;
+  d.hot_partition_share = c.hot_partition_share;
+  d.partition_capacity_rps = c.partition_capacity_rps;
+  d.cold_ratio = c.cold_ratio;
+  d.hold_down = c.hold_down;
+  d.max_topics = c.max_topics;
+  return d;
 }
 
 absl::StatusOr<RouterOptions> RouterOptionsFrom(const Config& config) {
@@ -97,6 +121,7 @@ void ControlLoop(App::Parts& p) {
     lock.unlock();
     p.router->Tick(absl::Now());
     p.router_metrics->Update(*p.router);
+    p.detector_metrics->Update(*p.detector);
     lock.lock();
   }
 }
@@ -128,9 +153,19 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
       return cluster->CreateTopic(topic, partitions);
     });
   }
+  DetectorConfig detection = DetectorConfigFrom(config.detection);
+  if (absl::Status s = detection.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("detection: ", s.message()));
+  }
+  Forwarder* upstream_cache = p.forwarder.get();
+  p.detector = std::make_unique<HotKeyDetector>(detection, [upstream_cache](const std::string& t) {
+    return upstream_cache->CachedPartitions(t).value_or(1);
+  });
+  p.heat = std::make_unique<DetectorHeat>(*p.detector);
+  p.detector_metrics = std::make_unique<DetectorMetrics>(p.metrics.registry());
   absl::StatusOr<RouterOptions> router_options = RouterOptionsFrom(config);
   if (!router_options.ok()) return router_options.status();
-  p.router = std::make_unique<Router>(*p.forwarder, nullptr, *std::move(router_options));
+  p.router = std::make_unique<Router>(*p.forwarder, p.heat.get(), *std::move(router_options));
   Forwarder* fw = p.forwarder.get();
   p.api = std::make_unique<ApiHandler>(config.http, *p.router, p.metrics,
                                        [fw] { return fw->Ready(); });
@@ -138,6 +173,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   Router* router = p.router.get();
   p.api->AddGetRoute("/saltmap", "saltmap", [router](const HttpRequest& request) {
     return MakeResponse(request, 200, "application/json", router->SaltMapJson());
+  });
+  HotKeyDetector* detector = p.detector.get();
+  p.api->AddGetRoute("/hotkeys", "hotkeys", [detector](const HttpRequest& request) {
+    return MakeResponse(request, 200, "application/json", detector->HotKeysJson());
   });
   p.http = std::make_unique<HttpServer>(config.http, *p.api, p.metrics);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
@@ -186,6 +225,7 @@ std::vector<std::string> NeedsRestart(const Config& a, const Config& b) {
   differs(u.max_queued_records != v.max_queued_records || u.max_queued_bytes != v.max_queued_bytes,
           "upstream.max_queued_records/bytes");
   differs(a.salting.control_topic != b.salting.control_topic, "salting.control_topic");
+  differs(!(a.detection == b.detection), "detection");
   differs(a.salting.tick != b.salting.tick, "salting.tick");
   differs(a.salting.max_held_records_per_key != b.salting.max_held_records_per_key,
           "salting.max_held_records_per_key");

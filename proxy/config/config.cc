@@ -71,6 +71,27 @@ void ReadUpstream(YamlSection& s, UpstreamConfig& up) {
   s.Finish();
 }
 
+void ReadDetection(YamlSection& s, DetectionConfig& d) {
+  s.ReadDouble("epsilon", &d.epsilon, 1e-9, 0.5);
+  s.ReadDouble("delta", &d.delta, 1e-9, 0.5);
+  s.ReadUint64("max_sketch_bytes", &d.max_sketch_bytes, 4096, 1ull << 30);
+  s.ReadBool("conservative_update", &d.conservative_update);
+  s.ReadDuration("half_life", &d.half_life, absl::Milliseconds(100), absl::Hours(1));
+  s.ReadInt("top_k", &d.top_k, 1, 100000);
+  s.ReadDouble("hot_rps", &d.hot_rps, 0, 1e12);
+  s.ReadDouble("hot_share", &d.hot_share, 0, 1);
+  s.ReadDouble("hot_partition_share", &d.hot_partition_share, 0, 1000);
+  s.ReadDouble("partition_capacity_rps", &d.partition_capacity_rps, 0, 1e12);
+  s.ReadDouble("cold_ratio", &d.cold_ratio, 0.01, 1);
+  s.ReadDuration("hold_down", &d.hold_down, absl::ZeroDuration(), absl::Hours(24));
+  s.ReadInt("max_topics", &d.max_topics, 1, 100000);
+  if (d.hot_rps == 0 && d.hot_share == 0 && d.hot_partition_share == 0) {
+    s.Error("hot_partition_share",
+            "set one hot threshold: hot_rps, hot_share or hot_partition_share");
+  }
+  s.Finish();
+}
+
 void ReadPolicy(YamlSection& s, SaltPolicyConfig& p) {
   s.ReadEnum("strategy", &p.strategy, {"salt", "reroute", "salt_then_reroute", "off"});
   s.ReadDouble("partition_target_rps", &p.partition_target_rps, 0, 1e9);
@@ -164,6 +185,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml, absl::string_view sou
   ReadHttp(http, config.http);
   YamlSection upstream = top.Sub("upstream");
   ReadUpstream(upstream, config.upstream);
+  YamlSection detection = top.Sub("detection");
+  ReadDetection(detection, config.detection);
   YamlSection salting = top.Sub("salting");
   ReadSalting(salting, config.salting);
   top.Finish();

@@ -58,6 +58,25 @@ struct UpstreamConfig {
   std::map<std::string, std::string> librdkafka;
 };
 
+// Hot-key detection (proxy/detect/hot_key_detector.h has the semantics).
+struct DetectionConfig {
+  double epsilon = 1e-4;
+  double delta = 0.01;
+  uint64_t max_sketch_bytes = 256 << 10;  // per topic and ingress thread
+  bool conservative_update = true;
+  absl::Duration half_life = absl::Seconds(2);
+  int top_k = 256;
+  // The hot threshold is the first of these that is non-zero.
+  double hot_rps = 0;
+  double hot_share = 0;
+  double hot_partition_share = 0.5;
+  double partition_capacity_rps = 0;  // 0: the topic's mean partition rate
+  double cold_ratio = 0.5;
+  absl::Duration hold_down = absl::Seconds(10);
+  int max_topics = 1000;
+  bool operator==(const DetectionConfig&) const = default;
+};
+
 // How hot keys of a topic are handled (proxy/salting/policy.h has the semantics).
 struct SaltPolicyConfig {
   std::string strategy = "salt_then_reroute";  // salt | reroute | salt_then_reroute | off
@@ -86,6 +105,7 @@ struct Config {
   absl::Duration shutdown_timeout = absl::Seconds(10);
   HttpConfig http;
   UpstreamConfig upstream;
+  DetectionConfig detection;
   SaltingConfig salting;
 };
 

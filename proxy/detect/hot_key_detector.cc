@@ -1,0 +1,399 @@
+#include "proxy/detect/hot_key_detector.h"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "proxy/detect/key_hash.h"
+
+namespace saltproxy {
+namespace {
+
+std::atomic<uint64_t> g_next_detector_id{1};
+
+// Owner-thread updates of a value other threads read.
+void AddRelaxed(std::atomic<double>& a, double v) {
+  a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
+bool ValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t j = 1; j < n; ++j) {
+      if ((static_cast<unsigned char>(s[i + j]) >> 6) != 0x2) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::Status DetectorConfig::Validate() const {
+  if (absl::StatusOr<SketchShape> s = SketchShape::ForErrorBound(epsilon, delta, max_sketch_bytes);
+      !s.ok()) {
+    return s.status();
+  }
+  if (half_life <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("half_life: expected a positive duration");
+  }
+  if (top_k < 1) return absl::InvalidArgumentError("top_k: expected 1 or more");
+  if (hot_rps < 0 || hot_share < 0 || hot_partition_share < 0 || partition_capacity_rps < 0) {
+    return absl::InvalidArgumentError("hot thresholds: expected 0 (unset) or more");
+  }
+  if (hot_rps == 0 && hot_share == 0 && hot_partition_share == 0) {
+    return absl::InvalidArgumentError(
+        "set one hot threshold: hot_rps, hot_share or hot_partition_share");
+  }
+  if (!(cold_ratio > 0 && cold_ratio <= 1)) {
+    return absl::InvalidArgumentError("cold_ratio: expected a number in (0, 1]");
+  }
+  if (max_topics < 1) return absl::InvalidArgumentError("max_topics: expected 1 or more");
+  if (offer_queue < 16) return absl::InvalidArgumentError("offer_queue: expected 16 or more");
+  return absl::OkStatus();
+}
+
+struct HotKeyDetector::ThreadState {
+  struct Topic {
+    explicit Topic(SketchShape shape, bool conservative) : sketch(shape, conservative) {}
+    CountMinSketch sketch;
+    std::atomic<double> records{0};  // decayed, like the sketch
+    std::atomic<double> bytes{0};
+  };
+  struct Offer {
+    int topic = -1;
+    std::string key;
+  };
+
+  ThreadState(int max_topics, int queue)
+      : topics(new std::atomic<Topic*>[max_topics]), max_topics(max_topics), ring(queue) {
+    for (int i = 0; i < max_topics; ++i) topics[i].store(nullptr, std::memory_order_relaxed);
+  }
+  ~ThreadState() {
+    for (int i = 0; i < max_topics; ++i) delete topics[i].load(std::memory_order_relaxed);
+  }
+
+  // Written by the owner (release), read by the control step (acquire).
+  std::unique_ptr<std::atomic<Topic*>[]> topics;
+  const int max_topics;
+  std::atomic<double> applied_halvings{0};
+  // Offers: a single-producer (owner), single-consumer (control step) ring.
+  std::vector<Offer> ring;
+  std::atomic<uint64_t> head{0};
+  std::atomic<uint64_t> tail{0};
+
+  // Owner-only.
+  double halvings = 0;
+  absl::flat_hash_set<uint64_t> offered;  // keys offered since the last decay step
+  absl::flat_hash_map<std::string, int> topic_cache;
+  std::string last_topic;
+  int last_index = -1;
+};
+
+struct HotKeyDetector::TopicState {
+  struct Candidate {
+    uint64_t hash = 0;
+    double rate = 0;
+    bool hot = false;
+    absl::Time hot_since = absl::InfinitePast();
+    absl::Time below_since = absl::InfinitePast();
+  };
+  std::string name;
+  absl::flat_hash_map<std::string, Candidate> candidates;
+};
+
+HotKeyDetector::HotKeyDetector(DetectorConfig config,
+                               std::function<int32_t(const std::string&)> partitions_of)
+    : config_(std::move(config)),
+      partitions_of_(std::move(partitions_of)),
+      id_(g_next_detector_id.fetch_add(1)),
+      offer_threshold_(new std::atomic<uint32_t>[config_.max_topics]),
+      snapshot_(std::make_shared<DetectorSnapshot>()) {
+  absl::StatusOr<SketchShape> shape =
+      SketchShape::ForErrorBound(config_.epsilon, config_.delta, config_.max_sketch_bytes);
+  shape_ = shape.ok() ? *shape : SketchShape{1024, 4};
+  for (int i = 0; i < config_.max_topics; ++i) offer_threshold_[i].store(2);
+}
+
+HotKeyDetector::~HotKeyDetector() = default;
+
+HotKeyDetector::ThreadState& HotKeyDetector::Local() {
+  struct Entry {
+    uint64_t detector;
+    ThreadState* state;
+  };
+  thread_local std::vector<Entry> cache;
+  for (const Entry& e : cache) {
+    if (e.detector == id_) return *e.state;
+  }
+  auto state = std::make_unique<ThreadState>(config_.max_topics, config_.offer_queue);
+  ThreadState* raw = state.get();
+  raw->halvings = halvings_.load();
+  raw->applied_halvings.store(raw->halvings);
+  {
+    std::lock_guard<std::mutex> lock(threads_mu_);
+    threads_.push_back(std::move(state));
+  }
+  if (cache.size() >= 8) cache.erase(cache.begin());  // forget the oldest detector
+  cache.push_back({id_, raw});
+  return *raw;
+}
+
+void HotKeyDetector::Observe(std::string_view topic, std::string_view key, size_t bytes) {
+  ThreadState& ts = Local();
+
+  // Catch up with the decay the control step decided; this thread is its sketches' only writer.
+  const double halvings = halvings_.load(std::memory_order_relaxed);
+  if (halvings != ts.halvings) {
+    const double factor = std::exp2(ts.halvings - halvings);
+    for (int i = 0; i < ts.max_topics; ++i) {
+      ThreadState::Topic* t = ts.topics[i].load(std::memory_order_relaxed);
+      if (!t) continue;
+      t->sketch.Scale(factor);
+      t->records.store(t->records.load(std::memory_order_relaxed) * factor,
+                       std::memory_order_relaxed);
+      t->bytes.store(t->bytes.load(std::memory_order_relaxed) * factor, std::memory_order_relaxed);
+    }
+    ts.halvings = halvings;
+    ts.applied_halvings.store(halvings, std::memory_order_release);
+    ts.offered.clear();
+  }
+
+  int index = ts.last_index;
+  if (index < 0 || topic != ts.last_topic) {
+    auto it = ts.topic_cache.find(absl::string_view(topic.data(), topic.size()));
+    if (it != ts.topic_cache.end()) {
+      index = it->second;
+    } else {
+      std::lock_guard<std::mutex> lock(topics_mu_);
+      auto known = topic_index_.find(absl::string_view(topic.data(), topic.size()));
+      if (known != topic_index_.end()) {
+        index = known->second;
+      } else if (static_cast<int>(topic_index_.size()) < config_.max_topics) {
+        index = static_cast<int>(topic_index_.size());
+        topic_index_.emplace(std::string(topic), index);
+      } else {
+        return;  // over max_topics: not counted
+      }
+      ts.topic_cache.emplace(std::string(topic), index);
+    }
+    ts.last_topic.assign(topic.data(), topic.size());
+    ts.last_index = index;
+  }
+  ThreadState::Topic* t = ts.topics[index].load(std::memory_order_relaxed);
+  if (!t) {
+    t = new ThreadState::Topic(shape_, config_.conservative_update);
+    ts.topics[index].store(t, std::memory_order_release);
+  }
+
+  const uint64_t hash = KeyHash(key.data(), key.size(), config_.seed);
+  const uint32_t estimate = t->sketch.Add(hash);
+  AddRelaxed(t->records, 1.0);
+  AddRelaxed(t->bytes, static_cast<double>(bytes));
+  if (estimate >= offer_threshold_[index].load(std::memory_order_relaxed) &&
+      ts.offered.insert(hash).second) {
+    const uint64_t head = ts.head.load(std::memory_order_relaxed);
+    if (head - ts.tail.load(std::memory_order_acquire) < ts.ring.size()) {
+      ThreadState::Offer& slot = ts.ring[head % ts.ring.size()];
+      slot.topic = index;
+      slot.key.assign(key.data(), key.size());
+      ts.head.store(head + 1, std::memory_order_release);
+    }
+  }
+}
+
+std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
+  std::vector<HotKeyEvent> events;
+  const double half_life_s = absl::ToDoubleSeconds(config_.half_life);
+  if (last_tick_ != absl::InfinitePast() && now > last_tick_) {
+    halvings_.store(halvings_.load() + absl::ToDoubleSeconds(now - last_tick_) / half_life_s,
+                    std::memory_order_relaxed);
+  }
+  last_tick_ = now;
+  const double global = halvings_.load();
+  // A decayed count c stands for a rate of c·ln2/half_life records per second.
+  const double to_rate = std::log(2.0) / half_life_s;
+
+  std::vector<ThreadState*> threads;
+  {
+    std::lock_guard<std::mutex> lock(threads_mu_);
+    for (const auto& t : threads_) threads.push_back(t.get());
+  }
+  {
+    std::lock_guard<std::mutex> lock(topics_mu_);
+    while (topics_.size() < topic_index_.size()) topics_.push_back(std::make_unique<TopicState>());
+    for (const auto& [name, index] : topic_index_) topics_[index]->name = name;
+  }
+  // Offers become candidates.
+  for (ThreadState* ts : threads) {
+    const uint64_t head = ts->head.load(std::memory_order_acquire);
+    uint64_t tail = ts->tail.load(std::memory_order_relaxed);
+    for (; tail < head; ++tail) {
+      ThreadState::Offer& offer = ts->ring[tail % ts->ring.size()];
+      if (offer.topic >= 0 && offer.topic < static_cast<int>(topics_.size())) {
+        auto& c = topics_[offer.topic]->candidates[offer.key];
+        c.hash = KeyHash(offer.key.data(), offer.key.size(), config_.seed);
+      }
+    }
+    ts->tail.store(tail, std::memory_order_release);
+  }
+
+  auto snapshot = std::make_shared<DetectorSnapshot>();
+  snapshot->at = now;
+  for (size_t index = 0; index < topics_.size(); ++index) {
+    TopicState& topic = *topics_[index];
+    // Each thread's sketch counts as of its own last decay: weigh it to the common time.
+    struct Part {
+      const ThreadState::Topic* topic;
+      double weight;
+    };
+    std::vector<Part> parts;
+    double records = 0, bytes = 0;
+    for (ThreadState* ts : threads) {
+      const ThreadState::Topic* t = ts->topics[index].load(std::memory_order_acquire);
+      if (!t) continue;
+      double weight = std::exp2(ts->applied_halvings.load(std::memory_order_acquire) - global);
+      parts.push_back({t, weight});
+      records += weight * t->records.load(std::memory_order_relaxed);
+      bytes += weight * t->bytes.load(std::memory_order_relaxed);
+    }
+    const double rate = records * to_rate;
+    const double mean_size = records > 0 ? bytes / records : 0;
+    const int32_t partitions =
+        std::max<int32_t>(1, partitions_of_ ? partitions_of_(topic.name) : 1);
+    double hot = config_.hot_rps;
+    if (hot <= 0 && config_.hot_share > 0) hot = config_.hot_share * rate;
+    if (hot <= 0) {
+      double capacity = config_.partition_capacity_rps > 0 ? config_.partition_capacity_rps
+                                                           : rate / partitions;
+      hot = config_.hot_partition_share * capacity;
+    }
+    const double cold = config_.cold_ratio * hot;
+    // Offer keys above a quarter of the cold threshold (each thread sees only part of a key).
+    const double offer_count = std::max(2.0, 0.25 * cold / to_rate / std::max<size_t>(1, parts.size()));
+    offer_threshold_[index].store(
+        static_cast<uint32_t>(std::min(offer_count, 4.0e9)), std::memory_order_relaxed);
+
+    // Re-estimate every candidate from the sum of the thread sketches.
+    for (auto& [key, c] : topic.candidates) {
+      double estimate = 0;
+      // Each thread's estimate bounds its share of the key's count from above, and conservative
+      // update keeps each one tight; their sum bounds the key's count.
+      for (const Part& p : parts) estimate += p.weight * p.topic->sketch.Estimate(c.hash);
+      c.rate = estimate * to_rate;
+    }
+    // Keep the top_k by rate (hot keys are at the top by definition of the threshold).
+    if (static_cast<int>(topic.candidates.size()) > config_.top_k) {
+      std::vector<std::pair<double, std::string>> by_rate;
+      for (const auto& [key, c] : topic.candidates) by_rate.emplace_back(c.rate, key);
+      std::nth_element(by_rate.begin(), by_rate.begin() + config_.top_k, by_rate.end(),
+                       [](const auto& a, const auto& b) { return a.first > b.first; });
+      for (size_t i = config_.top_k; i < by_rate.size(); ++i) {
+        auto it = topic.candidates.find(by_rate[i].second);
+        if (it != topic.candidates.end() && !it->second.hot) topic.candidates.erase(it);
+      }
+    }
+    TopicHeatView view;
+    view.topic = topic.name;
+    view.rate_rps = rate;
+    view.rate_bps = bytes * to_rate;
+    view.partitions = partitions;
+    view.hot_threshold_rps = hot;
+    for (auto& [key, c] : topic.candidates) {
+      if (!c.hot && c.rate >= hot && hot > 0) {
+        c.hot = true;
+        c.hot_since = now;
+        c.below_since = absl::InfinitePast();
+        events.push_back({HotKeyEvent::Kind::kHot, topic.name, key, c.rate,
+                          rate > 0 ? c.rate / rate : 0, now});
+      } else if (c.hot && c.rate < cold) {
+        if (c.below_since == absl::InfinitePast()) c.below_since = now;
+        if (now - c.below_since >= config_.hold_down) {
+          c.hot = false;
+          c.hot_since = absl::InfinitePast();
+          events.push_back({HotKeyEvent::Kind::kCold, topic.name, key, c.rate,
+                            rate > 0 ? c.rate / rate : 0, now});
+        }
+      } else if (c.hot) {
+        c.below_since = absl::InfinitePast();
+      }
+      TrackedKey k;
+      k.key = key;
+      k.rate_rps = c.rate;
+      k.rate_bps = c.rate * mean_size;
+      k.error_bound_rps = shape_.epsilon() * rate;
+      k.share = rate > 0 ? c.rate / rate : 0;
+      double capacity =
+          config_.partition_capacity_rps > 0 ? config_.partition_capacity_rps : rate / partitions;
+      k.partition_share = capacity > 0 ? c.rate / capacity : 0;
+      k.hot = c.hot;
+      k.hot_since = c.hot_since;
+      view.keys.push_back(std::move(k));
+    }
+    std::sort(view.keys.begin(), view.keys.end(),
+              [](const TrackedKey& a, const TrackedKey& b) { return a.rate_rps > b.rate_rps; });
+    snapshot->topics.push_back(std::move(view));
+  }
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snapshot_ = std::move(snapshot);
+  }
+  return events;
+}
+
+std::shared_ptr<const DetectorSnapshot> HotKeyDetector::Snapshot() const {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  return snapshot_;
+}
+
+size_t HotKeyDetector::SketchBytes() const {
+  std::lock_guard<std::mutex> lock(threads_mu_);
+  size_t bytes = 0;
+  for (const auto& ts : threads_) {
+    for (int i = 0; i < ts->max_topics; ++i) {
+      if (ts->topics[i].load(std::memory_order_acquire)) bytes += shape_.bytes();
+    }
+  }
+  return bytes;
+}
+
+std::string HotKeyDetector::HotKeysJson() const {
+  namespace json = boost::json;
+  std::shared_ptr<const DetectorSnapshot> snap = Snapshot();
+  json::object topics;
+  for (const TopicHeatView& t : snap->topics) {
+    json::array keys;
+    for (const TrackedKey& k : t.keys) {
+      if (!k.hot) continue;
+      json::object o;
+      if (ValidUtf8(k.key)) {
+        o["key"] = k.key;
+      } else {
+        o["key_base64"] = absl::Base64Escape(k.key);
+      }
+      o["rate_rps"] = k.rate_rps;
+      o["rate_bps"] = k.rate_bps;
+      o["error_bound_rps"] = k.error_bound_rps;
+      o["share"] = k.share;
+      o["partition_share"] = k.partition_share;
+      o["hot_since"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", k.hot_since, absl::UTCTimeZone());
+      keys.push_back(std::move(o));
+    }
+    topics[t.topic] = json::object{{"rate_rps", t.rate_rps},
+                                   {"rate_bps", t.rate_bps},
+                                   {"hot_threshold_rps", t.hot_threshold_rps},
+                                   {"hot_keys", std::move(keys)}};
+  }
+  return json::serialize(json::object{
+      {"at", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", snap->at, absl::UTCTimeZone())},
+      {"topics", std::move(topics)}});
+}
+
+}  // namespace saltproxy

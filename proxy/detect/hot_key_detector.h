@@ -1,0 +1,159 @@
+// Hot-key detection per topic: which keys carry a large share of a topic's traffic right now.
+//
+// Per record (any thread, no lock): the key's hash goes into the calling thread's own count-min
+// sketch for the topic (conservative update); a key whose estimate crosses a low offer
+// threshold is offered, once per control step, to the control step through the thread's own
+// bounded single-producer queue.
+//
+// Per control step (one thread, every tick): counts decay exponentially with the configured
+// half-life (each thread's sketch applies the decay itself, at its next record, so that it
+// stays its only writer); the thread sketches are summed cell by cell; the offered keys and the
+// current top keys are re-estimated from the sum, so that their estimates are rates
+// (records/s = decayed count × ln 2 / half-life) with an error bound (epsilon × the topic's
+// rate); the top_k are kept. A key turns hot when its rate reaches the hot threshold and turns
+// cold only after it stayed below the cold threshold for the hold-down time.
+//
+//   HotKeyDetector detector(config);
+//   detector.Observe("clicks", key, bytes);                  // ingress threads
+//   for (const HotKeyEvent& e : detector.Tick(absl::Now()))  // the control thread
+//     LogEvent(...);
+//   std::shared_ptr<const DetectorSnapshot> s = detector.Snapshot();
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "proxy/detect/sketch.h"
+
+namespace saltproxy {
+
+struct DetectorConfig {
+  // The sketch: estimates exceed true counts by at most epsilon × the topic's count with
+  // probability 1 − delta; the width is capped so that one thread's sketch of one topic fits
+  // in max_sketch_bytes.
+  double epsilon = 1e-4;
+  double delta = 0.01;
+  size_t max_sketch_bytes = 256 << 10;
+  bool conservative_update = true;
+  uint64_t seed = 0x5a17c0de;
+  // Counts halve every half_life: the rates follow the traffic of the last few half-lives.
+  absl::Duration half_life = absl::Seconds(2);
+  // Keys tracked per topic (the hot ones and the nearest to hot).
+  int top_k = 256;
+  // The hot threshold, in records/s, is the first of these that is set (non-zero):
+  double hot_rps = 0;              // an absolute rate
+  double hot_share = 0;            // a share of the topic's rate
+  double hot_partition_share = 0.5;  // a share of one partition's capacity
+  // One partition's capacity in records/s; 0: the topic's mean partition rate (rate/partitions).
+  double partition_capacity_rps = 0;
+  // A hot key turns cold after staying below cold_ratio × the hot threshold for hold_down.
+  double cold_ratio = 0.5;
+  absl::Duration hold_down = absl::Seconds(10);
+  // Topics tracked; records of further topics are not counted (and a metric says so).
+  int max_topics = 1000;
+  // Offers per thread per control step waiting for the control step; beyond it they drop.
+  int offer_queue = 4096;
+
+  absl::Status Validate() const;
+};
+
+struct HotKeyEvent {
+  enum class Kind { kHot, kCold };
+  Kind kind;
+  std::string topic;
+  std::string key;
+  double rate_rps = 0;
+  double share = 0;  // of the topic's rate
+  absl::Time at;
+};
+
+struct TrackedKey {
+  std::string key;
+  double rate_rps = 0;
+  double rate_bps = 0;          // rate × the topic's mean record size (an approximation)
+  double error_bound_rps = 0;   // epsilon × the topic's rate
+  double share = 0;             // of the topic's rate
+  double partition_share = 0;   // of one partition's capacity
+  bool hot = false;
+  absl::Time hot_since = absl::InfinitePast();
+};
+
+struct TopicHeatView {
+  std::string topic;
+  double rate_rps = 0;
+  double rate_bps = 0;
+  int32_t partitions = 0;
+  double hot_threshold_rps = 0;
+  std::vector<TrackedKey> keys;  // top keys by rate, hot ones included
+};
+
+struct DetectorSnapshot {
+  absl::Time at = absl::InfinitePast();
+  std::vector<TopicHeatView> topics;
+};
+
+class HotKeyDetector {
+ public:
+  // `partitions_of` tells a topic's partition count (for partition-share thresholds); it may be
+  // null, in which case those thresholds use one partition.
+  explicit HotKeyDetector(DetectorConfig config,
+                          std::function<int32_t(const std::string&)> partitions_of = nullptr);
+  ~HotKeyDetector();
+  HotKeyDetector(const HotKeyDetector&) = delete;
+  HotKeyDetector& operator=(const HotKeyDetector&) = delete;
+
+  // Any thread; never blocks.
+  void Observe(std::string_view topic, std::string_view key, size_t bytes);
+
+  // The control step. One thread.
+  std::vector<HotKeyEvent> Tick(absl::Time now);
+
+  // The state at the last control step (never null).
+  std::shared_ptr<const DetectorSnapshot> Snapshot() const;
+  // GET /hotkeys: {"topics":{"t":{"rate_rps":…,"hot_threshold_rps":…,"hot_keys":[{"key":…,
+  // "rate_rps":…,"rate_bps":…,"error_bound_rps":…,"share":…,"hot_since":"…"}]}}}
+  std::string HotKeysJson() const;
+  // Bytes held by every thread's sketches.
+  size_t SketchBytes() const;
+  const SketchShape& shape() const { return shape_; }
+
+  struct ThreadState;
+  struct TopicState;
+
+ private:
+  ThreadState& Local();
+
+  const DetectorConfig config_;
+  SketchShape shape_;
+  std::function<int32_t(const std::string&)> partitions_of_;
+  const uint64_t id_;
+
+  // Cumulative half-lives elapsed, as decided by the control step; each thread sketch catches
+  // up to it at its next record.
+  std::atomic<double> halvings_{0};
+  // Per-topic offer thresholds (decayed counts), by topic index; written by the control step.
+  std::unique_ptr<std::atomic<uint32_t>[]> offer_threshold_;
+
+  mutable std::mutex threads_mu_;
+  std::vector<std::unique_ptr<ThreadState>> threads_;  // guarded by threads_mu_
+  // Topic names → index, append-only, read by every thread: guarded by topics_mu_ for writes;
+  // threads cache the indices they use.
+  mutable std::mutex topics_mu_;
+  absl::flat_hash_map<std::string, int> topic_index_;
+  std::vector<std::unique_ptr<TopicState>> topics_;  // control thread
+  absl::Time last_tick_ = absl::InfinitePast();
+
+  mutable std::mutex snapshot_mu_;
+  std::shared_ptr<const DetectorSnapshot> snapshot_;
+};
+
+}  // namespace saltproxy

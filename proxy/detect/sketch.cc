@@ -1,0 +1,98 @@
+#include "proxy/detect/sketch.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
+namespace saltproxy {
+
+absl::StatusOr<SketchShape> SketchShape::ForErrorBound(double epsilon, double delta,
+                                                       size_t max_bytes) {
+  if (!(epsilon > 0 && epsilon < 1)) {
+    return absl::InvalidArgumentError("epsilon: expected a number between 0 and 1, such as 1e-4");
+  }
+  if (!(delta > 0 && delta < 1)) {
+    return absl::InvalidArgumentError("delta: expected a number between 0 and 1, such as 0.01");
+  }
+  SketchShape shape;
+  shape.depth = static_cast<uint32_t>(std::ceil(std::log(1.0 / delta)));
+  uint64_t width = static_cast<uint64_t>(std::ceil(std::exp(1.0) / epsilon));
+  uint64_t pow2 = 1;
+  while (pow2 < width) pow2 <<= 1;
+  while (pow2 > 1 && pow2 * shape.depth * sizeof(uint32_t) > max_bytes) pow2 >>= 1;
+  if (pow2 < 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max sketch bytes ", max_bytes, " leaves fewer than 64 columns for depth ", shape.depth));
+  }
+  shape.width = static_cast<uint32_t>(pow2);
+  return shape;
+}
+
+double SketchShape::epsilon() const { return width ? std::exp(1.0) / width : 1.0; }
+
+CountMinSketch::CountMinSketch(SketchShape shape, bool conservative)
+    : shape_(shape),
+      conservative_(conservative),
+      cells_(new std::atomic<uint32_t>[size_t{shape.width} * shape.depth]) {
+  for (size_t i = 0; i < size_t{shape.width} * shape.depth; ++i) {
+    cells_[i].store(0, std::memory_order_relaxed);
+  }
+}
+
+uint32_t CountMinSketch::Add(uint64_t hash, uint32_t count) {
+  constexpr uint32_t kMax = std::numeric_limits<uint32_t>::max();
+  uint32_t index[32];
+  const uint32_t depth = std::min<uint32_t>(shape_.depth, 32);
+  uint32_t min = kMax;
+  for (uint32_t r = 0; r < depth; ++r) {
+    index[r] = Index(shape_, hash, r);
+    min = std::min(min, cells_[index[r]].load(std::memory_order_relaxed));
+  }
+  const uint32_t target = min > kMax - count ? kMax : min + count;
+  for (uint32_t r = 0; r < depth; ++r) {
+    std::atomic<uint32_t>& cell = cells_[index[r]];
+    uint32_t v = cell.load(std::memory_order_relaxed);
+    if (conservative_) {
+      // Only cells below the new minimum rise, and only to it.
+      if (v < target) cell.store(target, std::memory_order_relaxed);
+    } else {
+      cell.store(v > kMax - count ? kMax : v + count, std::memory_order_relaxed);
+    }
+  }
+  return target;
+}
+
+uint32_t CountMinSketch::Estimate(uint64_t hash) const {
+  uint32_t min = std::numeric_limits<uint32_t>::max();
+  for (uint32_t r = 0; r < shape_.depth; ++r) {
+    min = std::min(min, cells_[Index(shape_, hash, r)].load(std::memory_order_relaxed));
+  }
+  return min;
+}
+
+void CountMinSketch::Scale(double factor) {
+  const size_t n = size_t{shape_.width} * shape_.depth;
+  // Fixed point: 16 fractional bits keep the rounding error below one count per cell.
+  const uint64_t m = static_cast<uint64_t>(std::clamp(factor, 0.0, 1.0) * 65536.0);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t v = cells_[i].load(std::memory_order_relaxed);
+    if (v) cells_[i].store(static_cast<uint32_t>((v * m) >> 16), std::memory_order_relaxed);
+  }
+}
+
+void CountMinSketch::AccumulateInto(std::vector<double>& sum, double weight) const {
+  const size_t n = size_t{shape_.width} * shape_.depth;
+  sum.resize(n, 0.0);
+  for (size_t i = 0; i < n; ++i) sum[i] += weight * cells_[i].load(std::memory_order_relaxed);
+}
+
+double CountMinSketch::EstimateIn(const std::vector<double>& sum, SketchShape shape,
+                                  uint64_t hash) {
+  double min = std::numeric_limits<double>::max();
+  for (uint32_t r = 0; r < shape.depth; ++r) min = std::min(min, sum[Index(shape, hash, r)]);
+  return min;
+}
+
+}  // namespace saltproxy

@@ -1,0 +1,63 @@
+// A count-min sketch of key frequencies, with conservative update, written by one thread and
+// readable from others (its cells are relaxed atomics, so a reader sees a slightly stale but
+// valid state). Width and depth come from an error bound: an estimate exceeds the true count by
+// at most epsilon × total with probability 1 − delta, where width = e / epsilon (rounded up to a
+// power of two) and depth = ln(1 / delta). Conservative update raises only the cells that hold
+// the minimum, which keeps the estimates of heavy keys far tighter than the bound on skewed data.
+//
+//   ASSIGN_OR_RETURN(SketchShape shape, SketchShape::ForErrorBound(1e-4, 0.01, 256 << 10));
+//   CountMinSketch sketch(shape, /*seed=*/42, /*conservative=*/true);
+//   uint32_t estimate = sketch.Add(KeyHash(key.data(), key.size(), 42));
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace saltproxy {
+
+struct SketchShape {
+  uint32_t width = 0;  // a power of two
+  uint32_t depth = 0;
+  // The smallest shape that meets (epsilon, delta), its width capped so that the sketch fits in
+  // max_bytes (the achieved epsilon is then e / width).
+  static absl::StatusOr<SketchShape> ForErrorBound(double epsilon, double delta, size_t max_bytes);
+  size_t bytes() const { return size_t{width} * depth * sizeof(uint32_t); }
+  double epsilon() const;
+};
+
+class CountMinSketch {
+ public:
+  CountMinSketch(SketchShape shape, bool conservative);
+
+  // Adds `count` to the key with this hash and returns its new estimate. Owner thread only.
+  uint32_t Add(uint64_t hash, uint32_t count = 1);
+  // The key's estimate: never below its true (decayed) count.
+  uint32_t Estimate(uint64_t hash) const;
+  // Multiplies every counter by `factor` (0 < factor <= 1). Owner thread only.
+  void Scale(double factor);
+  // Adds this sketch's counters, times `weight`, into `sum` (same shape). Any thread.
+  void AccumulateInto(std::vector<double>& sum, double weight) const;
+  // The estimate of a key in a merged sum of sketches of this shape.
+  static double EstimateIn(const std::vector<double>& sum, SketchShape shape, uint64_t hash);
+
+  const SketchShape& shape() const { return shape_; }
+
+ private:
+  static uint32_t Index(SketchShape shape, uint64_t hash, uint32_t row) {
+    // Double hashing: row i looks at h1 + i·h2 (h2 odd, so rows differ for any width).
+    uint64_t h1 = hash;
+    uint64_t h2 = ((hash >> 32) | (hash << 32)) | 1;
+    return row * shape.width + static_cast<uint32_t>((h1 + row * h2) & (shape.width - 1));
+  }
+
+  SketchShape shape_;
+  bool conservative_;
+  std::unique_ptr<std::atomic<uint32_t>[]> cells_;
+};
+
+}  // namespace saltproxy

@@ -1,0 +1,30 @@
+#include "proxy/salting/detector_heat.h"
+
+#include "absl/strings/str_cat.h"
+#include "proxy/common/log.h"
+
+namespace saltproxy {
+
+std::vector<TopicHeat> DetectorHeat::Tick(absl::Time now) {
+  for (const HotKeyEvent& e : detector_.Tick(now)) {
+    LogEvent(LogLevel::kDebug,
+             e.kind == HotKeyEvent::Kind::kHot ? "key_detected_hot" : "key_detected_cold",
+             {{"topic", e.topic},
+              {"key", e.key},
+              {"rate_rps", absl::StrCat(static_cast<int64_t>(e.rate_rps))},
+              {"share", absl::StrCat(e.share)}});
+  }
+  std::vector<TopicHeat> heats;
+  for (const TopicHeatView& view : detector_.Snapshot()->topics) {
+    TopicHeat heat;
+    heat.topic = view.topic;
+    heat.total_rps = view.rate_rps;
+    for (const TrackedKey& k : view.keys) {
+      if (k.hot) heat.hot.push_back(KeyRate{k.key, k.rate_rps});
+    }
+    heats.push_back(std::move(heat));
+  }
+  return heats;
+}
+
+}  // namespace saltproxy
