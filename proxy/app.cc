@@ -78,6 +78,7 @@ DetectorConfig DetectorConfigFrom(const DetectionConfig& c) {
   d.hot_rps = c.hot_rps;
   d.hot_share = c.hot_share;
   d.hot_partition_share = c.hot_partition_share;
+  d.hot_min_rps = c.hot_min_rps;
   d.partition_capacity_rps = c.partition_capacity_rps;
   d.cold_ratio = c.cold_ratio;
   d.hold_down = c.hold_down;

@@ -81,6 +81,7 @@ void ReadDetection(YamlSection& s, DetectionConfig& d) {
   s.ReadDouble("hot_rps", &d.hot_rps, 0, 1e12);
   s.ReadDouble("hot_share", &d.hot_share, 0, 1);
   s.ReadDouble("hot_partition_share", &d.hot_partition_share, 0, 1000);
+  s.ReadDouble("hot_min_rps", &d.hot_min_rps, 0, 1e12);
   s.ReadDouble("partition_capacity_rps", &d.partition_capacity_rps, 0, 1e12);
   s.ReadDouble("cold_ratio", &d.cold_ratio, 0.01, 1);
   s.ReadDuration("hold_down", &d.hold_down, absl::ZeroDuration(), absl::Hours(24));

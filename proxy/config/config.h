@@ -68,8 +68,9 @@ struct DetectionConfig {
   int top_k = 256;
   // The hot threshold is the first of these that is non-zero.
   double hot_rps = 0;
-  double hot_share = 0;
-  double hot_partition_share = 0.5;
+  double hot_share = 0.001;
+  double hot_partition_share = 0;
+  double hot_min_rps = 5;
   double partition_capacity_rps = 0;  // 0: the topic's mean partition rate
   double cold_ratio = 0.5;
   absl::Duration hold_down = absl::Seconds(10);
@@ -83,7 +84,7 @@ struct SaltPolicyConfig {
   double partition_target_rps = 0;             // 0: the topic's mean partition load
   int min_salts = 2;
   int max_salts = 0;  // 0: the topic's partition count
-  double headroom = 1.5;
+  double headroom = 3;
   std::string hot_topic_pattern = "{topic}.hot";
   int hot_topic_partitions = 16;
 };

@@ -45,7 +45,8 @@ absl::Status DetectorConfig::Validate() const {
     return absl::InvalidArgumentError("half_life: expected a positive duration");
   }
   if (top_k < 1) return absl::InvalidArgumentError("top_k: expected 1 or more");
-  if (hot_rps < 0 || hot_share < 0 || hot_partition_share < 0 || partition_capacity_rps < 0) {
+  if (hot_rps < 0 || hot_share < 0 || hot_partition_share < 0 || partition_capacity_rps < 0 ||
+      hot_min_rps < 0) {
     return absl::InvalidArgumentError("hot thresholds: expected 0 (unset) or more");
   }
   if (hot_rps == 0 && hot_share == 0 && hot_partition_share == 0) {
@@ -275,6 +276,7 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
                                                            : rate / partitions;
       hot = config_.hot_partition_share * capacity;
     }
+    hot = std::max(hot, config_.hot_min_rps);
     const double cold = config_.cold_ratio * hot;
     // Offer keys above a quarter of the cold threshold (each thread sees only part of a key).
     const double offer_count = std::max(2.0, 0.25 * cold / to_rate / std::max<size_t>(1, parts.size()));

@@ -51,8 +51,10 @@ struct DetectorConfig {
   int top_k = 256;
   // The hot threshold, in records/s, is the first of these that is set (non-zero):
   double hot_rps = 0;              // an absolute rate
-  double hot_share = 0;            // a share of the topic's rate
-  double hot_partition_share = 0.5;  // a share of one partition's capacity
+  double hot_share = 0.001;        // a share of the topic's rate
+  double hot_partition_share = 0;  // a share of one partition's capacity
+  // ...and never below this floor, so that a quiet topic's noise is never salted.
+  double hot_min_rps = 5;
   // One partition's capacity in records/s; 0: the topic's mean partition rate (rate/partitions).
   double partition_capacity_rps = 0;
   // A hot key turns cold after staying below cold_ratio × the hot threshold for hold_down.

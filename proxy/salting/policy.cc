@@ -46,23 +46,39 @@ std::vector<KeyDecision> DecideTopic(const std::string& topic, const TopicPolicy
   const int32_t hot_partitions = input.hot_topic_partitions > 0 ? input.hot_topic_partitions
                                                                 : policy.hot_topic_partitions;
   const std::string hot_topic = policy.HotTopicFor(topic);
+  // The capacity a partition has left for hot keys once the keys left alone (the cold ones)
+  // are on it: hot keys fill these valleys, so each gets salts in proportion to its rate over
+  // that free capacity, and together they reach every partition.
+  double hot_total = 0;
+  for (const KeyRate& k : input.hot) hot_total += k.rate_rps;
+  const double cold_per_partition =
+      std::max(0.0, input.total_rps - hot_total) / input.partitions;
+  const double free = std::max(target - cold_per_partition, 0.05 * target);
 
   for (const KeyRate& k : input.hot) {
-    const double need = policy.headroom * k.rate_rps / target;
-    const int32_t needed = static_cast<int32_t>(std::min<double>(std::ceil(need), 1 << 20));
+    auto ceil_count = [](double x) {
+      return static_cast<int32_t>(std::min<double>(std::ceil(x), 1 << 20));
+    };
     KeyDecision d;
     d.key = k.key;
     d.rate_rps = k.rate_rps;
+    // A key whose own rate needs more than max_salts partitions at the target cannot be
+    // salted within its topic.
     bool reroute = policy.strategy == Strategy::kReroute ||
-                   (policy.strategy == Strategy::kSaltThenReroute && needed > max_salts);
-    int32_t cap = max_salts;
+                   (policy.strategy == Strategy::kSaltThenReroute &&
+                    ceil_count(k.rate_rps / target) > max_salts);
+    int32_t needed;
+    int32_t cap;
     if (reroute) {
       d.action = RouteAction::kRerouted;
       d.destination = hot_topic;
       cap = hot_partitions;
+      needed = ceil_count(policy.headroom * k.rate_rps / target);
     } else {
       d.action = RouteAction::kSalted;
       d.destination = topic;
+      cap = max_salts;
+      needed = ceil_count(policy.headroom * k.rate_rps / free);
     }
     int32_t salts = std::clamp<int32_t>(needed, std::min(policy.min_salts, cap), cap);
     // Hysteresis: keep the current count unless the need rose above it or fell well below it.

@@ -13,38 +13,55 @@ PolicyInput Input(double total, std::vector<KeyRate> hot, int32_t partitions = 1
   return in;
 }
 
-TEST(PolicyTest, SaltCountFollowsRateOverAdaptiveTarget) {
+TEST(PolicyTest, SaltsFillTheCapacityColdKeysLeaveFree) {
   TopicPolicy policy;
-  // Mean partition load 10000/16 = 625/s; 4000/s with headroom 1.5 needs ceil(9.6) = 10 salts.
-  auto d = DecideTopic("t", policy, Input(10000, {{"nike", 4000}}), {});
-  ASSERT_EQ(d.size(), 1u);
+  policy.headroom = 1.0;
+  // 16 partitions at a mean of 1000/s; the cold keys put 12000/16 = 750/s on each, leaving 250:
+  // a 1000/s key needs 4 partitions' worth of free capacity.
+  auto d = DecideTopic("t", policy, Input(16000, {{"a", 1000}, {"b", 3000}}), {});
+  ASSERT_EQ(d.size(), 2u);
   EXPECT_EQ(d[0].action, RouteAction::kSalted);
   EXPECT_EQ(d[0].destination, "t");
-  EXPECT_EQ(d[0].salts, 10);
+  EXPECT_EQ(d[0].salts, 4);
+  EXPECT_EQ(d[1].salts, 12);
 }
 
-TEST(PolicyTest, SaltCountStaysNearTwiceShareTimesPartitions) {
+TEST(PolicyTest, HeadroomMultipliesTheSalts) {
   TopicPolicy policy;
-  for (double share : {0.02, 0.05, 0.1, 0.3, 0.5}) {
-    auto d = DecideTopic("t", policy, Input(1000, {{"k", share * 1000}}, 64), {});
-    ASSERT_EQ(d.size(), 1u);
-    EXPECT_LE(d[0].salts, std::max(2.0, 2 * share * 64 + 1)) << share;
-    EXPECT_GE(d[0].salts, std::min(64.0, share * 64)) << share;
+  policy.headroom = 2.0;
+  auto d = DecideTopic("t", policy, Input(16000, {{"a", 1000}, {"b", 3000}}), {});
+  EXPECT_EQ(d[0].salts, 8);
+  EXPECT_EQ(d[1].salts, 16);  // capped at the topic's partitions
+}
+
+TEST(PolicyTest, HotKeysTogetherSpanAboutHeadroomTimesThePartitions) {
+  TopicPolicy policy;  // headroom 3
+  std::vector<KeyRate> hot;
+  for (int i = 1; i <= 40; ++i) hot.push_back({"k" + std::to_string(i), 1000.0 / i});
+  double hot_total = 0;
+  for (const auto& k : hot) hot_total += k.rate_rps;
+  auto d = DecideTopic("t", policy, Input(3 * hot_total, hot, 64), {});
+  int total_salts = 0;
+  for (const auto& k : d) {
+    total_salts += k.salts;
+    EXPECT_LT(k.salts, 64) << k.key << " should not need every partition";
   }
+  EXPECT_GE(total_salts, 3 * 64);
 }
 
 TEST(PolicyTest, AbsoluteTargetIsHonoured) {
   TopicPolicy policy;
   policy.partition_target_rps = 1000;
   policy.headroom = 1.0;
-  auto d = DecideTopic("t", policy, Input(100000, {{"k", 3500}}), {});
+  // Cold keys put 1600/16 = 100/s on each partition: 900/s free.
+  auto d = DecideTopic("t", policy, Input(5200, {{"k", 3600}}), {});
   EXPECT_EQ(d[0].salts, 4);
 }
 
 TEST(PolicyTest, MinSaltsAppliesToABarelyHotKey) {
   TopicPolicy policy;
   policy.min_salts = 3;
-  auto d = DecideTopic("t", policy, Input(10000, {{"k", 10}}), {});
+  auto d = DecideTopic("t", policy, Input(100000, {{"k", 1}}), {});
   EXPECT_EQ(d[0].salts, 3);
 }
 
@@ -52,11 +69,21 @@ TEST(PolicyTest, KeyTooHotForMaxSaltsIsReroutedToTheHotTopic) {
   TopicPolicy policy;
   policy.max_salts = 4;
   policy.hot_topic_partitions = 32;
+  policy.headroom = 1.0;
+  // Mean partition load 625/s: 6000/s alone needs 10 partitions > 4.
   auto d = DecideTopic("clicks", policy, Input(10000, {{"nike", 6000}}), {});
   ASSERT_EQ(d.size(), 1u);
   EXPECT_EQ(d[0].action, RouteAction::kRerouted);
   EXPECT_EQ(d[0].destination, "clicks.hot");
-  EXPECT_EQ(d[0].salts, 15);  // ceil(1.5 * 6000 / 625), within the hot topic's 32
+  EXPECT_EQ(d[0].salts, 10);  // ceil(6000 / 625), within the hot topic's 32
+}
+
+TEST(PolicyTest, KeyThatFitsInMaxSaltsStaysInItsTopic) {
+  TopicPolicy policy;
+  policy.max_salts = 12;
+  auto d = DecideTopic("clicks", policy, Input(10000, {{"nike", 6000}}), {});
+  EXPECT_EQ(d[0].action, RouteAction::kSalted);
+  EXPECT_EQ(d[0].salts, 12);
 }
 
 TEST(PolicyTest, SaltOnlyStrategyCapsAtMaxSaltsInstead) {
@@ -89,12 +116,10 @@ TEST(PolicyTest, SaltCountRisesAtOnceButFallsOnlyWellBelow) {
   policy.partition_target_rps = 100;
   CurrentLayouts current;
   current["k"] = KeyDecision{"k", RouteAction::kSalted, "t", 8, 800};
-  // Need 7 (within three quarters of 8): keep 8.
-  EXPECT_EQ(DecideTopic("t", policy, Input(1e6, {{"k", 700}}), current)[0].salts, 8);
-  // Need 5: fall to 5.
-  EXPECT_EQ(DecideTopic("t", policy, Input(1e6, {{"k", 500}}), current)[0].salts, 5);
-  // Need 9: rise to 9.
-  EXPECT_EQ(DecideTopic("t", policy, Input(1e6, {{"k", 900}}), current)[0].salts, 9);
+  // With no cold traffic every partition is free: the need is rate / 100.
+  EXPECT_EQ(DecideTopic("t", policy, Input(700, {{"k", 700}}), current)[0].salts, 8);  // keep
+  EXPECT_EQ(DecideTopic("t", policy, Input(500, {{"k", 500}}), current)[0].salts, 5);  // fall
+  EXPECT_EQ(DecideTopic("t", policy, Input(900, {{"k", 900}}), current)[0].salts, 9);  // rise
 }
 
 TEST(PolicyTest, ValidateExplainsBadValues) {

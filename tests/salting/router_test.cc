@@ -99,6 +99,10 @@ class RouterTest : public ::testing::Test {
     upstream.partitions["clicks"] = 16;
     options.instance_id = "test-1";
     options.control_topic = "";
+    // With 16,000/s on 16 partitions and 1,750/s per partition targeted, a hot key of 4,000/s
+    // finds 1,750 - 12,000/16 = 1,000/s free per partition: 1.5 × 4000 / 1000 = 6 salts.
+    options.default_policy.partition_target_rps = 1750;
+    options.default_policy.headroom = 1.5;
   }
   Router& router() {
     if (!router_) router_ = std::make_unique<Router>(upstream, &heat, options);
@@ -159,7 +163,7 @@ TEST_F(RouterTest, ClientPartitionIsKept) {
 }
 
 TEST_F(RouterTest, HotKeyIsSaltedOverDistinctPartitionsWithHeaders) {
-  SetHot({{"nike", 4000}});  // mean partition load 1000/s: ceil(1.5 * 4) = 6 salts
+  SetHot({{"nike", 4000}});  // 6 salts (see the fixture)
   Settle();
   upstream.produced.clear();
   upstream.delivered = 0;
@@ -255,11 +259,11 @@ TEST_F(RouterTest, EveryChangeIsANewEpochAndSequenceContinues) {
   Settle();
   EXPECT_EQ(router().epoch(), 1u);
   Send("nike", 5);
-  SetHot({{"nike", 8000}}, 16000);  // needs 12 salts now
+  SetHot({{"nike", 8000}}, 16000);  // 1750 - 8000/16 = 1250 free: ceil(1.5 × 8000 / 1250) = 10
   Settle();
   EXPECT_EQ(router().epoch(), 2u);
   std::vector<SaltMapEntry> entries = router().Entries();
-  EXPECT_EQ(entries[0].salts, 12);
+  EXPECT_EQ(entries[0].salts, 10);
   EXPECT_EQ(entries[0].since_seq, 5);
   EXPECT_EQ(entries[0].cutover.size(), 6u);  // the six partitions of the previous layout
 }
@@ -292,7 +296,7 @@ TEST_F(RouterTest, CooledKeyReturnsToItsDefaultPartitionStillStampedThenLeavesTh
 TEST_F(RouterTest, KeyTooHotIsReroutedToACreatedHotTopicAndSaltedThere) {
   options.default_policy.max_salts = 4;
   options.default_policy.hot_topic_partitions = 8;
-  SetHot({{"nike", 12000}});
+  SetHot({{"nike", 12000}});  // alone it needs ceil(12000 / 1750) = 7 partitions > 4
   Settle();
   EXPECT_THAT(upstream.created, ElementsAre("clicks.hot"));
   upstream.produced.clear();

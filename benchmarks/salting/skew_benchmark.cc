@@ -1,0 +1,316 @@
+// Partition skew with and without saltproxy, on simulated Zipf streams.
+//
+//   cmake --build build --target skew_benchmark && build/benchmarks/salting/skew_benchmark
+//
+// For Zipf exponents 1.0, 1.2, 1.5, 2.0 over 1,000,000 keys and 16, 64, 256 partitions, the
+// max/mean partition load of:
+//   plain     the Java default partitioner (murmur2 of the key), what Kafka does today;
+//   hashed    hot keys (an oracle's true top keys, the same count saltproxy salted) spread
+//             blindly over their hashed salts, like a manual random-suffix fix;
+//   saltproxy the real router and the real online detector (no oracle), load-aware spreading;
+// and the share of distinct keys and of records that saltproxy salted or rerouted. Then a
+// drifting stream (the hot keys change every million records): saltproxy's worst max/mean over
+// one-second windows. Records are timestamped at a simulated 500,000 records/s; the control
+// step runs every 10 ms of simulated time; the first simulated second is warm-up.
+//
+// Last recorded table (2026-11-24, 2 cores; about 30 s):
+//
+//   | zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted |
+//   | --- | --- | --- | --- | --- | --- | --- |
+//   | 1.0 | 16 | 1.94 | 1.61 | 1.000 | 0.0087 % | 35.0 % |
+//   | 1.0 | 64 | 5.10 | 2.26 | 1.007 | 0.0087 % | 35.0 % |
+//   | 1.0 | 256 | 18.37 | 2.39 | 1.036 | 0.0087 % | 35.0 % |
+//   | 1.2 | 16 | 3.61 | 2.52 | 1.000 | 0.0096 % | 67.8 % |
+//   | 1.2 | 64 | 12.46 | 2.35 | 1.000 | 0.0096 % | 67.8 % |
+//   | 1.2 | 256 | 48.74 | 3.42 | 1.002 | 0.0096 % | 67.8 % |
+//   | 1.5 | 16 | 6.42 | 2.16 | 1.000 | 0.0062 % | 90.3 % |
+//   | 1.5 | 64 | 24.63 | 2.51 | 1.000 | 0.0062 % | 90.3 % |
+//   | 1.5 | 256 | 98.17 | 3.05 | 1.001 | 0.0060 % | 90.2 % |
+//   | 2.0 | 16 | 9.81 | 1.80 | 1.000 | 0.0026 % | 97.7 % |
+//   | 2.0 | 64 | 38.92 | 2.15 | 1.000 | 0.0026 % | 97.7 % |
+//   | 2.0 | 256 | 155.64 | 2.60 | 1.001 | 0.0026 % | 97.7 % |
+//
+//   | zipf s | partitions | records | worst 1 s window max/mean | mean window max/mean | plain (whole run) |
+//   | --- | --- | --- | --- | --- | --- |
+//   | 1.2 | 16 | 6000000 | 1.038 | 1.015 | 1.57 |
+//   | 1.2 | 64 | 6000000 | 1.032 | 1.005 | 4.11 |
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tests/testing/zipf.h"
+#include "proxy/salting/detector_heat.h"
+#include "proxy/common/log.h"
+#include "proxy/salting/router.h"
+#include "saltproxy/partitioner.h"
+#include "saltproxy/salting.h"
+
+namespace saltproxy::bench {
+using ::saltproxy::testing::Zipf;
+namespace {
+
+constexpr size_t kKeys = 1'000'000;
+constexpr double kRecordsPerSecond = 500'000;
+constexpr absl::Duration kTick = absl::Milliseconds(10);
+
+// Delivers every record at once, in order, with per-partition offsets.
+class InstantUpstream : public Upstream {
+ public:
+  explicit InstantUpstream(int32_t partitions) { partitions_["t"] = partitions; }
+  absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done) override {
+    DeliveryReport r;
+    r.topic = record.topic;
+    r.partition = partition;
+    r.offset = static_cast<int64_t>(offsets_[{record.topic, partition}]++);
+    done(r);
+    return absl::OkStatus();
+  }
+  std::optional<int32_t> CachedPartitions(const std::string& topic) const override {
+    auto it = partitions_.find(topic);
+    if (it == partitions_.end()) return std::nullopt;
+    return it->second;
+  }
+  void LookupTopic(const std::string&, absl::AnyInvocable<void(absl::StatusOr<int32_t>)>) override {}
+  absl::Status CreateTopic(const std::string& topic, int32_t n,
+                           const std::map<std::string, std::string>&) override {
+    partitions_[topic] = n;
+    return absl::OkStatus();
+  }
+
+ private:
+  std::map<std::string, int32_t> partitions_;
+  std::map<std::pair<std::string, int32_t>, uint64_t> offsets_;
+};
+
+// The real detector, owned, as the router's heat tracker.
+class OwnedDetector : public HeatTracker {
+ public:
+  OwnedDetector(const DetectorConfig& config, int32_t partitions)
+      : detector_(config, [partitions](const std::string&) { return partitions; }),
+        heat_(detector_) {}
+  void Observe(std::string_view topic, std::string_view key, size_t bytes, absl::Time now) override {
+    heat_.Observe(topic, key, bytes, now);
+  }
+  std::vector<TopicHeat> Tick(absl::Time now) override { return heat_.Tick(now); }
+
+ private:
+  HotKeyDetector detector_;
+  DetectorHeat heat_;
+};
+
+// The proxy's defaults (hot at 0.1 % of the topic's records), with a half-life of 50,000
+// records (100 ms at the simulated 500,000 records/s). SKEW_HOT_SHARE and SKEW_HALF_LIFE_MS
+// override them for experiments.
+DetectorConfig BenchmarkDetectorConfig() {
+  DetectorConfig config;
+  config.half_life = absl::Milliseconds(100);
+  config.hot_min_rps = 0;
+  if (const char* v = std::getenv("SKEW_HOT_SHARE")) config.hot_share = std::atof(v);
+  if (const char* v = std::getenv("SKEW_HALF_LIFE_MS")) config.half_life = absl::Milliseconds(std::atoi(v));
+  return config;
+}
+
+std::unique_ptr<HeatTracker> MakeBenchmarkHeatTracker(int32_t partitions) {
+  return std::make_unique<OwnedDetector>(BenchmarkDetectorConfig(), partitions);
+}
+
+double MaxOverMean(const std::vector<uint64_t>& loads) {
+  double sum = std::accumulate(loads.begin(), loads.end(), 0.0);
+  if (sum == 0) return 1.0;
+  return *std::max_element(loads.begin(), loads.end()) * loads.size() / sum;
+}
+
+std::vector<uint64_t> Minus(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b) {
+  std::vector<uint64_t> d(a.size());
+  for (size_t i = 0; i < a.size(); ++i) d[i] = a[i] - (i < b.size() ? b[i] : 0);
+  return d;
+}
+
+struct Keys {
+  Keys() {
+    names.reserve(kKeys);
+    for (size_t i = 0; i < kKeys; ++i) names.push_back("key-" + std::to_string(i));
+  }
+  std::vector<std::string> names;
+};
+
+struct Permutation {
+  explicit Permutation(uint64_t seed) : id(kKeys) {
+    std::iota(id.begin(), id.end(), 0);
+    std::shuffle(id.begin(), id.end(), std::mt19937_64(seed));
+  }
+  std::vector<size_t> id;  // rank → key id
+};
+
+struct SaltproxySim {
+  SaltproxySim(int32_t partitions) : upstream(partitions) {
+    RouterOptions options;
+    options.instance_id = "bench";
+    options.control_topic = "";
+    options.load_half_life = absl::Milliseconds(200);
+    options.clock = [this] { return now; };
+    // The proxy's default policy; SKEW_HEADROOM overrides its headroom for experiments.
+    if (const char* v = std::getenv("SKEW_HEADROOM")) options.default_policy.headroom = std::atof(v);
+    heat = MakeBenchmarkHeatTracker(partitions);
+    router = std::make_unique<Router>(upstream, heat.get(), options);
+  }
+  void Send(const std::string& key) {
+    Record r;
+    r.topic = "t";
+    r.key = key;
+    r.value = "v";
+    (void)router->Submit(std::move(r), [](const DeliveryReport&) {});
+    ++sent;
+    now = start + absl::Seconds(sent / kRecordsPerSecond);
+    if (now >= next_tick) {
+      router->Tick(now);
+      next_tick = now + kTick;
+    }
+  }
+  // Loads of the source topic's partitions (hot topics are not used: salting fits here).
+  std::vector<uint64_t> Loads() { return router->PartitionCounts("t"); }
+
+  InstantUpstream upstream;
+  std::unique_ptr<HeatTracker> heat;
+  std::unique_ptr<Router> router;
+  absl::Time start = absl::FromUnixSeconds(1'700'000'000);
+  absl::Time now = start;
+  absl::Time next_tick = start;
+  uint64_t sent = 0;
+};
+
+void SteadyTable(const Keys& keys) {
+  std::printf("| zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  const uint64_t kRecords = 3'000'000;
+  const uint64_t kWarmup = static_cast<uint64_t>(kRecordsPerSecond);
+  std::vector<double> exponents = {1.0, 1.2, 1.5, 2.0};
+  std::vector<int32_t> partition_counts = {16, 64, 256};
+  if (const char* only = std::getenv("SKEW_ONLY")) {  // "1.0/16": one case
+    exponents = {std::atof(only)};
+    partition_counts = {std::atoi(std::strchr(only, '/') + 1)};
+  }
+  for (double s : exponents) {
+    for (int32_t partitions : partition_counts) {
+      Zipf zipf(kKeys, s, 42);
+      Permutation perm(7);
+      SaltproxySim sim(partitions);
+      std::vector<uint64_t> plain(partitions, 0);
+      std::vector<uint64_t> warm;
+      std::vector<size_t> ranks;
+      ranks.reserve(kRecords);
+      for (uint64_t i = 0; i < kRecords; ++i) {
+        size_t rank = zipf.Next();
+        ranks.push_back(rank);
+        const std::string& key = keys.names[perm.id[rank]];
+        sim.Send(key);
+        if (i == kWarmup) warm = sim.Loads();
+        if (i >= kWarmup) ++plain[DefaultPartition(key, partitions)];
+      }
+      std::vector<uint64_t> salted_loads = Minus(sim.Loads(), warm);
+
+      // Which keys saltproxy salted, by the end; the blind baseline salts the same number of
+      // true top keys with the same salt counts.
+      std::vector<SaltMapEntry> entries = sim.router->Entries();
+      size_t salted_keys = 0;
+      absl::flat_hash_map<std::string, int32_t> salts;
+      for (const SaltMapEntry& e : entries) {
+        if (e.action == RouteAction::kSalted || e.action == RouteAction::kRerouted) {
+          ++salted_keys;
+          salts[e.key] = e.salts;
+        }
+      }
+      std::vector<uint64_t> hashed(partitions, 0);
+      std::mt19937_64 rng(3);
+      uint64_t salted_records = 0;
+      std::vector<std::vector<int32_t>> oracle_parts(salted_keys);
+      for (size_t r = 0; r < salted_keys; ++r) {
+        int32_t n = std::max(2, static_cast<int32_t>(std::ceil(1.5 * zipf.Share(r) * partitions)));
+        oracle_parts[r] = SaltPartitions(keys.names[perm.id[r]], std::min(n, partitions), partitions);
+      }
+      for (uint64_t i = kWarmup; i < kRecords; ++i) {
+        size_t rank = ranks[i];
+        const std::string& key = keys.names[perm.id[rank]];
+        if (rank < salted_keys) {
+          const auto& parts = oracle_parts[rank];
+          ++hashed[parts[rng() % parts.size()]];
+        } else {
+          ++hashed[DefaultPartition(key, partitions)];
+        }
+        if (salts.contains(key)) ++salted_records;
+      }
+      if (std::getenv("SKEW_DEBUG")) {
+        // Where the busiest partition's load comes from: keys saltproxy left alone, or salts.
+        std::vector<uint64_t> cold(partitions, 0);
+        for (uint64_t i = kWarmup; i < kRecords; ++i) {
+          const std::string& key = keys.names[perm.id[ranks[i]]];
+          if (!salts.contains(key)) ++cold[DefaultPartition(key, partitions)];
+        }
+        double mean = static_cast<double>(kRecords - kWarmup) / partitions;
+        for (int32_t p = 0; p < partitions; ++p) {
+          std::printf("  p%-3d total %.3f cold %.3f\n", p, salted_loads[p] / mean, cold[p] / mean);
+        }
+      }
+      std::printf("| %.1f | %d | %.2f | %.2f | %.3f | %.4f %% | %.1f %% |\n", s, partitions,
+                  MaxOverMean(plain), MaxOverMean(hashed), MaxOverMean(salted_loads),
+                  100.0 * salted_keys / kKeys,
+                  100.0 * salted_records / static_cast<double>(kRecords - kWarmup));
+      std::fflush(stdout);
+    }
+  }
+}
+
+void DriftTable(const Keys& keys) {
+  std::printf("\n| zipf s | partitions | records | worst 1 s window max/mean | mean window max/mean | plain (whole run) |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- |\n");
+  const uint64_t kRecords = 6'000'000;
+  const uint64_t kShift = 1'000'000;
+  const uint64_t kWindow = static_cast<uint64_t>(kRecordsPerSecond);
+  for (double s : {1.2}) {
+    for (int32_t partitions : {16, 64}) {
+      Zipf zipf(kKeys, s, 11);
+      SaltproxySim sim(partitions);
+      std::unique_ptr<Permutation> perm;
+      std::vector<uint64_t> plain(partitions, 0), window_start;
+      double worst = 0, sum = 0;
+      int windows = 0;
+      for (uint64_t i = 0; i < kRecords; ++i) {
+        if (i % kShift == 0) perm = std::make_unique<Permutation>(100 + i / kShift);
+        const std::string& key = keys.names[perm->id[zipf.Next()]];
+        sim.Send(key);
+        ++plain[DefaultPartition(key, partitions)];
+        if ((i + 1) % kWindow == 0) {
+          std::vector<uint64_t> loads = sim.Loads();
+          if (i + 1 > kWindow) {  // the first second is warm-up
+            double m = MaxOverMean(Minus(loads, window_start));
+            worst = std::max(worst, m);
+            sum += m;
+            ++windows;
+          }
+          window_start = loads;
+        }
+      }
+      std::printf("| %.1f | %d | %llu | %.3f | %.3f | %.2f |\n", s, partitions,
+                  static_cast<unsigned long long>(kRecords), worst, sum / windows,
+                  MaxOverMean(plain));
+      std::fflush(stdout);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace saltproxy::bench
+
+int main() {
+  saltproxy::SetLogLevel(saltproxy::LogLevel::kWarn);
+  saltproxy::bench::Keys keys;
+  saltproxy::bench::SteadyTable(keys);
+  saltproxy::bench::DriftTable(keys);
+  return 0;
+}
