@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "absl/container/flat_hash_set.h"
@@ -92,7 +93,9 @@ struct HotKeyDetector::ThreadState {
 
   // Owner-only.
   double halvings = 0;
-  absl::flat_hash_set<uint64_t> offered;  // keys offered since the last decay step
+  // Keys offered since the last decay step, direct-mapped by hash: a collision only means a key
+  // is offered twice, which the control step absorbs.
+  std::array<uint64_t, 1024> offered{};
   absl::flat_hash_map<std::string, int> topic_cache;
   std::string last_topic;
   int last_index = -1;
@@ -164,7 +167,7 @@ void HotKeyDetector::Observe(std::string_view topic, std::string_view key, size_
     }
     ts.halvings = halvings;
     ts.applied_halvings.store(halvings, std::memory_order_release);
-    ts.offered.clear();
+    ts.offered.fill(0);
   }
 
   int index = ts.last_index;
@@ -198,8 +201,9 @@ void HotKeyDetector::Observe(std::string_view topic, std::string_view key, size_
   const uint32_t estimate = t->sketch.Add(hash);
   AddRelaxed(t->records, 1.0);
   AddRelaxed(t->bytes, static_cast<double>(bytes));
-  if (estimate >= offer_threshold_[index].load(std::memory_order_relaxed) &&
-      ts.offered.insert(hash).second) {
+  uint64_t& offered = ts.offered[hash & (ts.offered.size() - 1)];
+  if (estimate >= offer_threshold_[index].load(std::memory_order_relaxed) && offered != hash) {
+    offered = hash;
     const uint64_t head = ts.head.load(std::memory_order_relaxed);
     if (head - ts.tail.load(std::memory_order_acquire) < ts.ring.size()) {
       ThreadState::Offer& slot = ts.ring[head % ts.ring.size()];
