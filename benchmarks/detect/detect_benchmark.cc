@@ -28,12 +28,12 @@
 //   -------------------------------------------------------------------------------------------------
 //   Benchmark                                       Time             CPU   Iterations UserCounters...
 //   -------------------------------------------------------------------------------------------------
-//   BM_DetectorObserve/real_time/threads:1       42.3 ns         42.3 ns     30753804 items_per_second=23.6493M/s
-//   BM_DetectorObserve/real_time/threads:2       26.1 ns         51.9 ns     50830798 items_per_second=38.2565M/s
-//   BM_KeyHash                                   9.43 ns         9.43 ns    142910107 items_per_second=106.041M/s
-//   BM_SketchAdd                                 19.0 ns         18.9 ns     66173364 items_per_second=52.7708M/s
-//   BM_ExactCounter/real_time/threads:1          36.2 ns         36.2 ns     46096238 bytes=2.12328M items_per_second=27.5982M/s
-//   BM_ExactCounter/real_time/threads:2           170 ns          271 ns     10865986 bytes=4.24656M items_per_second=5.86872M/s
+//   BM_DetectorObserve/real_time/threads:1       34.0 ns         34.0 ns     41419385 items_per_second=29.3963M/s
+//   BM_DetectorObserve/real_time/threads:2       18.6 ns         37.1 ns     81591404 items_per_second=53.7472M/s
+//   BM_KeyHash                                   8.76 ns         8.74 ns    160701002 items_per_second=114.42M/s
+//   BM_SketchAdd                                 11.6 ns         11.6 ns    126073358 items_per_second=86.4651M/s
+//   BM_ExactCounter/real_time/threads:1          31.4 ns         31.4 ns     36894039 bytes=2.12328M items_per_second=31.8273M/s
+//   BM_ExactCounter/real_time/threads:2           109 ns          176 ns     11001820 bytes=4.24656M items_per_second=9.16077M/s
 #include <benchmark/benchmark.h>
 
 #include <cmath>

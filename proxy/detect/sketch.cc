@@ -17,7 +17,8 @@ absl::StatusOr<SketchShape> SketchShape::ForErrorBound(double epsilon, double de
     return absl::InvalidArgumentError("delta: expected a number between 0 and 1, such as 0.01");
   }
   SketchShape shape;
-  shape.depth = static_cast<uint32_t>(std::ceil(std::log(1.0 / delta)));
+  // At most 8 rows (delta down to e^-8): more would cost more than it buys.
+  shape.depth = std::min<uint32_t>(8, static_cast<uint32_t>(std::ceil(std::log(1.0 / delta))));
   uint64_t width = static_cast<uint64_t>(std::ceil(std::exp(1.0) / epsilon));
   uint64_t pow2 = 1;
   while (pow2 < width) pow2 <<= 1;
@@ -43,23 +44,26 @@ CountMinSketch::CountMinSketch(SketchShape shape, bool conservative)
 
 uint32_t CountMinSketch::Add(uint64_t hash, uint32_t count) {
   constexpr uint32_t kMax = std::numeric_limits<uint32_t>::max();
-  uint32_t index[32];
-  const uint32_t depth = std::min<uint32_t>(shape_.depth, 32);
+  const uint32_t depth = std::min<uint32_t>(shape_.depth, 8);
+  uint32_t index[8];
+  uint32_t value[8];
   uint32_t min = kMax;
   for (uint32_t r = 0; r < depth; ++r) {
     index[r] = Index(shape_, hash, r);
-    min = std::min(min, cells_[index[r]].load(std::memory_order_relaxed));
+    __builtin_prefetch(&cells_[index[r]], 1);
+  }
+  for (uint32_t r = 0; r < depth; ++r) {
+    value[r] = cells_[index[r]].load(std::memory_order_relaxed);
+    min = std::min(min, value[r]);
   }
   const uint32_t target = min > kMax - count ? kMax : min + count;
   for (uint32_t r = 0; r < depth; ++r) {
-    std::atomic<uint32_t>& cell = cells_[index[r]];
-    uint32_t v = cell.load(std::memory_order_relaxed);
-    if (conservative_) {
-      // Only cells below the new minimum rise, and only to it.
-      if (v < target) cell.store(target, std::memory_order_relaxed);
-    } else {
-      cell.store(v > kMax - count ? kMax : v + count, std::memory_order_relaxed);
-    }
+    const uint32_t v = value[r];
+    // Conservative update raises only the cells below the new minimum, and only to it.
+    // Written without a branch: which cells those are is not predictable.
+    const uint32_t next =
+        conservative_ ? std::max(v, target) : (v > kMax - count ? kMax : v + count);
+    cells_[index[r]].store(next, std::memory_order_relaxed);
   }
   return target;
 }
