@@ -11,6 +11,9 @@
 #include "proxy/forward/forwarder.h"
 #include "proxy/http/api.h"
 #include "proxy/http/server.h"
+#include "proxy/kafka_server/kafka_handler.h"
+#include "proxy/kafka_server/producer_state.h"
+#include "proxy/kafka_server/server.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/detect/detector_metrics.h"
 #include "proxy/detect/hot_key_detector.h"
@@ -36,6 +39,9 @@ struct App::Parts {
   std::unique_ptr<RouterMetrics> router_metrics;
   std::unique_ptr<ApiHandler> api;
   std::unique_ptr<HttpServer> http;
+  std::unique_ptr<ProducerRegistry> producers;
+  std::unique_ptr<KafkaHandler> kafka_handler;
+  std::unique_ptr<KafkaServer> kafka;
   // The control step (detection, policy, layout changes, publication), every salting.tick.
   std::thread control;
   std::mutex control_mu;
@@ -181,10 +187,30 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   });
   p.http = std::make_unique<HttpServer>(config.http, *p.api, p.metrics);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
+  if (config.kafka.listen) {
+    p.producers = std::make_unique<ProducerRegistry>(config.kafka.max_producers);
+    KafkaHandlerOptions handler_options;
+    handler_options.advertised_host = config.kafka.advertised_host.empty()
+                                          ? config.kafka.listen->host
+                                          : config.kafka.advertised_host;
+    handler_options.max_decompressed_bytes = config.kafka.max_decompressed_bytes;
+    p.kafka_handler = std::make_unique<KafkaHandler>(handler_options, *p.router, *p.forwarder,
+                                                     *p.producers, p.metrics);
+    KafkaServerOptions server_options;
+    server_options.listen = *config.kafka.listen;
+    server_options.threads = config.kafka.threads;
+    server_options.max_frame_bytes = config.kafka.max_frame_bytes;
+    server_options.max_in_flight_per_connection = config.kafka.max_in_flight_per_connection;
+    server_options.idle_timeout = config.kafka.idle_timeout;
+    p.kafka = std::make_unique<KafkaServer>(server_options, *p.kafka_handler, p.metrics);
+    if (absl::Status s = p.kafka->Start(); !s.ok()) return s;
+    p.kafka_handler->SetAdvertisedPort(p.kafka->port());
+  }
   p.control = std::thread([&p] { ControlLoop(p); });
   LogEvent(LogLevel::kInfo, "saltproxy_started",
            {{"instance", config.instance_id},
             {"http_port", absl::StrCat(p.http->port())},
+            {"kafka_port", absl::StrCat(p.kafka ? p.kafka->port() : 0)},
             {"upstream", upstream.bootstrap_servers},
             {"embedded", upstream.embedded ? "true" : "false"}});
   return app;
@@ -195,6 +221,7 @@ App::~App() {
 }
 
 uint16_t App::http_port() const { return parts_->http->port(); }
+uint16_t App::kafka_port() const { return parts_->kafka ? parts_->kafka->port() : 0; }
 
 const std::string& App::upstream_bootstrap() const {
   return parts_->upstream_bootstrap;
@@ -217,6 +244,11 @@ std::vector<std::string> NeedsRestart(const Config& a, const Config& b) {
   differs(a.http.listen.host != b.http.listen.host || a.http.listen.port != b.http.listen.port,
           "http.listen");
   differs(a.http.threads != b.http.threads, "http.threads");
+  differs(a.kafka.listen.has_value() != b.kafka.listen.has_value() ||
+              (a.kafka.listen && (a.kafka.listen->host != b.kafka.listen->host ||
+                                  a.kafka.listen->port != b.kafka.listen->port)) ||
+              a.kafka.threads != b.kafka.threads || a.kafka.advertised_host != b.kafka.advertised_host,
+          "kafka");
   const UpstreamConfig& u = a.upstream;
   const UpstreamConfig& v = b.upstream;
   differs(u.bootstrap_servers != v.bootstrap_servers, "upstream.bootstrap_servers");
@@ -260,6 +292,7 @@ absl::Status App::Shutdown() {
   LogEvent(LogLevel::kInfo, "shutdown_started");
   // 1. Stop accepting; requests in flight are answered once their records are delivered.
   if (p.http) p.http->Shutdown(p.config.shutdown_timeout);
+  if (p.kafka) p.kafka->Shutdown(p.config.shutdown_timeout);
   // 2. Stop the control step: no more layout changes.
   {
     std::lock_guard<std::mutex> lock(p.control_mu);

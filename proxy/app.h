@@ -19,6 +19,8 @@ class App {
   ~App();
 
   uint16_t http_port() const;
+  // The Kafka listener's bound port, 0 when it is off.
+  uint16_t kafka_port() const;
   // The upstream bootstrap servers in use (the embedded cluster's when embedded).
   const std::string& upstream_bootstrap() const;
   // Applies a new configuration without dropping connections: log level and salting policies.

@@ -77,6 +77,7 @@ class InstantUpstream : public Upstream {
     return it->second;
   }
   void LookupTopic(const std::string&, absl::AnyInvocable<void(absl::StatusOr<int32_t>)>) override {}
+  Topics KnownTopics() const override { return {}; }
   absl::Status CreateTopic(const std::string& topic, int32_t n,
                            const std::map<std::string, std::string>&) override {
     partitions_[topic] = n;

@@ -6,6 +6,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -25,6 +27,12 @@ class Upstream {
   // Partitions of `topic`, asking the cluster when the cache does not know it.
   virtual void LookupTopic(const std::string& topic,
                            absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) = 0;
+  // Every topic the metadata cache knows, with its partitions, and the cluster's id.
+  struct Topics {
+    std::string cluster_id;
+    std::vector<std::pair<std::string, int32_t>> topics;
+  };
+  virtual Topics KnownTopics() const = 0;
   // Creates `topic` unless it exists (blocking; control path only).
   virtual absl::Status CreateTopic(const std::string& topic, int32_t partitions,
                                    const std::map<std::string, std::string>& configs) = 0;

@@ -46,6 +46,22 @@ void ReadHttp(YamlSection& s, HttpConfig& http) {
   s.Finish();
 }
 
+void ReadKafka(YamlSection& s, KafkaListenerConfig& k) {
+  if (s.Has("listen")) {
+    Endpoint endpoint;
+    ReadEndpoint(s, "listen", &endpoint);
+    if (!endpoint.host.empty()) k.listen = endpoint;
+  }
+  s.ReadString("advertised_host", &k.advertised_host);
+  s.ReadInt("threads", &k.threads, 1, 64);
+  s.ReadUint32("max_frame_bytes", &k.max_frame_bytes, 1024, 1ull << 30);
+  s.ReadInt("max_in_flight_per_connection", &k.max_in_flight_per_connection, 1, 1000);
+  s.ReadDuration("idle_timeout", &k.idle_timeout, absl::Seconds(1), absl::Hours(24));
+  s.ReadUint64("max_decompressed_bytes", &k.max_decompressed_bytes, 1024, 1ull << 32);
+  s.ReadInt("max_producers", &k.max_producers, 1, 10'000'000);
+  s.Finish();
+}
+
 void ReadUpstream(YamlSection& s, UpstreamConfig& up) {
   s.ReadString("bootstrap_servers", &up.bootstrap_servers);
   s.ReadBool("embedded", &up.embedded);
@@ -184,6 +200,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml, absl::string_view sou
                    absl::Minutes(10));
   YamlSection http = top.Sub("http");
   ReadHttp(http, config.http);
+  YamlSection kafka = top.Sub("kafka");
+  ReadKafka(kafka, config.kafka);
   YamlSection upstream = top.Sub("upstream");
   ReadUpstream(upstream, config.upstream);
   YamlSection detection = top.Sub("detection");

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,6 +36,19 @@ struct HttpConfig {
   int max_records_per_request = 10000;
   absl::Duration idle_timeout = absl::Seconds(30);
   absl::Duration request_timeout = absl::Seconds(30);
+};
+
+// The Kafka-protocol listener; off unless `listen` is set.
+struct KafkaListenerConfig {
+  std::optional<Endpoint> listen;
+  // The host clients are told to connect to (Metadata); defaults to the listen host.
+  std::string advertised_host;
+  int threads = 2;
+  uint32_t max_frame_bytes = 100 << 20;
+  int max_in_flight_per_connection = 16;
+  absl::Duration idle_timeout = absl::Minutes(10);
+  uint64_t max_decompressed_bytes = 64 << 20;
+  int max_producers = 100000;
 };
 
 struct TopicSpec {
@@ -105,6 +119,7 @@ struct Config {
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration shutdown_timeout = absl::Seconds(10);
   HttpConfig http;
+  KafkaListenerConfig kafka;
   UpstreamConfig upstream;
   DetectionConfig detection;
   SaltingConfig salting;

@@ -358,6 +358,15 @@ std::optional<int32_t> Forwarder::CachedPartitions(const std::string& topic) con
   return it->second;
 }
 
+Upstream::Topics Forwarder::KnownTopics() const {
+  std::shared_ptr<const ClusterMetadata> md = metadata();
+  Topics t;
+  t.cluster_id = md->cluster_id;
+  for (const auto& [name, partitions] : md->partition_counts) t.topics.emplace_back(name, partitions);
+  std::sort(t.topics.begin(), t.topics.end());
+  return t;
+}
+
 absl::Status Forwarder::CreateTopic(const std::string& topic, int32_t partitions,
                                     const std::map<std::string, std::string>& configs) {
   absl::Status result;

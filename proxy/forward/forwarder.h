@@ -61,6 +61,7 @@ class Forwarder : public Upstream {
   absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done) override;
 
   std::optional<int32_t> CachedPartitions(const std::string& topic) const override;
+  Topics KnownTopics() const override;
 
   // Creates `topic` through librdkafka's Admin API (CreateTopics), or through the override set
   // with SetTopicCreator (the embedded mock cluster has no CreateTopics). An existing topic is

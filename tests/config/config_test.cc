@@ -29,6 +29,15 @@ TEST(ConfigTest, ExampleFileInConfigFolderIsValid) {
   ASSERT_EQ(config->upstream.embedded_topics.size(), 1u);
   EXPECT_EQ(config->upstream.embedded_topics[0].partitions, 8);
   EXPECT_EQ(config->upstream.librdkafka.at("compression.type"), "lz4");
+  ASSERT_TRUE(config->kafka.listen.has_value());
+  EXPECT_EQ(config->kafka.listen->port, 9092);
+  EXPECT_EQ(config->kafka.max_in_flight_per_connection, 16);
+}
+
+TEST(ConfigTest, KafkaListenerIsOffUnlessConfigured) {
+  absl::StatusOr<Config> config = ParseConfig("upstream: {embedded: true}\n");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_FALSE(config->kafka.listen.has_value());
 }
 
 TEST(ConfigTest, SaltingPolicyDefaultsAndPerTopicOverrides) {

@@ -45,6 +45,7 @@ class FakeUpstream : public Upstream {
       done(absl::NotFoundError(topic));
     }
   }
+  Topics KnownTopics() const override { return {}; }
   absl::Status CreateTopic(const std::string& topic, int32_t n,
                            const std::map<std::string, std::string>&) override {
     created.push_back(topic);

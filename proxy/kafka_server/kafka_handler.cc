@@ -1,0 +1,391 @@
+#include "proxy/kafka_server/kafka_handler.h"
+
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "proxy/common/log.h"
+#include "proxy/kafka/protocol.h"
+#include "proxy/kafka/record_batch.h"
+
+namespace saltproxy {
+namespace {
+
+using namespace ::saltproxy::kafka;  // NOLINT: the protocol's vocabulary
+
+int16_t KafkaErrorFor(const DeliveryReport& r) {
+  if (r.status.ok()) return kNone;
+  if (r.kafka_error > 0) return r.kafka_error;
+  if (absl::IsDeadlineExceeded(r.status) || absl::IsResourceExhausted(r.status)) {
+    return kRequestTimedOut;  // retriable: the client retries, and the sequence window dedups
+  }
+  if (absl::IsInvalidArgument(r.status)) return kMessageTooLarge;
+  if (absl::IsNotFound(r.status)) return kUnknownTopicOrPartition;
+  return kNotEnoughReplicas;  // retriable
+}
+
+// One client partition of a Produce request, while its records are delivered.
+struct PartitionState {
+  ProducePartitionResponse response;
+  int remaining = 0;
+  bool has_sequence = false;
+  ProducerPartition key;
+  int32_t first_seq = 0;
+};
+
+// A Produce request in flight: answered when the last record's report is in.
+struct ProduceState {
+  std::mutex mu;
+  std::vector<ProduceTopicResponse> topics;
+  std::vector<std::vector<PartitionState>> partitions;  // by topic, by partition, as asked
+  int pending = 0;  // partitions not yet complete
+  int16_t version = 0;
+  std::string header;
+  bool respond = true;
+  FrameReply reply{nullptr};
+  ProducerRegistry* producers = nullptr;
+
+  void Finish(size_t t, size_t p) {  // mu held
+    PartitionState& s = partitions[t][p];
+    topics[t].partitions[p] = s.response;
+    if (s.has_sequence) {
+      if (s.response.error == kNone) {
+        producers->Complete(s.key, s.first_seq, s.response.base_offset);
+      } else {
+        producers->Fail(s.key, s.first_seq);
+      }
+    }
+    if (--pending == 0) Answer();
+  }
+  void Answer() {
+    if (!respond) return;
+    reply.Respond(header + EncodeProduceResponse(topics, version));
+  }
+};
+
+}  // namespace
+
+KafkaHandler::KafkaHandler(KafkaHandlerOptions options, RecordSink& sink, Upstream& upstream,
+                           ProducerRegistry& producers, Metrics& metrics)
+    : options_(std::move(options)),
+      sink_(sink),
+      upstream_(upstream),
+      producers_(producers),
+      requests_(prometheus::BuildCounter()
+                    .Name("saltproxy_kafka_api_requests_total")
+                    .Help("Kafka-protocol requests answered, by API")
+                    .Register(metrics.registry())),
+      records_in_(prometheus::BuildCounter()
+                      .Name("saltproxy_kafka_records_in_total")
+                      .Help("Records received in Kafka-protocol Produce requests")
+                      .Register(metrics.registry())
+                      .Add({})),
+      duplicates_(prometheus::BuildCounter()
+                      .Name("saltproxy_kafka_duplicate_batches_total")
+                      .Help("Retried idempotent batches answered without producing them again")
+                      .Register(metrics.registry())
+                      .Add({})) {
+  for (const char* api : {"produce", "fetch", "metadata", "find_coordinator", "api_versions",
+                          "init_producer_id"}) {
+    requests_.Add({{"api", api}});
+  }
+}
+
+void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameReply reply) {
+  auto frame = std::make_shared<std::string>(std::move(frame_bytes));
+  WireReader in(*frame);
+  absl::StatusOr<RequestHeader> header = DecodeRequestHeader(in);
+  if (!header.ok()) return reply.Close(absl::StrCat("bad request header: ", header.status().message()));
+  const int16_t key = header->api_key;
+  const int16_t version = header->api_version;
+  const ApiRange* api = FindApi(key);
+  if (!api) {
+    return reply.Close(absl::StrCat("unknown API key ", key, " (client ",
+                                    header->client_id.value_or("?"), ")"));
+  }
+  std::string response_header = EncodeResponseHeader(*header);
+  if (version < api->min || version > api->max) {
+    if (key == kApiVersions) {
+      // As brokers do: the v0 layout, UNSUPPORTED_VERSION and the supported ranges.
+      return reply.Respond(response_header + EncodeApiVersionsResponse(0, kUnsupportedVersion));
+    }
+    return reply.Close(absl::StrCat("API ", key, " v", version, " is not supported (", api->min,
+                                    "-", api->max, ")"));
+  }
+  const size_t body_at = frame->size() - in.remaining();
+  switch (key) {
+    case kApiVersions:
+      requests_.Add({{"api", "api_versions"}}).Increment();
+      return reply.Respond(response_header + EncodeApiVersionsResponse(version, kNone));
+    case kMetadata:
+      requests_.Add({{"api", "metadata"}}).Increment();
+      return HandleMetadata(frame, body_at, version, std::move(response_header), std::move(reply));
+    case kProduce:
+      requests_.Add({{"api", "produce"}}).Increment();
+      return HandleProduce(frame, body_at, version, std::move(response_header), std::move(reply));
+    case kInitProducerId: {
+      requests_.Add({{"api", "init_producer_id"}}).Increment();
+      absl::StatusOr<InitProducerIdRequest> req = DecodeInitProducerIdRequest(in, version);
+      if (!req.ok()) return reply.Close(std::string(req.status().message()));
+      if (req->transactional_id) {
+        return reply.Respond(response_header +
+                             EncodeInitProducerIdResponse(
+                                 version, kTransactionalIdAuthorizationFailed, -1, -1));
+      }
+      ProducerRegistry::Issued id = producers_.Init(req->producer_id, req->producer_epoch);
+      return reply.Respond(response_header +
+                           EncodeInitProducerIdResponse(version, kNone, id.producer_id, id.epoch));
+    }
+    case kFindCoordinator:
+      requests_.Add({{"api", "find_coordinator"}}).Increment();
+      return reply.Respond(response_header + EncodeFindCoordinatorError(version));
+    case kFetch: {
+      requests_.Add({{"api", "fetch"}}).Increment();
+      absl::StatusOr<std::string> body = EncodeFetchError(in, version, kUnsupportedVersion);
+      if (!body.ok()) return reply.Close(std::string(body.status().message()));
+      return reply.Respond(response_header + *body);
+    }
+  }
+  reply.Close("unhandled API");
+}
+
+void KafkaHandler::HandleMetadata(std::shared_ptr<std::string> frame, size_t body_at,
+                                  int16_t version, std::string header, FrameReply reply) {
+  WireReader in(std::string_view(*frame).substr(body_at));
+  absl::StatusOr<MetadataRequest> req = DecodeMetadataRequest(in, version);
+  if (!req.ok()) return reply.Close(std::string(req.status().message()));
+  Upstream::Topics known = upstream_.KnownTopics();
+  auto response = std::make_shared<MetadataResponse>();
+  response->node_id = options_.node_id;
+  response->host = options_.advertised_host;
+  response->port = advertised_port_.load();
+  response->cluster_id = known.cluster_id;
+  if (!req->topics) {
+    for (const auto& [name, partitions] : known.topics) {
+      response->topics.push_back({kNone, name, partitions});
+    }
+    return reply.Respond(header + EncodeMetadataResponse(*response, version));
+  }
+  // Topics the cache does not know are looked up (asynchronously) before answering.
+  struct Pending {
+    std::mutex mu;
+    int remaining;
+    std::shared_ptr<MetadataResponse> response;
+    std::string header;
+    int16_t version;
+    FrameReply reply{nullptr};
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->remaining = static_cast<int>(req->topics->size());
+  pending->response = response;
+  pending->header = std::move(header);
+  pending->version = version;
+  pending->reply = std::move(reply);
+  response->topics.resize(req->topics->size());
+  if (req->topics->empty()) {
+    return pending->reply.Respond(pending->header + EncodeMetadataResponse(*response, version));
+  }
+  for (size_t i = 0; i < req->topics->size(); ++i) {
+    const std::string& name = (*req->topics)[i];
+    response->topics[i].name = name;
+    sink_.LookupTopic(name, [pending, i](absl::StatusOr<int32_t> partitions) {
+      std::lock_guard<std::mutex> lock(pending->mu);
+      MetadataTopic& t = pending->response->topics[i];
+      t.error = partitions.ok() ? kNone : kUnknownTopicOrPartition;
+      t.partitions = partitions.ok() ? *partitions : 0;
+      if (--pending->remaining == 0) {
+        pending->reply.Respond(pending->header +
+                               EncodeMetadataResponse(*pending->response, pending->version));
+      }
+    });
+  }
+}
+
+void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body_at,
+                                 int16_t version, std::string header, FrameReply reply) {
+  WireReader in(std::string_view(*frame).substr(body_at));
+  absl::StatusOr<ProduceRequest> req = DecodeProduceRequest(in, version);
+  if (!req.ok()) {
+    LogEvent(LogLevel::kWarn, "kafka_bad_produce", {{"reason", req.status().message()}});
+    return reply.Close(std::string(req.status().message()));
+  }
+  auto state = std::make_shared<ProduceState>();
+  state->version = version;
+  state->header = std::move(header);
+  state->respond = req->acks != 0;
+  state->producers = &producers_;
+  state->reply = std::move(reply);
+  // Decode every partition first, so that the answer's shape is fixed before anything is sent.
+  struct Work {
+    size_t t, p;
+    std::vector<RecordBatch> batches;
+    int32_t partitions;
+  };
+  std::vector<Work> work;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->topics.resize(req->topics.size());
+    state->partitions.resize(req->topics.size());
+    for (size_t t = 0; t < req->topics.size(); ++t) {
+      const ProduceTopic& topic = req->topics[t];
+      state->topics[t].name = topic.name;
+      state->topics[t].partitions.resize(topic.partitions.size());
+      state->partitions[t].resize(topic.partitions.size());
+      std::optional<int32_t> partitions = upstream_.CachedPartitions(topic.name);
+      for (size_t p = 0; p < topic.partitions.size(); ++p) {
+        PartitionState& s = state->partitions[t][p];
+        s.response.index = topic.partitions[p].index;
+        ++state->pending;
+        auto refuse = [&](int16_t code, std::string message) {
+          s.response.error = code;
+          s.response.error_message = std::move(message);
+        };
+        if (req->transactional_id) {
+          refuse(kTransactionalIdAuthorizationFailed,
+                 "saltproxy does not support transactions; produce without transactional.id");
+          continue;
+        }
+        if (!partitions || topic.partitions[p].index < 0 ||
+            topic.partitions[p].index >= *partitions) {
+          refuse(kUnknownTopicOrPartition, absl::StrCat("unknown topic or partition ", topic.name,
+                                                        "-", topic.partitions[p].index));
+          continue;
+        }
+        if (!topic.partitions[p].records) {
+          refuse(kInvalidRecord, "no records");
+          continue;
+        }
+        int16_t code = kNone;
+        absl::StatusOr<std::vector<RecordBatch>> batches = DecodeRecordBatches(
+            *topic.partitions[p].records, options_.max_decompressed_bytes, &code);
+        if (!batches.ok()) {
+          LogEvent(LogLevel::kWarn, "kafka_bad_batch",
+                   {{"topic", topic.name}, {"reason", batches.status().message()}});
+          refuse(code, std::string(batches.status().message()));
+          continue;
+        }
+        bool refused = false;
+        for (const RecordBatch& b : *batches) {
+          if (b.transactional() || b.control()) {
+            refuse(kTransactionalIdAuthorizationFailed,
+                   "saltproxy does not support transactional or control batches");
+            refused = true;
+            break;
+          }
+        }
+        if (refused) continue;
+        work.push_back(Work{t, p, std::move(*batches), *partitions});
+      }
+    }
+  }
+  // Idempotence, and what needs no sending, under the state's lock: a pending duplicate's waiter
+  // takes it too, so it cannot settle a partition before the shape below is fixed.
+  std::vector<std::pair<size_t, size_t>> ready;  // partitions with nothing to wait for
+  std::unique_lock<std::mutex> lock(state->mu);
+  // One sequence range per partition of the request (clients send one batch per partition per
+  // request; several are checked as one range).
+  for (Work& w : work) {
+    PartitionState& s = state->partitions[w.t][w.p];
+    const RecordBatch& first = w.batches.front();
+    int32_t count = 0;
+    for (const RecordBatch& b : w.batches) count += static_cast<int32_t>(b.records.size());
+    if (first.producer_id >= 0 && first.base_sequence >= 0) {
+      s.has_sequence = true;
+      s.key = ProducerPartition{first.producer_id, state->topics[w.t].name, s.response.index};
+      s.first_seq = first.base_sequence;
+      BatchCheck check = producers_.Begin(
+          s.key, first.producer_epoch, first.base_sequence, first.base_sequence + count - 1,
+          [state, t = w.t, p = w.p](int64_t offset) {
+            std::lock_guard<std::mutex> waiter_lock(state->mu);
+            PartitionState& dup = state->partitions[t][p];
+            dup.has_sequence = false;  // the first attempt already settled the window
+            dup.response.error = offset >= 0 ? kNone : kRequestTimedOut;
+            dup.response.base_offset = offset;
+            state->Finish(t, p);
+          });
+      if (check.verdict != BatchVerdict::kNew) {
+        s.has_sequence = false;
+        w.batches.clear();  // nothing to produce
+        switch (check.verdict) {
+          case BatchVerdict::kDuplicate:
+            duplicates_.Increment();
+            s.response.base_offset = check.base_offset;
+            break;
+          case BatchVerdict::kDuplicatePending:
+            duplicates_.Increment();
+            s.response.error = -2;  // settled by the waiter above
+            break;
+          case BatchVerdict::kOutOfOrder:
+            s.response.error = kOutOfOrderSequenceNumber;
+            break;
+          case BatchVerdict::kInvalidEpoch:
+            s.response.error = kInvalidProducerEpoch;
+            break;
+          case BatchVerdict::kNew:
+            break;
+        }
+      }
+    }
+  }
+  {
+    for (size_t t = 0; t < state->partitions.size(); ++t) {
+      for (size_t p = 0; p < state->partitions[t].size(); ++p) {
+        PartitionState& s = state->partitions[t][p];
+        if (s.response.error == -2) continue;  // a pending duplicate's waiter answers it
+        bool has_work = false;
+        for (const Work& w : work) has_work |= (w.t == t && w.p == p && !w.batches.empty());
+        if (!has_work) ready.emplace_back(t, p);
+      }
+    }
+    for (Work& w : work) {
+      int records = 0;
+      for (const RecordBatch& b : w.batches) records += static_cast<int>(b.records.size());
+      state->partitions[w.t][w.p].remaining = records;
+      if (records == 0 && !w.batches.empty()) ready.emplace_back(w.t, w.p);
+    }
+  }
+  lock.unlock();
+  // Send every record; each partition completes when its last report is in.
+  for (Work& w : work) {
+    const std::string& topic = state->topics[w.t].name;
+    const int32_t client_partition = state->partitions[w.t][w.p].response.index;
+    int index = 0;
+    for (RecordBatch& b : w.batches) {
+      for (BatchRecord& r : b.records) {
+        Record record;
+        record.topic = topic;
+        record.key = std::move(r.key);
+        record.value = std::move(r.value);
+        record.timestamp_ms = b.log_append_time() ? 0 : r.timestamp;
+        // Keyed records go where the router says (murmur2, or the key's salts); records
+        // without a key keep the partition the client chose.
+        record.partition = record.key ? -1 : client_partition;
+        for (auto& [k, v] : r.headers) record.headers.push_back({std::move(k), std::move(v)});
+        records_in_.Increment();
+        const bool first = index++ == 0;
+        auto done = [state, t = w.t, p = w.p, first](const DeliveryReport& report) {
+          std::lock_guard<std::mutex> lock(state->mu);
+          PartitionState& s = state->partitions[t][p];
+          if (first && report.status.ok()) s.response.base_offset = report.offset;
+          int16_t code = KafkaErrorFor(report);
+          if (code != kNone && s.response.error == kNone) {
+            s.response.error = code;
+            s.response.error_message = std::string(report.status.message());
+          }
+          if (--s.remaining == 0) state->Finish(t, p);
+        };
+        absl::Status queued = sink_.Submit(std::move(record), done);
+        if (!queued.ok()) {
+          DeliveryReport failed;
+          failed.status = queued;
+          done(failed);
+        }
+      }
+    }
+  }
+  lock.lock();
+  for (const auto& [t, p] : ready) state->Finish(t, p);
+  // acks=0: no answer at all, as a broker gives none.
+  if (!state->respond) state->reply.NoResponse();
+}
+
+}  // namespace saltproxy

@@ -1,0 +1,56 @@
+// Answers Kafka-protocol requests: saltproxy presents itself as the only broker (leader of every
+// partition, with the upstream cluster's real partition counts), so that it owns the partition
+// choice; Produce records go through the same router as HTTP records; it is the producer-id
+// authority for idempotent clients (InitProducerId, sequence windows, duplicates answered with
+// the first attempt's offset). Transactions are refused with a clear error.
+//
+//   KafkaHandler handler(options, router, upstream, registry, metrics);
+//   KafkaServer server(server_options, handler, metrics);
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include <prometheus/counter.h>
+
+#include "proxy/common/record.h"
+#include "proxy/common/upstream.h"
+#include "proxy/kafka_server/producer_state.h"
+#include "proxy/kafka_server/server.h"
+#include "proxy/metrics/metrics.h"
+
+namespace saltproxy {
+
+struct KafkaHandlerOptions {
+  std::string advertised_host = "127.0.0.1";
+  int32_t node_id = 0;
+  size_t max_decompressed_bytes = 64 << 20;
+};
+
+class KafkaHandler : public FrameHandler {
+ public:
+  KafkaHandler(KafkaHandlerOptions options, RecordSink& sink, Upstream& upstream,
+               ProducerRegistry& producers, Metrics& metrics);
+
+  // The port clients are told to connect to (the listener's bound port), set once it is bound.
+  void SetAdvertisedPort(int32_t port) { advertised_port_ = port; }
+
+  void Handle(std::string frame, uint64_t connection, FrameReply reply) override;
+
+ private:
+  void HandleMetadata(std::shared_ptr<std::string> frame, size_t body_at, int16_t version,
+                      std::string header, FrameReply reply);
+  void HandleProduce(std::shared_ptr<std::string> frame, size_t body_at, int16_t version,
+                     std::string header, FrameReply reply);
+
+  const KafkaHandlerOptions options_;
+  RecordSink& sink_;
+  Upstream& upstream_;
+  ProducerRegistry& producers_;
+  std::atomic<int32_t> advertised_port_{0};
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Counter& records_in_;
+  prometheus::Counter& duplicates_;
+};
+
+}  // namespace saltproxy

@@ -1,0 +1,225 @@
+// Messages, with bytes written by hand from the protocol's JSON definitions.
+#include "proxy/kafka/protocol.h"
+
+#include <gtest/gtest.h>
+
+#include "proxy/kafka/record_batch.h"
+
+namespace saltproxy::kafka {
+namespace {
+
+std::string Bytes(std::initializer_list<int> b) {
+  std::string s;
+  for (int x : b) s.push_back(static_cast<char>(x));
+  return s;
+}
+
+TEST(ProtocolTest, RequestHeaderV2ForAFlexibleVersion) {
+  // ApiVersions v3: api_key 18, version 3, correlation 7, client_id "kc", no tags.
+  std::string frame = Bytes({0, 18, 0, 3, 0, 0, 0, 7, 0, 2, 'k', 'c', 0});
+  WireReader in(frame);
+  auto h = DecodeRequestHeader(in);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->api_key, 18);
+  EXPECT_EQ(h->api_version, 3);
+  EXPECT_EQ(h->correlation_id, 7);
+  EXPECT_EQ(h->client_id, "kc");
+  EXPECT_EQ(in.remaining(), 0u);
+}
+
+TEST(ProtocolTest, ApiVersionsResponseHeaderIsAlwaysV0) {
+  RequestHeader h{kApiVersions, 3, 9, std::nullopt};
+  EXPECT_EQ(EncodeResponseHeader(h), Bytes({0, 0, 0, 9}));
+  RequestHeader produce{kProduce, 9, 9, std::nullopt};
+  EXPECT_EQ(EncodeResponseHeader(produce), Bytes({0, 0, 0, 9, 0}));  // v1: tagged fields
+}
+
+TEST(ProtocolTest, ApiVersionsV3IsCompactWithTags) {
+  std::string body = EncodeApiVersionsResponse(3, kNone);
+  WireReader r(body);
+  EXPECT_EQ(r.Int16(), 0);
+  int32_t n = r.ArrayLength(true);
+  ASSERT_EQ(n, static_cast<int32_t>(SupportedApis().size()));
+  bool produce = false;
+  for (int32_t i = 0; i < n; ++i) {
+    int16_t key = r.Int16(), min = r.Int16(), max = r.Int16();
+    r.SkipTaggedFields();
+    if (key == kProduce) {
+      produce = true;
+      EXPECT_EQ(min, 0);   // librdkafka wants the minimum advertised as v0
+      EXPECT_GE(max, 7);   // and v7 for zstd
+    }
+  }
+  EXPECT_TRUE(produce);
+  EXPECT_EQ(r.Int32(), 0);  // throttle
+  r.SkipTaggedFields();
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r.remaining(), 0u);
+}
+
+TEST(ProtocolTest, FeatureFlagsLibrdkafkaLooksForAreAdvertised) {
+  ASSERT_NE(FindApi(kFetch), nullptr);
+  EXPECT_LE(FindApi(kFetch)->min, 4);
+  EXPECT_GE(FindApi(kFetch)->max, 10);   // zstd
+  ASSERT_NE(FindApi(kFindCoordinator), nullptr);
+  EXPECT_EQ(FindApi(kFindCoordinator)->min, 0);  // lz4
+  EXPECT_GE(FindApi(kProduce)->max, 3);  // record format v2
+}
+
+TEST(ProtocolTest, UnsupportedApiVersionsVersionGetsV0LayoutWithTheList) {
+  std::string body = EncodeApiVersionsResponse(9, kUnsupportedVersion);
+  WireReader r(body);
+  EXPECT_EQ(r.Int16(), kUnsupportedVersion);
+  EXPECT_EQ(r.ArrayLength(false), static_cast<int32_t>(SupportedApis().size()));
+}
+
+TEST(ProtocolTest, MetadataRequestV1NullMeansAllTopics) {
+  WireReader in(Bytes({0xff, 0xff, 0xff, 0xff}));
+  auto req = DecodeMetadataRequest(in, 1);
+  ASSERT_TRUE(req.ok());
+  EXPECT_FALSE(req->topics.has_value());
+}
+
+TEST(ProtocolTest, MetadataRequestV9CompactTopics) {
+  // topics: compact array of 1 {name "t", tags}, allow_auto 1, include_cluster_ops 0,
+  // include_topic_ops 0, tags.
+  WireReader in(Bytes({2, 2, 't', 0, 1, 0, 0, 0}));
+  auto req = DecodeMetadataRequest(in, 9);
+  ASSERT_TRUE(req.ok()) << req.status();
+  ASSERT_TRUE(req->topics.has_value());
+  EXPECT_EQ(*req->topics, std::vector<std::string>{"t"});
+}
+
+TEST(ProtocolTest, MetadataResponseNamesSaltproxyLeaderOfEveryPartition) {
+  MetadataResponse m{5, "127.0.0.1", 9092, "cid", {{kNone, "orders", 3}}};
+  for (int16_t v : {0, 1, 5, 8, 9, 10, 12}) {
+    std::string body = EncodeMetadataResponse(m, v);
+    WireReader r(body);
+    const bool flex = v >= 9;
+    if (v >= 3) r.Int32();
+    ASSERT_EQ(r.ArrayLength(flex), 1);
+    EXPECT_EQ(r.Int32(), 5);
+    EXPECT_EQ(r.String(flex), "127.0.0.1");
+    EXPECT_EQ(r.Int32(), 9092);
+    if (v >= 1) r.NullableString(flex);
+    if (flex) r.SkipTaggedFields();
+    if (v >= 2) EXPECT_EQ(r.NullableString(flex), "cid");
+    if (v >= 1) EXPECT_EQ(r.Int32(), 5);
+    ASSERT_EQ(r.ArrayLength(flex), 1);
+    EXPECT_EQ(r.Int16(), 0);
+    EXPECT_EQ(r.NullableString(flex), "orders");
+    if (v >= 10) r.ReadUuid();
+    if (v >= 1) r.Bool();
+    ASSERT_EQ(r.ArrayLength(flex), 3) << "v" << v;
+    EXPECT_TRUE(r.ok()) << "v" << v;
+  }
+}
+
+TEST(ProtocolTest, ProduceRequestV3ByHand) {
+  RecordBatch batch;
+  BatchRecord rec;
+  rec.key = "k";
+  rec.value = "v";
+  batch.records.push_back(rec);
+  std::string records = EncodeRecordBatch(batch, Compression::kNone);
+  WireWriter w;
+  w.NullableString(std::nullopt, false);  // transactional_id
+  w.Int16(-1);                            // acks
+  w.Int32(30000);                         // timeout
+  w.ArrayLength(1, false);
+  w.String("orders", false);
+  w.ArrayLength(1, false);
+  w.Int32(2);
+  w.NullableBytes(records, false);
+  WireReader in(w.data());
+  auto req = DecodeProduceRequest(in, 3);
+  ASSERT_TRUE(req.ok()) << req.status();
+  EXPECT_EQ(req->acks, -1);
+  ASSERT_EQ(req->topics.size(), 1u);
+  EXPECT_EQ(req->topics[0].name, "orders");
+  EXPECT_EQ(req->topics[0].partitions[0].index, 2);
+  EXPECT_EQ(*req->topics[0].partitions[0].records, records);
+}
+
+TEST(ProtocolTest, ProduceV2AndBadAcksAreRefused) {
+  WireReader in("");
+  EXPECT_FALSE(DecodeProduceRequest(in, 2).ok());
+  WireWriter w;
+  w.NullableString(std::nullopt, false);
+  w.Int16(5);
+  w.Int32(0);
+  w.ArrayLength(0, false);
+  WireReader bad(w.data());
+  EXPECT_FALSE(DecodeProduceRequest(bad, 3).ok());
+}
+
+TEST(ProtocolTest, ProduceResponseV9NamesTheClientsTopicAndPartition) {
+  ProduceTopicResponse t{"orders", {{2, kNone, 41, -1, 0, std::nullopt}}};
+  std::string body = EncodeProduceResponse({t}, 9);
+  WireReader r(body);
+  ASSERT_EQ(r.ArrayLength(true), 1);
+  EXPECT_EQ(r.String(true), "orders");
+  ASSERT_EQ(r.ArrayLength(true), 1);
+  EXPECT_EQ(r.Int32(), 2);
+  EXPECT_EQ(r.Int16(), 0);
+  EXPECT_EQ(r.Int64(), 41);
+  r.Int64();
+  r.Int64();
+  EXPECT_EQ(r.ArrayLength(true), 0);
+  EXPECT_FALSE(r.NullableString(true).has_value());
+  r.SkipTaggedFields();
+  r.SkipTaggedFields();
+  EXPECT_EQ(r.Int32(), 0);
+  r.SkipTaggedFields();
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r.remaining(), 0u);
+}
+
+TEST(ProtocolTest, InitProducerIdV4RoundTrip) {
+  WireWriter w;
+  w.NullableString(std::nullopt, true);
+  w.Int32(60000);
+  w.Int64(123);
+  w.Int16(4);
+  w.EmptyTaggedFields();
+  WireReader in(w.data());
+  auto req = DecodeInitProducerIdRequest(in, 4);
+  ASSERT_TRUE(req.ok());
+  EXPECT_EQ(req->producer_id, 123);
+  EXPECT_EQ(req->producer_epoch, 4);
+  std::string body = EncodeInitProducerIdResponse(4, kNone, 99, 5);
+  WireReader r(body);
+  r.Int32();
+  EXPECT_EQ(r.Int16(), 0);
+  EXPECT_EQ(r.Int64(), 99);
+  EXPECT_EQ(r.Int16(), 5);
+}
+
+TEST(ProtocolTest, FetchIsAnsweredWithAnErrorPerPartitionAskedFor) {
+  WireWriter w;
+  w.Int32(-1);
+  w.Int32(500);
+  w.Int32(1);
+  w.Int32(1 << 20);
+  w.Int8(0);
+  w.ArrayLength(1, false);
+  w.String("t", false);
+  w.ArrayLength(1, false);
+  w.Int32(3);
+  w.Int64(0);
+  w.Int64(0);
+  w.Int32(1 << 20);
+  WireReader in(w.data());
+  auto body = EncodeFetchError(in, 5, kUnsupportedVersion);
+  ASSERT_TRUE(body.ok()) << body.status();
+  WireReader r(*body);
+  r.Int32();
+  ASSERT_EQ(r.ArrayLength(false), 1);
+  EXPECT_EQ(r.String(false), "t");
+  ASSERT_EQ(r.ArrayLength(false), 1);
+  EXPECT_EQ(r.Int32(), 3);
+  EXPECT_EQ(r.Int16(), kUnsupportedVersion);
+}
+
+}  // namespace
+}  // namespace saltproxy::kafka
