@@ -100,6 +100,61 @@ TEST_F(KafkaProtocolRealKafkaTest, KcatProducesThroughSaltproxyWithEveryCodec) {
   }
 }
 
+// Runs a shell command; returns its exit code and output.
+std::pair<int, std::string> Shell(const std::string& command) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return {-1, "popen failed"};
+  char buf[512];
+  std::string output;
+  while (fgets(buf, sizeof buf, pipe)) output += buf;
+  return {pclose(pipe), output};
+}
+
+TEST_F(KafkaProtocolRealKafkaTest, JavaProducerWithDefaultSettingsAndLz4AndZstd) {
+  const std::string topic = "java-e2e";
+  ASSERT_THAT(kafka_->CreateTopic(topic, 6), IsOk());
+  auto [rc, classpath] = Shell(std::string("bash ") + SALTPROXY_SOURCE_DIR +
+                               "/tests/kafka/broker.sh classpath");
+  ASSERT_EQ(rc, 0) << classpath;
+  // The last line is the classpath (a first run also reports its download before it).
+  while (!classpath.empty() && classpath.back() == '\n') classpath.pop_back();
+  classpath = classpath.substr(classpath.find_last_of('\n') + 1);
+  const std::string classes = ::testing::TempDir() + "/saltproxy-java";
+  auto [javac_rc, javac_out] = Shell(absl::StrCat(
+      "mkdir -p ", classes, " && javac -cp '", classpath, "' -d ", classes, " ",
+      SALTPROXY_SOURCE_DIR, "/tests/e2e/java/KeyedProducer.java"));
+  ASSERT_EQ(javac_rc, 0) << javac_out;
+  const int kPerRun = 300;
+  // The kafka-clients defaults: idempotent, acks=all; then lz4 and zstd.
+  for (const char* codec : {"none", "lz4", "zstd"}) {
+    auto [java_rc, out] = Shell(absl::StrCat("java -Xmx256m -cp '", classpath, ":", classes,
+                                             "' KeyedProducer ", proxy_, " ", topic, " ",
+                                             kPerRun, " ", codec));
+    ASSERT_EQ(java_rc, 0) << out;
+  }
+  absl::StatusOr<std::vector<ConsumedRecord>> records =
+      kafka_->ConsumeAll(topic, 3 * kPerRun, absl::Seconds(60));
+  ASSERT_THAT(records, IsOk());
+  ASSERT_EQ(records->size(), static_cast<size_t>(3 * kPerRun));
+  std::sort(records->begin(), records->end(), [](const ConsumedRecord& a, const ConsumedRecord& b) {
+    return std::tie(a.partition, a.offset) < std::tie(b.partition, b.offset);
+  });
+  std::set<std::string> seen;
+  std::map<std::string, int> last;  // codec/key → last number in partition order
+  for (const ConsumedRecord& r : *records) {
+    ASSERT_TRUE(r.key && r.value);
+    EXPECT_TRUE(seen.insert(*r.value).second) << "duplicate " << *r.value;
+    EXPECT_EQ(r.Header("origin"), "java");
+    std::string codec = r.value->substr(0, r.value->find('-'));
+    int number = std::stoi(r.value->substr(r.value->find('-') + 1));
+    EXPECT_EQ(*r.key, absl::StrCat("key-", number % 7));
+    EXPECT_EQ(r.partition, DefaultPartition(*r.key, 6));
+    std::string order_key = codec + "/" + *r.key;
+    if (last.contains(order_key)) EXPECT_GT(number, last[order_key]) << order_key;
+    last[order_key] = number;
+  }
+}
+
 // Sends one request frame and reads one answer frame.
 std::string RoundTrip(boost::asio::ip::tcp::socket& s, const std::string& payload) {
   uint32_t n = static_cast<uint32_t>(payload.size());
