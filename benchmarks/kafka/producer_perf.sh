@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Kafka's own ProducerPerformance (Java kafka-clients, default settings: idempotent, acks=all)
+# against a real broker, direct and through saltproxy's Kafka listener, in one run, for 100-byte
+# and 1 KiB records: records/s, MB/s, p50/p99 latency, and saltproxy's CPU per MB/s.
+#
+#   benchmarks/kafka/producer_perf.sh [records]      (after cmake --build build --target saltproxy)
+#
+# Each case runs twice, alternating direct and proxied, and the table shows the better run of
+# each, so that JVM warm-up and the shared machine's noise weigh on both sides alike. Unthrottled
+# runs saturate the 2-core machine (broker, proxy and load tool share it), so their latencies are
+# queueing; a last pair at a fixed 10,000 records/s compares latency below saturation.
+#
+# Last recorded table (2026-11-24, 2 cores shared by broker, proxy and load tool; 200,000 records):
+#   | record size | path | records/s | MB/s | p50 ms | p99 ms | saltproxy CPU s per 100 MB |
+#   | --- | --- | --- | --- | --- | --- | --- |
+#   | 100 B | direct | 179372.2 | 17.11 | 15 | 63 | |
+#   | 100 B | saltproxy | 152091.3 | 14.50 | 27 | 58 | 1.50 |
+#   | 100 B | ratio | 0.85 | | | -5 | |
+#   | 1024 B | direct | 49800.8 | 48.63 | 213 | 272 | |
+#   | 1024 B | saltproxy | 36764.7 | 35.90 | 311 | 500 | 0.43 |
+#   | 1024 B | ratio | 0.74 | | | +228 | |
+#   | 100 B at 10,000/s | direct | 9976.1 | 0.95 | 4 | 17 | |
+#   | 100 B at 10,000/s | saltproxy | 9970.1 | 0.95 | 6 | 19 | |
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+records=${1:-200000}
+work=$(mktemp -d)
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  tests/kafka/broker.sh stop "$work/kafka" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+bootstrap=$(tests/kafka/broker.sh start "$work/kafka")
+classpath=$(tests/kafka/broker.sh classpath | tail -1)
+tests/kafka/broker.sh create-topic "$work/kafka" perf 8 >/dev/null
+printf 'log_level: info\nhttp: {listen: 127.0.0.1:0}\nkafka: {listen: 127.0.0.1:0}\nupstream:\n  bootstrap_servers: %s\n' \
+  "$bootstrap" >"$work/saltproxy.yaml"
+build/proxy/saltproxy --config "$work/saltproxy.yaml" 2>"$work/saltproxy.log" &
+pid=$!
+proxy=""
+for _ in $(seq 1 100); do
+  port=$(sed -n 's/.*event=kafka_listening .*port=\([0-9]*\).*/\1/p' "$work/saltproxy.log" | head -1)
+  [ -n "$port" ] && proxy="127.0.0.1:$port" && break
+  sleep 0.1
+done
+[ -n "$proxy" ] || { cat "$work/saltproxy.log"; exit 1; }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+run() {  # run TARGET SIZE COUNT [THROUGHPUT] → "records/s MB/s p50 p99"
+  java -Xmx512m -cp "$classpath" org.apache.kafka.tools.ProducerPerformance --topic perf \
+    --num-records "$3" --record-size "$2" --throughput "${4:--1}" \
+    --producer-props bootstrap.servers="$1" 2>/dev/null | tail -1 |
+    sed -E 's/.* ([0-9.]+) records\/sec \(([0-9.]+) MB\/sec\).* ([0-9]+) ms 50th, [0-9]+ ms 95th, ([0-9]+) ms 99th.*/\1 \2 \3 \4/'
+}
+better() {  # keep the run with more records/s
+  if [ -z "$1" ] || awk -v a="$1" -v b="$2" 'BEGIN{split(a,x," "); split(b,y," "); exit !(y[1] > x[1])}'; then
+    echo "$2"
+  else
+    echo "$1"
+  fi
+}
+
+hz=$(getconf CLK_TCK)
+echo "| record size | path | records/s | MB/s | p50 ms | p99 ms | saltproxy CPU s per 100 MB |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for size in 100 1024; do
+  count=$records
+  [ "$size" -gt 100 ] && count=$((records / 4))
+  direct="" proxied="" cpu=""
+  for _ in 1 2; do
+    direct=$(better "$direct" "$(run "$bootstrap" "$size" "$count")")
+    before=$(cpu_ticks)
+    r=$(run "$proxy" "$size" "$count")
+    after=$(cpu_ticks)
+    mb=$(awk -v c="$count" -v s="$size" 'BEGIN{print c*s/1e6}')
+    cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v mb="$mb" 'BEGIN{printf "%.2f", t/hz/mb*100}')
+    proxied=$(better "$proxied" "$r")
+  done
+  read -r d_rps d_mbs d_p50 d_p99 <<<"$direct"
+  read -r p_rps p_mbs p_p50 p_p99 <<<"$proxied"
+  echo "| $size B | direct | $d_rps | $d_mbs | $d_p50 | $d_p99 | |"
+  echo "| $size B | saltproxy | $p_rps | $p_mbs | $p_p50 | $p_p99 | $cpu |"
+  awk -v d="$d_rps" -v p="$p_rps" -v dp="$d_p99" -v pp="$p_p99" -v s="$size" \
+    'BEGIN{printf "| %s B | ratio | %.2f | | | %+d | |\n", s, p/d, pp-dp}'
+done
+# Latency below saturation: the same 100-byte records at a fixed 10,000 records/s.
+direct=$(run "$bootstrap" 100 50000 10000)
+proxied=$(run "$proxy" 100 50000 10000)
+read -r d_rps d_mbs d_p50 d_p99 <<<"$direct"
+read -r p_rps p_mbs p_p50 p_p99 <<<"$proxied"
+echo "| 100 B at 10,000/s | direct | $d_rps | $d_mbs | $d_p50 | $d_p99 | |"
+echo "| 100 B at 10,000/s | saltproxy | $p_rps | $p_mbs | $p_p50 | $p_p99 | |"
