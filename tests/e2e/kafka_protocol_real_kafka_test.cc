@@ -155,6 +155,40 @@ TEST_F(KafkaProtocolRealKafkaTest, JavaProducerWithDefaultSettingsAndLz4AndZstd)
   }
 }
 
+TEST_F(KafkaProtocolRealKafkaTest, KafkajsProducerFromNpm) {
+  const std::string topic = "kafkajs-e2e";
+  ASSERT_THAT(kafka_->CreateTopic(topic, 6), IsOk());
+  const std::string modules = std::string(SALTPROXY_SOURCE_DIR) + "/.cache/node";
+  auto [npm_rc, npm_out] = Shell(absl::StrCat(
+      "test -d ", modules, "/node_modules/kafkajs || npm install --prefix ", modules,
+      " --no-audit --no-fund kafkajs@2.2.4"));
+  ASSERT_EQ(npm_rc, 0) << npm_out;
+  const int kRecords = 300;
+  auto [rc, out] = Shell(absl::StrCat("NODE_PATH=", modules, "/node_modules node ",
+                                      SALTPROXY_SOURCE_DIR, "/tests/e2e/node/produce.js ", proxy_,
+                                      " ", topic, " ", kRecords));
+  ASSERT_EQ(rc, 0) << out;
+  absl::StatusOr<std::vector<ConsumedRecord>> records =
+      kafka_->ConsumeAll(topic, kRecords, absl::Seconds(60));
+  ASSERT_THAT(records, IsOk());
+  ASSERT_EQ(records->size(), static_cast<size_t>(kRecords));
+  std::sort(records->begin(), records->end(), [](const ConsumedRecord& a, const ConsumedRecord& b) {
+    return std::tie(a.partition, a.offset) < std::tie(b.partition, b.offset);
+  });
+  std::set<std::string> seen;
+  std::map<std::string, int> last;
+  for (const ConsumedRecord& r : *records) {
+    ASSERT_TRUE(r.key && r.value);
+    EXPECT_TRUE(seen.insert(*r.value).second) << "duplicate " << *r.value;
+    EXPECT_EQ(r.Header("origin"), "kafkajs");
+    int number = std::stoi(r.value->substr(r.value->find('-') + 1));
+    EXPECT_EQ(*r.key, absl::StrCat("key-", number % 7));
+    EXPECT_EQ(r.partition, DefaultPartition(*r.key, 6));
+    if (last.contains(*r.key)) EXPECT_GT(number, last[*r.key]) << *r.key;
+    last[*r.key] = number;
+  }
+}
+
 // Sends one request frame and reads one answer frame.
 std::string RoundTrip(boost::asio::ip::tcp::socket& s, const std::string& payload) {
   uint32_t n = static_cast<uint32_t>(payload.size());
