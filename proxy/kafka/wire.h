@@ -26,6 +26,8 @@ using Uuid = std::array<uint8_t, 16>;
 class WireReader {
  public:
   explicit WireReader(std::string_view data) : data_(data) {}
+  // A reader only views its bytes: reading a temporary would read freed memory.
+  explicit WireReader(std::string&&) = delete;
 
   int8_t Int8();
   int16_t Int16();

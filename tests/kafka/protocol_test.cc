@@ -74,7 +74,8 @@ TEST(ProtocolTest, UnsupportedApiVersionsVersionGetsV0LayoutWithTheList) {
 }
 
 TEST(ProtocolTest, MetadataRequestV1NullMeansAllTopics) {
-  WireReader in(Bytes({0xff, 0xff, 0xff, 0xff}));
+  const std::string bytes = Bytes({0xff, 0xff, 0xff, 0xff});
+  WireReader in(bytes);
   auto req = DecodeMetadataRequest(in, 1);
   ASSERT_TRUE(req.ok());
   EXPECT_FALSE(req->topics.has_value());
@@ -83,7 +84,8 @@ TEST(ProtocolTest, MetadataRequestV1NullMeansAllTopics) {
 TEST(ProtocolTest, MetadataRequestV9CompactTopics) {
   // topics: compact array of 1 {name "t", tags}, allow_auto 1, include_cluster_ops 0,
   // include_topic_ops 0, tags.
-  WireReader in(Bytes({2, 2, 't', 0, 1, 0, 0, 0}));
+  const std::string bytes = Bytes({2, 2, 't', 0, 1, 0, 0, 0});
+  WireReader in(bytes);
   auto req = DecodeMetadataRequest(in, 9);
   ASSERT_TRUE(req.ok()) << req.status();
   ASSERT_TRUE(req->topics.has_value());
@@ -142,7 +144,7 @@ TEST(ProtocolTest, ProduceRequestV3ByHand) {
 }
 
 TEST(ProtocolTest, ProduceV2AndBadAcksAreRefused) {
-  WireReader in("");
+  WireReader in(std::string_view(""));
   EXPECT_FALSE(DecodeProduceRequest(in, 2).ok());
   WireWriter w;
   w.NullableString(std::nullopt, false);
