@@ -1,5 +1,7 @@
 #include "proxy/common/log.h"
 
+#include "proxy/common/strings.h"
+
 #include <atomic>
 #include <cstdio>
 
@@ -71,7 +73,7 @@ void LogEvent(LogLevel level, std::string_view event, std::initializer_list<LogF
   std::string line;
   line.reserve(128);
   line.append("ts=");
-  line.append(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()));
+  line.append(Rfc3339(absl::Now()));
   line.append(" level=");
   line.append(LevelName(level));
   line.append(" event=");

@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "proxy/common/strings.h"
 #include "proxy/detect/key_hash.h"
 
 namespace saltproxy {
@@ -21,19 +22,6 @@ void AddRelaxed(std::atomic<double>& a, double v) {
   a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
 }
 
-bool ValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t j = 1; j < n; ++j) {
-      if ((static_cast<unsigned char>(s[i + j]) >> 6) != 0x2) return false;
-    }
-    i += n;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -389,7 +377,7 @@ std::string HotKeyDetector::HotKeysJson() const {
       o["error_bound_rps"] = k.error_bound_rps;
       o["share"] = k.share;
       o["partition_share"] = k.partition_share;
-      o["hot_since"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", k.hot_since, absl::UTCTimeZone());
+      o["hot_since"] = Rfc3339(k.hot_since);
       keys.push_back(std::move(o));
     }
     topics[t.topic] = json::object{{"rate_rps", t.rate_rps},
@@ -398,7 +386,7 @@ std::string HotKeyDetector::HotKeysJson() const {
                                    {"hot_keys", std::move(keys)}};
   }
   return json::serialize(json::object{
-      {"at", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", snap->at, absl::UTCTimeZone())},
+      {"at", Rfc3339(snap->at)},
       {"topics", std::move(topics)}});
 }
 
