@@ -1,5 +1,7 @@
 #include "proxy/app.h"
 
+#include <boost/json.hpp>
+
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -10,6 +12,7 @@
 #include "proxy/forward/embedded_cluster.h"
 #include "proxy/forward/forwarder.h"
 #include "proxy/http/api.h"
+#include "proxy/http/live_page.h"
 #include "proxy/http/server.h"
 #include "proxy/kafka_server/kafka_handler.h"
 #include "proxy/kafka_server/producer_state.h"
@@ -185,6 +188,33 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   p.api->AddGetRoute("/hotkeys", "hotkeys", [detector](const HttpRequest& request) {
     return MakeResponse(request, 200, "application/json", detector->HotKeysJson());
   });
+  p.api->AddGetRoute("/", "ui", [](const HttpRequest& request) {
+    return MakeResponse(request, 200, "text/html; charset=utf-8", std::string(kLivePage));
+  });
+  p.api->AddGetRoute("/api/overview", "ui", [router](const HttpRequest& request) {
+    boost::json::array topics;
+    for (const Router::TopicStats& t : router->Stats()) {
+      boost::json::array plain, through;
+      for (uint64_t v : t.plain_out) plain.push_back(v);
+      for (uint64_t v : t.records_out) through.push_back(v);
+      topics.push_back(boost::json::object{{"topic", t.topic},
+                                           {"records_in", t.records_in},
+                                           {"skew", t.skew},
+                                           {"hot_keys", t.hot_keys},
+                                           {"plain", std::move(plain)},
+                                           {"through", std::move(through)}});
+    }
+    return MakeResponse(request, 200, "application/json",
+                        boost::json::serialize(boost::json::object{
+                            {"epoch", router->epoch()}, {"topics", std::move(topics)}}));
+  });
+  App* self = app.get();
+  p.api->AddPostRoute("/admin/reload", "admin", [self](const HttpRequest& request) {
+    absl::Status applied = self->ReloadFromFile();
+    if (applied.ok()) return MakeResponse(request, 200, "application/json", R"({"status":"applied"})");
+    int status = absl::IsFailedPrecondition(applied) ? 409 : 422;
+    return JsonError(request.version(), status, status, applied.message());
+  });
   p.http = std::make_unique<HttpServer>(config.http, *p.api, p.metrics);
   if (absl::Status s = p.http->Start(); !s.ok()) return s;
   if (config.kafka.listen) {
@@ -266,6 +296,29 @@ std::vector<std::string> NeedsRestart(const Config& a, const Config& b) {
 }
 
 }  // namespace
+
+absl::Status App::ReloadFromFile() {
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lock(parts_->config_mu);
+    path = parts_->config.source_path;
+  }
+  absl::StatusOr<Config> next =
+      path.empty() ? absl::FailedPreconditionError(
+                         "saltproxy was started without --config: nothing to reload")
+                   : LoadConfigFile(path);
+  absl::Status applied = next.status();
+  if (next.ok()) {
+    next->upstream.embedded = config().upstream.embedded;  // --embedded holds across reloads
+    applied = Reload(*next);
+  }
+  if (applied.ok()) {
+    LogEvent(LogLevel::kInfo, "reload_applied", {{"file", path}});
+  } else {
+    LogEvent(LogLevel::kError, "reload_refused", {{"file", path}, {"reason", applied.message()}});
+  }
+  return applied;
+}
 
 absl::Status App::Reload(const Config& next) {
   Parts& p = *parts_;

@@ -27,6 +27,9 @@ class App {
   // A configuration that changes what needs a restart (listen addresses, threads, upstream,
   // instance id, control topic) is refused whole, with the fields named; the running one stays.
   absl::Status Reload(const Config& next);
+  // Reloads the file the configuration came from (SIGHUP, POST /admin/reload). An unreadable or
+  // invalid file is InvalidArgument/NotFound; what needs a restart is FailedPrecondition.
+  absl::Status ReloadFromFile();
   Config config() const;
 
   // Idempotent. Returns a non-OK status when records were still undelivered at the deadline.

@@ -91,21 +91,9 @@ int main(int argc, char** argv) {
     sigwait(&signals, &received);
     saltproxy::LogEvent(saltproxy::LogLevel::kInfo, "signal", {{"signal", strsignal(received)}});
     if (received != SIGHUP) break;
-    // SIGHUP: reload the file; an invalid file is refused and the running config stays.
-    if (config_path.empty()) {
-      saltproxy::LogEvent(saltproxy::LogLevel::kWarn, "reload_refused",
-                          {{"reason", "saltproxy was started without --config"}});
-      continue;
-    }
-    absl::StatusOr<saltproxy::Config> next = saltproxy::LoadConfigFile(config_path);
-    if (next.ok() && embedded) next->upstream.embedded = true;
-    absl::Status applied = next.ok() ? (*app)->Reload(*next) : next.status();
-    if (applied.ok()) {
-      saltproxy::LogEvent(saltproxy::LogLevel::kInfo, "reload_applied", {{"file", config_path}});
-    } else {
-      saltproxy::LogEvent(saltproxy::LogLevel::kError, "reload_refused",
-                          {{"file", config_path}, {"reason", applied.message()}});
-    }
+    // SIGHUP: reload the file (the outcome is logged); an invalid file is refused and the
+    // running configuration stays.
+    (*app)->ReloadFromFile().IgnoreError();
   }
   absl::Status stopped = (*app)->Shutdown();
   app->reset();

@@ -230,7 +230,9 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
   if (in.bad()) {
     return absl::DataLossError(absl::StrCat(path, ": cannot read the config file"));
   }
-  return ParseConfig(text.str(), path);
+  absl::StatusOr<Config> config = ParseConfig(text.str(), path);
+  if (config.ok()) config->source_path = path;
+  return config;
 }
 
 }  // namespace saltproxy

@@ -115,6 +115,7 @@ struct SaltingConfig {
 };
 
 struct Config {
+  std::string source_path;  // The file it was loaded from; empty when parsed from text.
   std::string instance_id;  // Defaults to the host name.
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration shutdown_timeout = absl::Seconds(10);

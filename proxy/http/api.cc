@@ -116,7 +116,11 @@ ApiHandler::ApiHandler(const HttpConfig& config, RecordSink& sink, Metrics& metr
     : config_(config), sink_(sink), metrics_(metrics), ready_(std::move(ready)) {}
 
 void ApiHandler::AddGetRoute(std::string path, std::string route_name, GetRoute route) {
-  extra_routes_[std::move(path)] = Extra{std::move(route_name), std::move(route)};
+  extra_routes_[std::move(path)] = Extra{std::move(route_name), std::move(route), false};
+}
+
+void ApiHandler::AddPostRoute(std::string path, std::string route_name, GetRoute route) {
+  extra_routes_[std::move(path)] = Extra{std::move(route_name), std::move(route), true};
 }
 
 absl::string_view ApiHandler::Route(const HttpRequest& request) const {
@@ -149,7 +153,10 @@ void ApiHandler::Handle(HttpRequest&& request, Responder respond) {
                                 metrics_.Serialize()));
   }
   if (auto it = extra_routes_.find(path); it != extra_routes_.end()) {
-    if (!is_get) return respond(MethodNotAllowed(request, "GET"));
+    if (it->second.post && request.method() != http::verb::post) {
+      return respond(MethodNotAllowed(request, "POST"));
+    }
+    if (!it->second.post && !is_get) return respond(MethodNotAllowed(request, "GET"));
     HttpResponse response = it->second.route(request);
     response.keep_alive(request.keep_alive());
     return respond(std::move(response));

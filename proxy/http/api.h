@@ -29,9 +29,10 @@ class ApiHandler : public HttpHandler {
 
   ApiHandler(const HttpConfig& config, RecordSink& sink, Metrics& metrics, ReadyCheck ready);
 
-  // Adds a GET endpoint (e.g. /hotkeys, /saltmap) served by another module. Call before the
-  // server starts: the table is read without a lock afterwards.
+  // Adds a GET (or POST) endpoint (e.g. /hotkeys, /saltmap, /admin/reload) served by another
+  // module. Call before the server starts: the table is read without a lock afterwards.
   void AddGetRoute(std::string path, std::string route_name, GetRoute route);
+  void AddPostRoute(std::string path, std::string route_name, GetRoute route);
 
   absl::string_view Route(const HttpRequest& request) const override;
   void Handle(HttpRequest&& request, Responder respond) override;
@@ -46,6 +47,7 @@ class ApiHandler : public HttpHandler {
   struct Extra {
     std::string route_name;
     GetRoute route;
+    bool post = false;
   };
   std::map<std::string, Extra, std::less<>> extra_routes_;
 };

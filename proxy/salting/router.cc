@@ -24,6 +24,9 @@ struct PartitionCounters {
   std::atomic<int64_t> last_offset{-1};
   std::atomic<int64_t> recent{0};  // decayed record count, for load-aware spreading
   std::atomic<uint64_t> bytes{0};   // key and value bytes routed here
+  // Records whose client named this topic and that the Java default partitioner (or the
+  // client) would have put on this partition: the "without saltproxy" picture.
+  std::atomic<uint64_t> plain{0};
 };
 
 size_t PayloadSize(const Record& r) {
@@ -192,6 +195,12 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
   }
   topic->records_in.fetch_add(1, std::memory_order_relaxed);
   topic->bytes_in.fetch_add(PayloadSize(record), std::memory_order_relaxed);
+  if (record.partition >= 0 && record.partition < topic->partitions) {
+    topic->counters[record.partition].plain.fetch_add(1, std::memory_order_relaxed);
+  } else if (record.key) {
+    topic->counters[DefaultPartition(*record.key, topic->partitions)].plain.fetch_add(
+        1, std::memory_order_relaxed);
+  }
   if (record.partition >= 0) {
     return ProduceTo(topic, record.partition, std::move(record), std::move(done),
                      RouteAction::kClientPartition, -1, 0);
@@ -601,6 +610,7 @@ std::vector<Router::TopicStats> Router::Stats() const {
       const PartitionCounters& c = topic->counters[p];
       t.records_out.push_back(c.submitted.load(std::memory_order_relaxed));
       t.bytes_out.push_back(c.bytes.load(std::memory_order_relaxed));
+      t.plain_out.push_back(c.plain.load(std::memory_order_relaxed));
       int64_t recent = c.recent.load(std::memory_order_relaxed);
       max_recent = std::max(max_recent, recent);
       sum_recent += recent;

@@ -108,6 +108,8 @@ class Router : public RecordSink {
     uint64_t bytes_in = 0;
     std::vector<uint64_t> records_out;  // per partition: records routed there (any source)
     std::vector<uint64_t> bytes_out;
+    // per partition: where the Java default partitioner would have put this topic's records
+    std::vector<uint64_t> plain_out;
     double skew = 1.0;  // max / mean of the recent per-partition loads; 1.0 is even
     int hot_keys = 0;   // keys of this topic salted or rerouted now
     int salts_in_use = 0;

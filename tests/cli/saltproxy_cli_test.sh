@@ -71,6 +71,18 @@ kill -HUP $pid
 check "a reload of the listen address is refused" wait_log "reason=.*http.listen.*needs a restart"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")
 check "the proxy still serves after refused reloads" test "$code" = 200
+# POST /admin/reload: the same, over HTTP, with the answer in the response.
+code=$(curl -s -o "$work/resp" -w '%{http_code}' -X POST "http://127.0.0.1:$port/admin/reload")
+check "POST /admin/reload of a restart-only change is 409" test "$code" = 409
+check "...saying what needs a restart" grep -q "needs a restart" "$work/resp"
+cp "$work/good.yaml" "$work/run.yaml"
+code=$(curl -s -o "$work/resp" -w '%{http_code}' -X POST "http://127.0.0.1:$port/admin/reload")
+check "POST /admin/reload of a valid file is applied" test "$code" = 200
+printf 'nonsense: [\n' >>"$work/run.yaml"
+code=$(curl -s -o "$work/resp" -w '%{http_code}' -X POST "http://127.0.0.1:$port/admin/reload")
+check "POST /admin/reload of an invalid file is 422" test "$code" = 422
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/admin/reload")
+check "GET /admin/reload is 405" test "$code" = 405
 
 kill -TERM $pid
 wait $pid; rc=$?
