@@ -179,6 +179,22 @@ TEST_F(HttpApiTest, GarbageOnTheWireGets400AndOtherConnectionsCarryOn) {
   EXPECT_EQ(HttpClient(port()).Get("/healthz").status, 200);
 }
 
+TEST_F(HttpApiTest, ReloadAppliesWithoutDroppingConnections) {
+  HttpClient client(port());
+  ASSERT_EQ(client.Post("/topics/orders", R"({"records":[{"value":1}]})").status, 200);
+  Config next = app_->config();
+  next.log_level = LogLevel::kError;
+  next.salting.defaults.max_salts = 3;
+  ASSERT_THAT(app_->Reload(next), IsOk());
+  EXPECT_EQ(app_->config().salting.defaults.max_salts, 3);
+  EXPECT_TRUE(client.connected());
+  EXPECT_EQ(client.Post("/topics/orders", R"({"records":[{"value":2}]})").status, 200);
+  EXPECT_TRUE(client.connected());
+  next.http.threads = 7;  // needs a restart: refused whole
+  EXPECT_FALSE(app_->Reload(next).ok());
+  EXPECT_EQ(app_->config().http.threads, 2);
+}
+
 TEST_F(HttpApiTest, MetricsExposeRequestsAndForwardedRecords) {
   HttpClient client(port());
   ASSERT_EQ(client.Post("/topics/orders", R"({"records":[{"value":1}]})").status, 200);
