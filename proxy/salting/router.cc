@@ -185,7 +185,8 @@ absl::Status Router::ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32
   return queued;
 }
 
-absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallback done) {
+absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallback done,
+                           bool first_pass) {
   auto topic_it = snap.topics.find(record.topic);
   std::shared_ptr<TopicRuntime> topic =
       topic_it != snap.topics.end() ? topic_it->second : TopicFor(record.topic);
@@ -193,13 +194,15 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
     // Not in the metadata cache yet: the upstream producer partitions it (murmur2).
     return upstream_.Produce(std::move(record), record.partition, std::move(done));
   }
-  topic->records_in.fetch_add(1, std::memory_order_relaxed);
-  topic->bytes_in.fetch_add(PayloadSize(record), std::memory_order_relaxed);
-  if (record.partition >= 0 && record.partition < topic->partitions) {
-    topic->counters[record.partition].plain.fetch_add(1, std::memory_order_relaxed);
-  } else if (record.key) {
-    topic->counters[DefaultPartition(*record.key, topic->partitions)].plain.fetch_add(
-        1, std::memory_order_relaxed);
+  if (first_pass) {  // a held record coming back was counted when it first arrived
+    topic->records_in.fetch_add(1, std::memory_order_relaxed);
+    topic->bytes_in.fetch_add(PayloadSize(record), std::memory_order_relaxed);
+    if (record.partition >= 0 && record.partition < topic->partitions) {
+      topic->counters[record.partition].plain.fetch_add(1, std::memory_order_relaxed);
+    } else if (record.key) {
+      topic->counters[DefaultPartition(*record.key, topic->partitions)].plain.fetch_add(
+          1, std::memory_order_relaxed);
+    }
   }
   if (record.partition >= 0) {
     return ProduceTo(topic, record.partition, std::move(record), std::move(done),
@@ -209,7 +212,7 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
     return upstream_.Produce(std::move(record), -1, std::move(done));
   }
   const std::string& key = *record.key;
-  if (heat_) heat_->Observe(record.topic, key, PayloadSize(record), options_.clock());
+  if (heat_ && first_pass) heat_->Observe(record.topic, key, PayloadSize(record), options_.clock());
   const RouteEntry* entry = nullptr;
   if (auto keys = snap.keys.find(record.topic); keys != snap.keys.end()) {
     if (auto e = keys->second.find(key); e != keys->second.end()) entry = &e->second;
@@ -231,7 +234,7 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
     lock.unlock();
     // The change took effect between our snapshot and the lock: route under the new one.
     std::shared_ptr<const Snapshot> fresh = Current();
-    return Route(*fresh, std::move(record), std::move(done));
+    return Route(*fresh, std::move(record), std::move(done), /*first_pass=*/false);
   }
 
   const SaltMapEntry& m = entry->map;
@@ -484,8 +487,9 @@ void Router::AdvanceTransitions(absl::Time now) {
         t->runtime->held.pop_front();
         DeliveryCallback callback = std::move(done);
         auto shared_cb = std::make_shared<DeliveryCallback>(std::move(callback));
-        absl::Status queued = Route(staged, std::move(record),
-                                    [shared_cb](const DeliveryReport& r) { (*shared_cb)(r); });
+        absl::Status queued =
+            Route(staged, std::move(record),
+                  [shared_cb](const DeliveryReport& r) { (*shared_cb)(r); }, /*first_pass=*/false);
         if (!queued.ok()) {
           DeliveryReport failed;
           failed.status = queued;

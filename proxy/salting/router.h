@@ -128,7 +128,10 @@ class Router : public RecordSink {
 
   std::shared_ptr<const Snapshot> Current();
   std::shared_ptr<TopicRuntime> TopicFor(const std::string& topic);
-  absl::Status Route(const Snapshot& snap, Record&& record, DeliveryCallback done);
+  // `first_pass` is false for a record routed again (held during a change): it was counted and
+  // observed when it first arrived.
+  absl::Status Route(const Snapshot& snap, Record&& record, DeliveryCallback done,
+                     bool first_pass = true);
   absl::Status ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32_t partition,
                          Record&& record, DeliveryCallback done, RouteAction action,
                          int32_t salt, uint64_t epoch);
