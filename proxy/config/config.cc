@@ -43,6 +43,9 @@ void ReadHttp(YamlSection& s, HttpConfig& http) {
   s.ReadDuration("idle_timeout", &http.idle_timeout, absl::Milliseconds(100), absl::Hours(24));
   s.ReadDuration("request_timeout", &http.request_timeout, absl::Milliseconds(100),
                  absl::Hours(1));
+  s.ReadDuration("idempotency_window", &http.idempotency_window, absl::Seconds(1),
+                 absl::Hours(24));
+  s.ReadInt("idempotency_keys", &http.idempotency_keys, 1, 10'000'000);
   s.Finish();
 }
 

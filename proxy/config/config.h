@@ -36,6 +36,9 @@ struct HttpConfig {
   int max_records_per_request = 10000;
   absl::Duration idle_timeout = absl::Seconds(30);
   absl::Duration request_timeout = absl::Seconds(30);
+  // Idempotency-Key: how long a key's first answer is replayed, and how many keys are kept.
+  absl::Duration idempotency_window = absl::Minutes(5);
+  int idempotency_keys = 100000;
 };
 
 // The Kafka-protocol listener; off unless `listen` is set.

@@ -5,7 +5,10 @@
 #include <atomic>
 #include <mutex>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
 #include "proxy/common/log.h"
@@ -56,9 +59,10 @@ HttpResponse MethodNotAllowed(const HttpRequest& request, absl::string_view allo
 // Collects the delivery reports of one produce request and answers once the last one is in.
 class ProduceBatch {
  public:
-  ProduceBatch(size_t records, unsigned version, bool keep_alive, Responder respond)
+  ProduceBatch(size_t records, unsigned version, bool keep_alive, bool routing,
+               Responder respond)
       : results_(records), remaining_(static_cast<int>(records)), version_(version),
-        keep_alive_(keep_alive), respond_(std::move(respond)) {}
+        keep_alive_(keep_alive), routing_(routing), respond_(std::move(respond)) {}
 
   // Answers `response` instead of the offsets; only before any record was queued.
   void Abort(HttpResponse&& response) { respond_(std::move(response)); }
@@ -88,6 +92,16 @@ class ProduceBatch {
         entry["error_code"] = retriable ? 50003 : 50002;
         entry["error"] = std::string(r.status.message());
       }
+      if (routing_ && r.status.ok()) {
+        static constexpr const char* kActions[] = {"passed", "client_partition", "salted",
+                                                   "rerouted"};
+        json::object route{{"action", kActions[static_cast<int>(r.action)]},
+                           {"topic", r.topic},
+                           {"partition", r.partition}};
+        if (r.salt >= 0) route["salt"] = r.salt;
+        if (r.epoch > 0) route["epoch"] = r.epoch;
+        entry["routing"] = std::move(route);
+      }
       offsets.push_back(std::move(entry));
     }
     json::object body;
@@ -106,6 +120,7 @@ class ProduceBatch {
   std::atomic<int> remaining_;
   unsigned version_;
   bool keep_alive_;
+  bool routing_;
   Responder respond_;
 };
 
@@ -113,7 +128,11 @@ class ProduceBatch {
 
 ApiHandler::ApiHandler(const HttpConfig& config, RecordSink& sink, Metrics& metrics,
                        ReadyCheck ready)
-    : config_(config), sink_(sink), metrics_(metrics), ready_(std::move(ready)) {}
+    : config_(config),
+      sink_(sink),
+      metrics_(metrics),
+      ready_(std::move(ready)),
+      idempotency_(config.idempotency_window, static_cast<size_t>(config.idempotency_keys)) {}
 
 void ApiHandler::AddGetRoute(std::string path, std::string route_name, GetRoute route) {
   extra_routes_[std::move(path)] = Extra{std::move(route_name), std::move(route), false};
@@ -162,21 +181,43 @@ void ApiHandler::Handle(HttpRequest&& request, Responder respond) {
     return respond(std::move(response));
   }
   if (absl::StartsWith(path, kTopicsPrefix)) {
-    absl::string_view topic = path.substr(kTopicsPrefix.size());
-    if (topic.find('/') != absl::string_view::npos) {
-      return respond(Error(request, 404, 404, absl::StrCat("no such endpoint: ", path)));
+    absl::string_view rest = path.substr(kTopicsPrefix.size());
+    absl::string_view topic = rest.substr(0, rest.find('/'));
+    std::optional<int32_t> partition;
+    if (topic.size() < rest.size()) {
+      absl::string_view tail = rest.substr(topic.size());
+      int32_t p = -1;
+      if (!absl::StartsWith(tail, "/partitions/") ||
+          !absl::SimpleAtoi(tail.substr(12), &p) || p < 0) {
+        return respond(Error(request, 404, 404, absl::StrCat("no such endpoint: ", path)));
+      }
+      partition = p;
     }
     if (request.method() != http::verb::post) return respond(MethodNotAllowed(request, "POST"));
     if (!ValidTopicName(topic)) {
       return respond(Error(request, 404, 40401, absl::StrCat("topic not found: ", topic,
                                                              " is not a valid topic name")));
     }
-    return Produce(std::move(request), std::string(topic), std::move(respond));
+    absl::string_view target = Sv(request.target());
+    const bool routing =
+        absl::StrContains(target.substr(std::min(target.size(), target.find('?'))),
+                          "routing=true") ||
+        absl::StrContains(Sv(request["Prefer"]), "saltproxy-routing");
+    std::string key(Sv(request["Idempotency-Key"]));
+    if (!key.empty()) {
+      const uint64_t hash = absl::HashOf(std::string_view(request.target()),
+                                         std::string_view(request.body()));
+      if (idempotency_.Claim(key, hash, respond, absl::Now(), request.version())) return;
+      respond = idempotency_.Recording(key, std::move(respond));
+    }
+    return Produce(std::move(request), std::string(topic), partition, routing,
+                   std::move(respond));
   }
   respond(Error(request, 404, 404, absl::StrCat("no such endpoint: ", path)));
 }
 
-void ApiHandler::Produce(HttpRequest&& request, std::string topic, Responder respond) {
+void ApiHandler::Produce(HttpRequest&& request, std::string topic,
+                         std::optional<int32_t> partition, bool routing, Responder respond) {
   absl::StatusOr<EmbeddedFormat> format =
       FormatFromContentType(Sv(request[http::field::content_type]));
   if (!format.ok()) {
@@ -189,12 +230,15 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic, Responder res
     ProduceError e = ToProduceError(records.status());
     return respond(Error(request, e.http_status, e.error_code, records.status().message()));
   }
+  if (partition) {
+    for (Record& r : *records) r.partition = *partition;
+  }
   const unsigned version = request.version();
   const bool keep_alive = request.keep_alive();
   auto shared_records = std::make_shared<std::vector<Record>>(std::move(*records));
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   // The lookup answers from cached metadata when it can; an unknown topic gets a 404 at once.
-  sink_.LookupTopic(topic, [this, topic, version, keep_alive, shared_records,
+  sink_.LookupTopic(topic, [this, topic, version, keep_alive, routing, shared_records,
                             shared_respond](absl::StatusOr<int32_t> partitions) {
     Responder respond = std::move(*shared_respond);
     auto error = [&](int status, int code, absl::string_view message) {
@@ -215,8 +259,8 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic, Responder res
                                               *partitions, " partitions, not ", r.partition + 1));
       }
     }
-    auto collector =
-        std::make_shared<ProduceBatch>(batch.size(), version, keep_alive, std::move(respond));
+    auto collector = std::make_shared<ProduceBatch>(batch.size(), version, keep_alive, routing,
+                                                    std::move(respond));
     for (size_t i = 0; i < batch.size(); ++i) {
       absl::Status queued = sink_.Submit(
           std::move(batch[i]),

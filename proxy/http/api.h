@@ -5,6 +5,10 @@
 //   GET  /readyz                  200 while the upstream cluster answers, else 503
 //   GET  /metrics                 Prometheus text format
 //   POST /topics/{topic}          {"records":[{"key":…,"value":…,"partition":…}]}
+//   POST /topics/{topic}/partitions/{partition}   the same, every record to that partition
+//
+// Idempotency-Key: a retry within http.idempotency_window gets the first answer. ?routing=true
+// or Prefer: saltproxy-routing adds to each offset what the router did with the key.
 //
 // A produce request is answered after every record's delivery report, with one entry per
 // record in record order: {"offsets":[{"partition":3,"offset":42,"error_code":null,…}]}.
@@ -17,6 +21,7 @@
 
 #include "proxy/common/record.h"
 #include "proxy/config/config.h"
+#include "proxy/http/idempotency.h"
 #include "proxy/http/server.h"
 #include "proxy/metrics/metrics.h"
 
@@ -38,12 +43,16 @@ class ApiHandler : public HttpHandler {
   void Handle(HttpRequest&& request, Responder respond) override;
 
  private:
-  void Produce(HttpRequest&& request, std::string topic, Responder respond);
+  // `partition`: from /topics/{topic}/partitions/{partition}; `routing`: the client asked to be
+  // told what the router did (?routing=true or Prefer: saltproxy-routing).
+  void Produce(HttpRequest&& request, std::string topic, std::optional<int32_t> partition,
+               bool routing, Responder respond);
 
   const HttpConfig config_;
   RecordSink& sink_;
   Metrics& metrics_;
   ReadyCheck ready_;
+  IdempotencyCache idempotency_;
   struct Extra {
     std::string route_name;
     GetRoute route;

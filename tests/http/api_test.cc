@@ -86,6 +86,56 @@ TEST_F(HttpApiTest, ExplicitPartitionIsKept) {
   EXPECT_EQ(r.Json().at("offsets").at(0).at("partition").as_int64(), 3);
 }
 
+TEST_F(HttpApiTest, PartitionEndpointSendsEveryRecordThere) {
+  HttpResult r = HttpClient(port()).Post("/topics/orders/partitions/2",
+                                         R"({"records":[{"key":"a","value":1},{"key":"b","value":2}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  for (const auto& o : r.Json().at("offsets").as_array()) {
+    EXPECT_EQ(o.at("partition").as_int64(), 2);
+  }
+  EXPECT_EQ(HttpClient(port()).Post("/topics/orders/partitions/9", R"({"records":[{"value":1}]})")
+                .Json().at("error_code").as_int64(), 40402);
+  EXPECT_EQ(HttpClient(port()).Post("/topics/orders/partitions/x", R"({"records":[{"value":1}]})")
+                .status, 404);
+}
+
+TEST_F(HttpApiTest, RoutingIsReportedOnlyWhenAskedFor) {
+  HttpClient client(port());
+  HttpResult plain = client.Post("/topics/orders", R"({"records":[{"key":"a","value":1}]})");
+  EXPECT_FALSE(plain.Json().at("offsets").at(0).as_object().contains("routing"));
+  HttpResult asked = client.Post("/topics/orders?routing=true", R"({"records":[{"key":"a","value":1}]})");
+  ASSERT_EQ(asked.status, 200) << asked.body;
+  const auto& routing = asked.Json().at("offsets").at(0).at("routing");
+  EXPECT_EQ(routing.at("action").as_string(), "passed");
+  EXPECT_EQ(routing.at("topic").as_string(), "orders");
+  HttpResult preferred = client.Post("/topics/orders", R"({"records":[{"key":"a","value":1}]})",
+                                     "application/vnd.kafka.json.v2+json",
+                                     {{"Prefer", "saltproxy-routing"}});
+  EXPECT_TRUE(preferred.Json().at("offsets").at(0).as_object().contains("routing"));
+}
+
+TEST_F(HttpApiTest, IdempotencyKeyReplaysTheFirstAnswerAndProducesOnce) {
+  HttpClient client(port());
+  const std::string body = R"({"records":[{"key":"idem","value":1},{"key":"idem","value":2}]})";
+  HttpResult first = client.Post("/topics/orders", body, "application/vnd.kafka.json.v2+json",
+                                 {{"Idempotency-Key", "req-42"}});
+  ASSERT_EQ(first.status, 200) << first.body;
+  HttpResult retry = client.Post("/topics/orders", body, "application/vnd.kafka.json.v2+json",
+                                 {{"Idempotency-Key", "req-42"}});
+  ASSERT_EQ(retry.status, 200);
+  EXPECT_EQ(retry.body, first.body);  // same offsets: nothing was produced again
+  EXPECT_EQ(retry.headers["Idempotent-Replayed"], "true");
+  // A new request gets new offsets.
+  HttpResult other = client.Post("/topics/orders", body, "application/vnd.kafka.json.v2+json",
+                                 {{"Idempotency-Key", "req-43"}});
+  EXPECT_NE(other.body, first.body);
+  // The same key with another body is refused.
+  HttpResult conflict = client.Post("/topics/orders", R"({"records":[{"value":3}]})",
+                                    "application/vnd.kafka.json.v2+json",
+                                    {{"Idempotency-Key", "req-42"}});
+  EXPECT_EQ(conflict.status, 422);
+}
+
 TEST_F(HttpApiTest, KeepAliveCarriesManyRequestsOnOneConnection) {
   HttpClient client(port());
   for (int i = 0; i < 5; ++i) {

@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 
 #include <map>
+#include <optional>
 #include <string>
 
 namespace saltproxy::testing {
@@ -22,7 +23,15 @@ struct HttpResult {
   std::string body;
   std::map<std::string, std::string> headers;
   std::string error;  // transport error, empty when the exchange completed
-  boost::json::value Json() const { return boost::json::parse(body); }
+  // The body parsed once, owned by this result, so that references into it stay valid as long
+  // as the result does (a by-value parse would dangle in range-for loops and bound refs).
+  const boost::json::value& Json() const {
+    if (!parsed_) parsed_ = boost::json::parse(body);
+    return *parsed_;
+  }
+
+ private:
+  mutable std::optional<boost::json::value> parsed_;
 };
 
 class HttpClient {
