@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
+#include "proxy/net/acceptor.h"
 
 namespace saltproxy {
 
@@ -307,24 +308,11 @@ int HttpServer::in_flight() const {
 }
 
 absl::Status HttpServer::Start() {
-  beast::error_code ec;
-  auto address = net::ip::make_address(config_.listen.host, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("http.listen: not an IP address: ", config_.listen.host));
-  }
-  tcp::endpoint endpoint(address, config_.listen.port);
-  auto acceptor = std::make_unique<tcp::acceptor>(net::make_strand(ioc_));
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat("http: cannot listen on ", config_.listen.host, ":",
-                                               config_.listen.port, ": ", ec.message()));
-  }
-  port_ = acceptor->local_endpoint().port();
-  shared_->acceptor = std::move(acceptor);
+  absl::StatusOr<std::unique_ptr<tcp::acceptor>> acceptor =
+      BindAcceptor(ioc_, config_.listen, "http.listen");
+  if (!acceptor.ok()) return acceptor.status();
+  port_ = (*acceptor)->local_endpoint().port();
+  shared_->acceptor = std::move(*acceptor);
   Accept(ioc_, shared_);
   for (int i = 0; i < config_.threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
   LogEvent(LogLevel::kInfo, "http_listening",
@@ -336,12 +324,7 @@ void HttpServer::Shutdown(absl::Duration timeout) {
   if (stopped_) return;
   stopped_ = true;
   shared_->draining = true;
-  if (shared_->acceptor) {
-    net::post(shared_->acceptor->get_executor(), [shared = shared_] {
-      beast::error_code ec;
-      shared->acceptor->close(ec);
-    });
-  }
+  if (shared_->acceptor) CloseAcceptor(*shared_->acceptor);
   {
     std::unique_lock<std::mutex> lock(shared_->mu);
     shared_->idle.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)),

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
+#include "proxy/net/acceptor.h"
 
 namespace saltproxy {
 
@@ -261,24 +262,11 @@ KafkaServer::KafkaServer(const KafkaServerOptions& options, FrameHandler& handle
 KafkaServer::~KafkaServer() { Shutdown(absl::ZeroDuration()); }
 
 absl::Status KafkaServer::Start() {
-  beast::error_code ec;
-  auto address = net::ip::make_address(options_.listen.host, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kafka.listen: not an IP address: ", options_.listen.host));
-  }
-  tcp::endpoint endpoint(address, options_.listen.port);
-  auto acceptor = std::make_unique<tcp::acceptor>(net::make_strand(ioc_));
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat("kafka: cannot listen on ", options_.listen.host,
-                                               ":", options_.listen.port, ": ", ec.message()));
-  }
-  port_ = acceptor->local_endpoint().port();
-  shared_->acceptor = std::move(acceptor);
+  absl::StatusOr<std::unique_ptr<tcp::acceptor>> acceptor =
+      BindAcceptor(ioc_, options_.listen, "kafka.listen");
+  if (!acceptor.ok()) return acceptor.status();
+  port_ = (*acceptor)->local_endpoint().port();
+  shared_->acceptor = std::move(*acceptor);
   Accept(ioc_, shared_);
   for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
   LogEvent(LogLevel::kInfo, "kafka_listening",
@@ -290,12 +278,7 @@ void KafkaServer::Shutdown(absl::Duration timeout) {
   if (stopped_) return;
   stopped_ = true;
   shared_->draining = true;
-  if (shared_->acceptor) {
-    net::post(shared_->acceptor->get_executor(), [shared = shared_] {
-      beast::error_code ec;
-      shared->acceptor->close(ec);
-    });
-  }
+  if (shared_->acceptor) CloseAcceptor(*shared_->acceptor);
   {
     std::unique_lock<std::mutex> lock(shared_->mu);
     shared_->idle.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)),
