@@ -176,11 +176,12 @@ TEST_F(DetectorTest, TopicsBeyondMaxTopicsAreNotCounted) {
 }
 
 TEST_F(DetectorTest, ThreadsCountIntoOneView) {
+  HotKeyDetector& d = detector();  // created here: the fixture's lazy creation is not thread-safe
   std::thread a([&] {
-    for (int i = 0; i < 20000; ++i) detector().Observe("t", i % 2 ? "hot" : "x" + std::to_string(i), 1);
+    for (int i = 0; i < 20000; ++i) d.Observe("t", i % 2 ? "hot" : "x" + std::to_string(i), 1);
   });
   std::thread b([&] {
-    for (int i = 0; i < 20000; ++i) detector().Observe("t", i % 2 ? "hot" : "y" + std::to_string(i), 1);
+    for (int i = 0; i < 20000; ++i) d.Observe("t", i % 2 ? "hot" : "y" + std::to_string(i), 1);
   });
   a.join();
   b.join();
