@@ -295,6 +295,20 @@ void Router::Tick(absl::Time now) {
   auto next = std::make_shared<Snapshot>(*snap);
   bool changed = false;
 
+  // A topic whose partitions were increased gets a new runtime, so that keys left alone go where
+  // the Java default partitioner now puts them. Salted keys keep their layout until it changes.
+  for (auto& [name, runtime] : next->topics) {
+    std::optional<int32_t> partitions = upstream_.CachedPartitions(name);
+    if (partitions && *partitions > runtime->partitions) {
+      LogEvent(LogLevel::kInfo, "topic_partitions_changed",
+               {{"topic", name},
+                {"from", absl::StrCat(runtime->partitions)},
+                {"to", absl::StrCat(*partitions)}});
+      runtime = std::make_shared<TopicRuntime>(name, *partitions);
+      changed = true;
+    }
+  }
+
   auto begin = [&](const std::string& topic, const std::string& key, SaltMapEntry layout,
                    std::shared_ptr<TopicRuntime> destination, std::string_view what) {
     auto transition = std::make_unique<Transition>();

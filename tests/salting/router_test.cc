@@ -151,6 +151,15 @@ TEST_F(RouterTest, ColdKeyGoesToTheJavaDefaultPartitionUntouched) {
   EXPECT_EQ(heat.observed, 1);
 }
 
+TEST_F(RouterTest, KeysFollowTheJavaPartitionerWhenPartitionsAreAdded) {
+  Send("user-1");
+  EXPECT_EQ(upstream.produced.back().partition, DefaultPartition("user-1", 16));
+  upstream.partitions["clicks"] = 48;
+  router().Tick(now += absl::Milliseconds(100));
+  Send("user-1");
+  EXPECT_EQ(upstream.produced.back().partition, DefaultPartition("user-1", 48));
+}
+
 TEST_F(RouterTest, ClientPartitionIsKept) {
   Record r;
   r.topic = "clicks";
