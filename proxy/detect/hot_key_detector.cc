@@ -121,9 +121,15 @@ HotKeyDetector::ThreadState& HotKeyDetector::Local() {
     uint64_t detector;
     ThreadState* state;
   };
+  // The last detector this thread used answers without a loop (there is one in a proxy).
+  thread_local Entry last{0, nullptr};
+  if (last.detector == id_) return *last.state;
   thread_local std::vector<Entry> cache;
   for (const Entry& e : cache) {
-    if (e.detector == id_) return *e.state;
+    if (e.detector == id_) {
+      last = e;
+      return *e.state;
+    }
   }
   auto state = std::make_unique<ThreadState>(config_.max_topics, config_.offer_queue);
   ThreadState* raw = state.get();
@@ -135,6 +141,7 @@ HotKeyDetector::ThreadState& HotKeyDetector::Local() {
   }
   if (cache.size() >= 8) cache.erase(cache.begin());  // forget the oldest detector
   cache.push_back({id_, raw});
+  last = {id_, raw};
   return *raw;
 }
 
