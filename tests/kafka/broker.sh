@@ -23,7 +23,7 @@ fetch() {
   echo "broker.sh: fetching Apache Kafka $version from Maven Central (once)" >&2
   rm -rf "$lib"
   mkdir -p "$lib"
-  if ! mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+  if ! mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
       -DoutputDirectory="$lib" >&2; then
     rm -rf "$lib"
     die "could not fetch Kafka's jars with Maven"

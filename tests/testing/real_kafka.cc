@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -84,8 +85,14 @@ absl::Status RealKafka::Start() {
   dir_ = tmpl;
   absl::StatusOr<std::string> out = Run(absl::StrCat("bash ", script_, " start ", dir_));
   if (!out.ok()) return out.status();
-  std::string last = std::string(absl::StripTrailingAsciiWhitespace(*out));
-  bootstrap_ = last.substr(last.find_last_of('\n') + 1);
+  // The script also writes the address to DIR/bootstrap; read it from there rather than from the
+  // output, where a first run's Maven download can leave terminal escapes on the same line.
+  std::ifstream file(dir_ + "/bootstrap");
+  std::string line;
+  if (!std::getline(file, line) || line.empty()) {
+    return absl::InternalError(absl::StrCat("broker.sh wrote no bootstrap address:\n", *out));
+  }
+  bootstrap_ = std::string(absl::StripTrailingAsciiWhitespace(line));
   return absl::OkStatus();
 }
 
