@@ -178,7 +178,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   p.router = std::make_unique<Router>(*p.forwarder, p.heat.get(), *std::move(router_options));
   Forwarder* fw = p.forwarder.get();
   p.api = std::make_unique<ApiHandler>(config.http, *p.router, p.metrics,
-                                       [fw] { return fw->Ready(); });
+                                       [fw] { return fw->Ready(); },
+                                       [fw] { return fw->metadata()->cluster_id; });
   p.router_metrics = std::make_unique<RouterMetrics>(p.metrics.registry());
   Router* router = p.router.get();
   p.api->AddGetRoute("/saltmap", "saltmap", [router](const HttpRequest& request) {

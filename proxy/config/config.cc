@@ -46,6 +46,8 @@ void ReadHttp(YamlSection& s, HttpConfig& http) {
   s.ReadDuration("idempotency_window", &http.idempotency_window, absl::Seconds(1),
                  absl::Hours(24));
   s.ReadInt("idempotency_keys", &http.idempotency_keys, 1, 10'000'000);
+  s.ReadUint64("max_in_flight_bytes", &http.max_in_flight_bytes, 1 << 16, 64 * kGiB);
+  s.ReadInt("stream_credit", &http.stream_credit, 1, 1 << 20);
   s.Finish();
 }
 

@@ -39,6 +39,12 @@ struct HttpConfig {
   // Idempotency-Key: how long a key's first answer is replayed, and how many keys are kept.
   absl::Duration idempotency_window = absl::Minutes(5);
   int idempotency_keys = 100000;
+  // Bytes of request bodies read and not yet answered, over all connections; beyond it a
+  // request gets 429 (a stream pauses reading until its earlier records are answered).
+  uint64_t max_in_flight_bytes = 256ull << 20;
+  // Records a streaming connection (v3 chunked, NDJSON bulk) may have read and not yet
+  // answered; at the limit it stops reading until results are written.
+  int stream_credit = 1000;
 };
 
 // The Kafka-protocol listener; off unless `listen` is set.

@@ -11,9 +11,12 @@
 #include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
 #include "proxy/common/log.h"
 #include "proxy/common/strings.h"
 #include "proxy/http/produce_request.h"
+#include "proxy/http/produce_result.h"
+#include "proxy/http/streams.h"
 
 namespace saltproxy {
 namespace {
@@ -22,7 +25,9 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 
 constexpr absl::string_view kTopicsPrefix = "/topics/";
-constexpr absl::string_view kV2ResponseType = "application/vnd.kafka.v2+json";
+constexpr char kV2ResponseType[] = "application/vnd.kafka.v2+json";
+constexpr absl::string_view kV3Prefix = "/v3/clusters";
+constexpr absl::string_view kBulkPrefix = "/bulk/topics/";
 
 absl::string_view PathOf(const HttpRequest& request) {
   absl::string_view target = Sv(request.target());
@@ -56,6 +61,108 @@ HttpResponse MethodNotAllowed(const HttpRequest& request, absl::string_view allo
   return response;
 }
 
+// ?routing=true or Prefer: saltproxy-routing; strict clients never see the routing fields.
+bool WantsRouting(const HttpRequest& request) {
+  absl::string_view target = Sv(request.target());
+  const size_t q = target.find('?');
+  return (q != absl::string_view::npos &&
+          absl::StrContains(target.substr(q), "routing=true")) ||
+         absl::StrContains(Sv(request["Prefer"]), "saltproxy-routing");
+}
+
+bool QueryHas(const HttpRequest& request, absl::string_view param) {
+  absl::string_view target = Sv(request.target());
+  const size_t q = target.find('?');
+  return q != absl::string_view::npos && absl::StrContains(target.substr(q), param);
+}
+
+HttpResponse JsonAnswer(unsigned version, bool keep_alive, int status, std::string body) {
+  HttpResponse response{static_cast<http::status>(status), version};
+  response.set(http::field::content_type, "application/json");
+  response.keep_alive(keep_alive);
+  response.body() = std::move(body);
+  response.prepare_payload();
+  return response;
+}
+
+// v3 keeps error codes equal to the HTTP status (Confluent's v3 shape).
+HttpResponse V3Error(unsigned version, bool keep_alive, int status, absl::string_view message) {
+  HttpResponse response = JsonError(version, status, status, message);
+  response.keep_alive(keep_alive);
+  if (status == 429) response.set(http::field::retry_after, "1");
+  return response;
+}
+
+// One v3 record (or records:batch) request, answered once every record's report is in.
+class V3Batch {
+ public:
+  struct Entry {
+    std::string id;  // records:batch only
+    V3Payload key, value;
+    DeliveryReport report;
+    absl::Status invalid;  // set: never submitted
+  };
+  V3Batch(std::vector<Entry> entries, std::string cluster_id, std::string topic, bool batch,
+          bool routing, unsigned version, bool keep_alive, Responder respond)
+      : entries_(std::move(entries)), remaining_(static_cast<int>(entries_.size())),
+        cluster_id_(std::move(cluster_id)), topic_(std::move(topic)), batch_(batch),
+        routing_(routing), version_(version), keep_alive_(keep_alive),
+        respond_(std::move(respond)) {}
+
+  std::vector<Entry>& entries() { return entries_; }
+  void Abort(HttpResponse&& response) { respond_(std::move(response)); }
+
+  void Complete(size_t index, const DeliveryReport& report) {
+    entries_[index].report = report;
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) Answer();
+  }
+
+ private:
+  void Answer() {
+    if (!batch_) {
+      const Entry& e = entries_[0];
+      if (!e.report.status.ok()) {
+        const int status = Retriable(e.report.status) ? 503 : 500;
+        return respond_(V3Error(version_, keep_alive_, status, e.report.status.message()));
+      }
+      std::string body;
+      AppendV3Result(e.report, V3Echo{cluster_id_, topic_, e.key, e.value}, routing_, "", &body);
+      return respond_(JsonAnswer(version_, keep_alive_, 200, std::move(body)));
+    }
+    std::string successes, failures;
+    for (const Entry& e : entries_) {
+      if (!e.invalid.ok() || !e.report.status.ok()) {
+        const absl::Status& st = e.invalid.ok() ? e.report.status : e.invalid;
+        int code = 400;
+        if (e.invalid.ok()) code = Retriable(st) ? 503 : 500;
+        if (absl::IsNotFound(st)) code = 404;
+        absl::StrAppend(&failures, failures.empty() ? "" : ",", "{\"id\":");
+        AppendJsonString(e.id, &failures);
+        absl::StrAppend(&failures, ",\"error_code\":", code, ",\"message\":");
+        AppendJsonString(st.message(), &failures);
+        failures.push_back('}');
+      } else {
+        if (!successes.empty()) successes.push_back(',');
+        AppendV3Result(e.report, V3Echo{cluster_id_, topic_, e.key, e.value}, routing_, e.id,
+                       &successes);
+      }
+    }
+    respond_(JsonAnswer(version_, keep_alive_, 207,
+                        absl::StrCat(R"({"successes":[)", successes, R"(],"failures":[)",
+                                     failures, "]}")));
+  }
+
+  std::vector<Entry> entries_;
+  std::atomic<int> remaining_;
+  const std::string cluster_id_;
+  const std::string topic_;
+  const bool batch_;
+  const bool routing_;
+  const unsigned version_;
+  const bool keep_alive_;
+  Responder respond_;
+};
+
 // Collects the delivery reports of one produce request and answers once the last one is in.
 class ProduceBatch {
  public:
@@ -74,44 +181,17 @@ class ProduceBatch {
 
  private:
   void Answer() {
-    json::array offsets;
-    offsets.reserve(results_.size());
-    for (const DeliveryReport& r : results_) {
-      json::object entry;
-      if (r.status.ok()) {
-        entry["partition"] = r.partition;
-        entry["offset"] = r.offset;
-        entry["error_code"] = nullptr;
-        entry["error"] = nullptr;
-      } else {
-        entry["partition"] = nullptr;
-        entry["offset"] = nullptr;
-        // Confluent's codes: 50003 when a retry may succeed, 50002 when it will not.
-        bool retriable = absl::IsResourceExhausted(r.status) || absl::IsUnavailable(r.status) ||
-                         absl::IsDeadlineExceeded(r.status);
-        entry["error_code"] = retriable ? 50003 : 50002;
-        entry["error"] = std::string(r.status.message());
-      }
-      if (routing_ && r.status.ok()) {
-        static constexpr const char* kActions[] = {"passed", "client_partition", "salted",
-                                                   "rerouted"};
-        json::object route{{"action", kActions[static_cast<int>(r.action)]},
-                           {"topic", r.topic},
-                           {"partition", r.partition}};
-        if (r.salt >= 0) route["salt"] = r.salt;
-        if (r.epoch > 0) route["epoch"] = r.epoch;
-        entry["routing"] = std::move(route);
-      }
-      offsets.push_back(std::move(entry));
+    std::string body = R"({"key_schema_id":null,"value_schema_id":null,"offsets":[)";
+    body.reserve(body.size() + results_.size() * 64);
+    for (size_t i = 0; i < results_.size(); ++i) {
+      if (i) body.push_back(',');
+      AppendV2Offset(results_[i], routing_, &body);
     }
-    json::object body;
-    body["key_schema_id"] = nullptr;
-    body["value_schema_id"] = nullptr;
-    body["offsets"] = std::move(offsets);
+    body.append("]}");
     HttpResponse response{http::status::ok, version_};
-    response.set(http::field::content_type, std::string(kV2ResponseType));
+    response.set(http::field::content_type, kV2ResponseType);
     response.keep_alive(keep_alive_);
-    response.body() = json::serialize(body);
+    response.body() = std::move(body);
     response.prepare_payload();
     respond_(std::move(response));
   }
@@ -127,11 +207,12 @@ class ProduceBatch {
 }  // namespace
 
 ApiHandler::ApiHandler(const HttpConfig& config, RecordSink& sink, Metrics& metrics,
-                       ReadyCheck ready)
+                       ReadyCheck ready, ClusterId cluster_id)
     : config_(config),
       sink_(sink),
       metrics_(metrics),
       ready_(std::move(ready)),
+      cluster_id_(std::move(cluster_id)),
       idempotency_(config.idempotency_window, static_cast<size_t>(config.idempotency_keys)) {}
 
 void ApiHandler::AddGetRoute(std::string path, std::string route_name, GetRoute route) {
@@ -145,6 +226,7 @@ void ApiHandler::AddPostRoute(std::string path, std::string route_name, GetRoute
 absl::string_view ApiHandler::Route(const HttpRequest& request) const {
   absl::string_view path = PathOf(request);
   if (absl::StartsWith(path, kTopicsPrefix)) return "produce";
+  if (absl::StartsWith(path, kV3Prefix)) return "produce_v3";
   if (path == "/healthz") return "healthz";
   if (path == "/readyz") return "readyz";
   if (path == "/metrics") return "metrics";
@@ -198,22 +280,273 @@ void ApiHandler::Handle(HttpRequest&& request, Responder respond) {
       return respond(Error(request, 404, 40401, absl::StrCat("topic not found: ", topic,
                                                              " is not a valid topic name")));
     }
-    absl::string_view target = Sv(request.target());
-    const bool routing =
-        absl::StrContains(target.substr(std::min(target.size(), target.find('?'))),
-                          "routing=true") ||
-        absl::StrContains(Sv(request["Prefer"]), "saltproxy-routing");
-    std::string key(Sv(request["Idempotency-Key"]));
-    if (!key.empty()) {
-      const uint64_t hash = absl::HashOf(std::string_view(request.target()),
-                                         std::string_view(request.body()));
-      if (idempotency_.Claim(key, hash, respond, absl::Now(), request.version())) return;
-      respond = idempotency_.Recording(key, std::move(respond));
-    }
+    const bool routing = WantsRouting(request);
+    if (ClaimIdempotency(request, respond)) return;
     return Produce(std::move(request), std::string(topic), partition, routing,
                    std::move(respond));
   }
+  if (absl::StartsWith(path, kV3Prefix)) {
+    if (std::optional<V3Target> target = ParseV3Records(path)) {
+      if (request.method() != http::verb::post) return respond(MethodNotAllowed(request, "POST"));
+      if (std::optional<HttpResponse> refused = CheckV3Target(request, *target)) {
+        return respond(std::move(*refused));
+      }
+      const bool routing = WantsRouting(request);
+      if (ClaimIdempotency(request, respond)) return;
+      return ProduceV3(std::move(request), std::move(*target), routing, std::move(respond));
+    }
+    if (!is_get) return respond(MethodNotAllowed(request, "GET"));
+    return V3Clusters(request, path, std::move(respond));
+  }
+  if (absl::StartsWith(path, kBulkPrefix)) {
+    return respond(MethodNotAllowed(request, "POST"));  // a POST is a stream (IsStream)
+  }
   respond(Error(request, 404, 404, absl::StrCat("no such endpoint: ", path)));
+}
+
+bool ApiHandler::ClaimIdempotency(const HttpRequest& request, Responder& respond) {
+  std::string key(Sv(request["Idempotency-Key"]));
+  if (key.empty()) return false;
+  const uint64_t hash =
+      absl::HashOf(std::string_view(request.target()), std::string_view(request.body()));
+  if (idempotency_.Claim(key, hash, respond, absl::Now(), request.version())) return true;
+  respond = idempotency_.Recording(key, std::move(respond));
+  return false;
+}
+
+std::optional<ApiHandler::V3Target> ApiHandler::ParseV3Records(absl::string_view path) {
+  // /v3/clusters/{cluster_id}/topics/{topic}/records[:batch]
+  std::vector<absl::string_view> parts = absl::StrSplit(path.substr(1), '/');
+  if (parts.size() != 6 || parts[0] != "v3" || parts[1] != "clusters" || parts[3] != "topics") {
+    return std::nullopt;
+  }
+  V3Target target{std::string(parts[2]), std::string(parts[4]), false};
+  if (parts[5] == "records:batch") {
+    target.batch = true;
+  } else if (parts[5] != "records") {
+    return std::nullopt;
+  }
+  return target;
+}
+
+std::string ApiHandler::CurrentClusterId() const { return cluster_id_ ? cluster_id_() : ""; }
+
+std::optional<HttpResponse> ApiHandler::CheckV3Target(const HttpRequest& request,
+                                                      const V3Target& target) const {
+  const std::string id = CurrentClusterId();
+  if (target.cluster_id.empty() || (!id.empty() && target.cluster_id != id)) {
+    return V3Error(request.version(), request.keep_alive(), 404,
+                   absl::StrCat("cluster not found: ", target.cluster_id,
+                                "; GET /v3/clusters names the one cluster here"));
+  }
+  if (!ValidTopicName(target.topic)) {
+    return V3Error(request.version(), request.keep_alive(), 404,
+                   absl::StrCat("topic not found: ", target.topic, " is not a valid topic name"));
+  }
+  absl::string_view type = Sv(request[http::field::content_type]);
+  type = absl::StripAsciiWhitespace(type.substr(0, type.find(';')));
+  if (!type.empty() && !absl::EqualsIgnoreCase(type, "application/json")) {
+    return V3Error(request.version(), request.keep_alive(), 415,
+                   absl::StrCat("unsupported content type \"", type,
+                                "\": v3 records are application/json"));
+  }
+  return std::nullopt;
+}
+
+void ApiHandler::V3Clusters(const HttpRequest& request, absl::string_view path,
+                            Responder respond) {
+  const std::string id = CurrentClusterId();
+  std::string host(Sv(request[http::field::host]));
+  if (host.empty()) host = "localhost";
+  const std::string base = absl::StrCat("http://", host, "/v3/clusters");
+  auto cluster = [&] {
+    std::string self = absl::StrCat(base, "/", id);
+    return json::object{
+        {"kind", "KafkaCluster"},
+        {"metadata", json::object{{"self", self}, {"resource_name", absl::StrCat("crn:///kafka=", id)}}},
+        {"cluster_id", id},
+        {"topics", json::object{{"related", absl::StrCat(self, "/topics")}}},
+    };
+  };
+  if (path == kV3Prefix || path == "/v3/clusters/") {
+    json::object list{{"kind", "KafkaClusterList"},
+                      {"metadata", json::object{{"self", base}, {"next", nullptr}}},
+                      {"data", json::array{cluster()}}};
+    return respond(JsonAnswer(request.version(), request.keep_alive(), 200, json::serialize(list)));
+  }
+  absl::string_view rest = path.substr(kV3Prefix.size());
+  if (absl::StartsWith(rest, "/") && rest.substr(1) == id && !id.empty()) {
+    return respond(
+        JsonAnswer(request.version(), request.keep_alive(), 200, json::serialize(cluster())));
+  }
+  respond(V3Error(request.version(), request.keep_alive(), 404,
+                  absl::StrCat("not found: ", path, " (this proxy serves /v3/clusters, "
+                               "/v3/clusters/{id} and POST …/topics/{topic}/records[:batch])")));
+}
+
+void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
+                           Responder respond) {
+  const unsigned version = request.version();
+  const bool keep_alive = request.keep_alive();
+  boost::system::error_code ec;
+  json::value root = json::parse(json::string_view(request.body().data(), request.body().size()), ec);
+  if (ec) {
+    return respond(V3Error(version, keep_alive, 400, absl::StrCat("malformed JSON: ", ec.message())));
+  }
+  std::vector<V3Batch::Entry> entries;
+  std::vector<Record> records;
+  if (!target.batch) {
+    Record record;
+    record.topic = target.topic;
+    V3Batch::Entry entry;
+    absl::Status read = ReadV3Record(root, &record, &entry.key, &entry.value);
+    if (!read.ok()) return respond(V3Error(version, keep_alive, 400, read.message()));
+    entries.push_back(std::move(entry));
+    records.push_back(std::move(record));
+  } else {
+    const json::object* o = root.if_object();
+    const json::value* list = o ? o->if_contains("entries") : nullptr;
+    if (!list || !list->is_array() || o->size() != 1) {
+      return respond(V3Error(version, keep_alive, 400,
+                             R"(expected {"entries":[{"id":…,"key":…,"value":…},…]})"));
+    }
+    const json::array& array = list->get_array();
+    if (array.empty()) return respond(V3Error(version, keep_alive, 400, "\"entries\" is empty"));
+    if (array.size() > static_cast<size_t>(config_.max_records_per_request)) {
+      return respond(V3Error(version, keep_alive, 413,
+                             absl::StrCat(array.size(), " entries is more than the limit of ",
+                                          config_.max_records_per_request,
+                                          " per request (http.max_records_per_request)")));
+    }
+    absl::flat_hash_map<std::string, size_t> ids;
+    for (size_t i = 0; i < array.size(); ++i) {
+      Record record;
+      record.topic = target.topic;
+      V3Batch::Entry entry;
+      entry.invalid = ReadV3Record(array[i], &record, &entry.key, &entry.value,
+                                   /*allow_id=*/true, &entry.id);
+      if (entry.id.empty()) {
+        return respond(V3Error(version, keep_alive, 400,
+                               absl::StrCat("entries[", i, "]: each entry needs an \"id\"")));
+      }
+      if (!ids.emplace(entry.id, i).second) {
+        return respond(V3Error(version, keep_alive, 400,
+                               absl::StrCat("entries[", i, "]: id \"", entry.id,
+                                            "\" is used twice")));
+      }
+      entries.push_back(std::move(entry));
+      records.push_back(std::move(record));
+    }
+  }
+  auto batch = std::make_shared<V3Batch>(std::move(entries), CurrentClusterId(), target.topic,
+                                         target.batch, routing, version, keep_alive,
+                                         std::move(respond));
+  auto shared_records = std::make_shared<std::vector<Record>>(std::move(records));
+  sink_.LookupTopic(target.topic, [this, batch, shared_records, version, keep_alive,
+                                   topic = target.topic](absl::StatusOr<int32_t> partitions) {
+    if (!partitions.ok()) {
+      if (absl::IsNotFound(partitions.status())) {
+        return batch->Abort(V3Error(version, keep_alive, 404,
+                                    absl::StrCat("topic not found: ", topic)));
+      }
+      return batch->Abort(V3Error(version, keep_alive, 503, partitions.status().message()));
+    }
+    std::vector<V3Batch::Entry>& entries = batch->entries();
+    std::vector<Record>& records = *shared_records;
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (entries[i].invalid.ok() && records[i].partition >= *partitions) {
+        entries[i].invalid = absl::NotFoundError(absl::StrCat(
+            "partition not found: topic ", topic, " has ", *partitions, " partitions"));
+      }
+    }
+    if (entries.size() == 1 && !entries[0].invalid.ok()) {
+      const int status = absl::IsNotFound(entries[0].invalid) ? 404 : 400;
+      return batch->Abort(V3Error(version, keep_alive, status, entries[0].invalid.message()));
+    }
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (!entries[i].invalid.ok()) {
+        batch->Complete(i, DeliveryReport{});
+        continue;
+      }
+      absl::Status queued = sink_.Submit(
+          std::move(records[i]),
+          [batch, i](const DeliveryReport& report) { batch->Complete(i, report); });
+      if (!queued.ok() && i == 0 && absl::IsResourceExhausted(queued)) {
+        return batch->Abort(V3Error(version, keep_alive, 429, queued.message()));
+      }
+      if (!queued.ok()) {
+        DeliveryReport failed;
+        failed.status = queued;
+        batch->Complete(i, failed);
+      }
+    }
+  });
+}
+
+bool ApiHandler::IsStream(const HttpRequest& header) const {
+  if (header.method() != http::verb::post) return false;
+  absl::string_view path = PathOf(header);
+  if (absl::StartsWith(path, kBulkPrefix)) return true;
+  // Confluent's streaming mode: a chunked request to the v3 records endpoint.
+  if (!header.chunked() || !absl::StartsWith(path, kV3Prefix)) return false;
+  std::optional<V3Target> target = ParseV3Records(path);
+  return target && !target->batch;
+}
+
+void ApiHandler::OpenStream(const HttpRequest& header,
+                            absl::AnyInvocable<void(StreamOpening)> done) {
+  absl::string_view path = PathOf(header);
+  const unsigned version = header.version();
+  StreamTarget target;
+  target.sink = &sink_;
+  target.routing = WantsRouting(header);
+  std::string cluster_id;
+  EmbeddedFormat format = EmbeddedFormat::kJson;
+  bool v3 = false;
+  if (absl::StartsWith(path, kBulkPrefix)) {
+    target.topic = std::string(path.substr(kBulkPrefix.size()));
+    if (!ValidTopicName(target.topic)) {
+      return done(JsonError(version, 404, 40401,
+                            absl::StrCat("topic not found: ", target.topic,
+                                         " is not a valid topic name")));
+    }
+    absl::string_view type = Sv(header[http::field::content_type]);
+    type = absl::StripAsciiWhitespace(type.substr(0, type.find(';')));
+    if (!type.empty() && !absl::EqualsIgnoreCase(type, "application/x-ndjson") &&
+        !absl::EqualsIgnoreCase(type, "application/jsonl") &&
+        !absl::EqualsIgnoreCase(type, "application/json")) {
+      return done(JsonError(version, 415, 415,
+                            absl::StrCat("unsupported content type \"", type,
+                                         "\": bulk bodies are application/x-ndjson")));
+    }
+    if (QueryHas(header, "format=binary")) format = EmbeddedFormat::kBinary;
+  } else {
+    std::optional<V3Target> v3_target = ParseV3Records(path);
+    if (std::optional<HttpResponse> refused = CheckV3Target(header, *v3_target)) {
+      return done(std::move(*refused));
+    }
+    target.topic = v3_target->topic;
+    cluster_id = CurrentClusterId();
+    v3 = true;
+  }
+  auto shared_done = std::make_shared<absl::AnyInvocable<void(StreamOpening)>>(std::move(done));
+  std::string topic = target.topic;
+  sink_.LookupTopic(topic, [shared_done, target = std::move(target), format, v3, version,
+                            cluster_id = std::move(cluster_id)](
+                               absl::StatusOr<int32_t> partitions) mutable {
+    if (!partitions.ok()) {
+      const bool missing = absl::IsNotFound(partitions.status());
+      const int status = missing ? 404 : 503;
+      const int code = v3 ? status : (missing ? 40401 : 50301);
+      return (*shared_done)(JsonError(
+          version, status, code,
+          missing ? absl::StrCat("topic not found: ", target.topic)
+                  : std::string(partitions.status().message())));
+    }
+    target.partitions = *partitions;
+    if (v3) return (*shared_done)(MakeV3Stream(std::move(target), std::move(cluster_id)));
+    (*shared_done)(MakeBulkStream(std::move(target), format));
+  });
 }
 
 void ApiHandler::Produce(HttpRequest&& request, std::string topic,

@@ -1,14 +1,19 @@
-// The HTTP API: health and readiness probes, Prometheus metrics, and the produce endpoint
-// (Confluent REST Proxy's v2 shape), in front of the router.
+// The HTTP API: health and readiness probes, Prometheus metrics, and the produce endpoints
+// (Confluent REST Proxy's v2 and v3 shapes, and NDJSON bulk), in front of the router.
 //
 //   GET  /healthz                 200 while the process runs
 //   GET  /readyz                  200 while the upstream cluster answers, else 503
 //   GET  /metrics                 Prometheus text format
-//   POST /topics/{topic}          {"records":[{"key":…,"value":…,"partition":…}]}
+//   POST /topics/{topic}          v2: {"records":[{"key":…,"value":…,"partition":…}]}
 //   POST /topics/{topic}/partitions/{partition}   the same, every record to that partition
+//   GET  /v3/clusters[/{cluster_id}]              the upstream cluster, with its id
+//   POST /v3/clusters/{id}/topics/{topic}/records one v3 record; chunked: a stream of them
+//   POST /v3/clusters/{id}/topics/{topic}/records:batch   {"entries":[…]} → 207
+//   POST /bulk/topics/{topic}     NDJSON: one record a line in, one result a line out
 //
-// Idempotency-Key: a retry within http.idempotency_window gets the first answer. ?routing=true
-// or Prefer: saltproxy-routing adds to each offset what the router did with the key.
+// Idempotency-Key (whole requests): a retry within http.idempotency_window gets the first
+// answer. ?routing=true or Prefer: saltproxy-routing adds to each result what the router did
+// with the key.
 //
 // A produce request is answered after every record's delivery report, with one entry per
 // record in record order: {"offsets":[{"partition":3,"offset":42,"error_code":null,…}]}.
@@ -31,8 +36,11 @@ class ApiHandler : public HttpHandler {
  public:
   using ReadyCheck = std::function<bool()>;
   using GetRoute = std::function<HttpResponse(const HttpRequest&)>;
+  // The upstream cluster's id (empty while unknown), for v3's cluster resources.
+  using ClusterId = std::function<std::string()>;
 
-  ApiHandler(const HttpConfig& config, RecordSink& sink, Metrics& metrics, ReadyCheck ready);
+  ApiHandler(const HttpConfig& config, RecordSink& sink, Metrics& metrics, ReadyCheck ready,
+             ClusterId cluster_id = nullptr);
 
   // Adds a GET (or POST) endpoint (e.g. /hotkeys, /saltmap, /admin/reload) served by another
   // module. Call before the server starts: the table is read without a lock afterwards.
@@ -41,8 +49,28 @@ class ApiHandler : public HttpHandler {
 
   absl::string_view Route(const HttpRequest& request) const override;
   void Handle(HttpRequest&& request, Responder respond) override;
+  bool IsStream(const HttpRequest& header) const override;
+  void OpenStream(const HttpRequest& header,
+                  absl::AnyInvocable<void(StreamOpening)> done) override;
 
  private:
+  // /v3/clusters/{cluster_id}/topics/{topic}/records[:batch], split.
+  struct V3Target {
+    std::string cluster_id;
+    std::string topic;
+    bool batch = false;
+  };
+  static std::optional<V3Target> ParseV3Records(absl::string_view path);
+  std::string CurrentClusterId() const;
+  // A whole-request error when `request` cannot go to `target` (unknown cluster, bad name).
+  std::optional<HttpResponse> CheckV3Target(const HttpRequest& request,
+                                            const V3Target& target) const;
+  void V3Clusters(const HttpRequest& request, absl::string_view path, Responder respond);
+  void ProduceV3(HttpRequest&& request, V3Target target, bool routing, Responder respond);
+  // Idempotency-Key: true when the cache answers (a replay, a wait, a conflict); otherwise
+  // `respond` now records its answer for the key.
+  bool ClaimIdempotency(const HttpRequest& request, Responder& respond);
+
   // `partition`: from /topics/{topic}/partitions/{partition}; `routing`: the client asked to be
   // told what the router did (?routing=true or Prefer: saltproxy-routing).
   void Produce(HttpRequest&& request, std::string topic, std::optional<int32_t> partition,
@@ -52,6 +80,7 @@ class ApiHandler : public HttpHandler {
   RecordSink& sink_;
   Metrics& metrics_;
   ReadyCheck ready_;
+  ClusterId cluster_id_;
   IdempotencyCache idempotency_;
   struct Extra {
     std::string route_name;

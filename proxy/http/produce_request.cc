@@ -7,6 +7,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "proxy/common/status_macros.h"
 #include "proxy/common/strings.h"
 
 namespace saltproxy {
@@ -14,13 +16,11 @@ namespace {
 
 namespace json = boost::json;
 
-absl::Status Invalid(size_t index, absl::string_view what) {
-  return absl::FailedPreconditionError(absl::StrCat("records[", index, "]: ", what));
-}
+absl::Status Invalid(absl::string_view what) { return absl::FailedPreconditionError(what); }
 
 // Reads a key or a value: null stays null; otherwise JSON text (json format) or base64 bytes.
-absl::Status ReadPayload(const json::value& v, EmbeddedFormat format, size_t index,
-                         absl::string_view field, std::optional<std::string>* out) {
+absl::Status ReadPayload(const json::value& v, EmbeddedFormat format, absl::string_view field,
+                         std::optional<std::string>* out) {
   if (v.is_null()) {
     out->reset();
     return absl::OkStatus();
@@ -30,33 +30,40 @@ absl::Status ReadPayload(const json::value& v, EmbeddedFormat format, size_t ind
     return absl::OkStatus();
   }
   if (!v.is_string()) {
-    return Invalid(index, absl::StrCat(field, ": expected a base64 string or null"));
+    return Invalid(absl::StrCat(field, ": expected a base64 string or null"));
   }
   const json::string& s = v.get_string();
   std::string decoded;
   if (!absl::Base64Unescape(Sv(s), &decoded)) {
-    return Invalid(index, absl::StrCat(field, ": not valid base64"));
+    return Invalid(absl::StrCat(field, ": not valid base64"));
   }
   *out = std::move(decoded);
   return absl::OkStatus();
 }
 
-absl::Status ReadHeaders(const json::value& v, size_t index, std::vector<RecordHeader>* out) {
+// v2 (Strimzi) names a header's name "key", v3 "name"; values are base64 or null.
+absl::Status ReadHeaders(const json::value& v, absl::string_view name_field,
+                         std::vector<RecordHeader>* out) {
   if (v.is_null()) return absl::OkStatus();
   if (!v.is_array()) {
-    return Invalid(index, "headers: expected a list of {\"key\":…,\"value\":base64}");
+    return Invalid(absl::StrCat("headers: expected a list of {\"", name_field,
+                                "\":…,\"value\":base64}"));
   }
   for (const json::value& h : v.get_array()) {
     const json::object* o = h.if_object();
-    const json::value* key = o ? o->if_contains("key") : nullptr;
-    if (!key || !key->is_string()) return Invalid(index, "headers: each needs a string \"key\"");
+    const json::value* key = o ? o->if_contains(json::string_view(name_field.data(),
+                                                                  name_field.size()))
+                               : nullptr;
+    if (!key || !key->is_string()) {
+      return Invalid(absl::StrCat("headers: each needs a string \"", name_field, "\""));
+    }
     RecordHeader header;
     header.key = std::string(key->get_string());
     if (const json::value* value = o->if_contains("value"); value && !value->is_null()) {
-      if (!value->is_string()) return Invalid(index, "headers: \"value\" must be base64 or null");
+      if (!value->is_string()) return Invalid("headers: \"value\" must be base64 or null");
       std::string decoded;
       if (!absl::Base64Unescape(Sv(value->get_string()), &decoded)) {
-        return Invalid(index, "headers: \"value\" is not valid base64");
+        return Invalid("headers: \"value\" is not valid base64");
       }
       header.value = std::move(decoded);
     }
@@ -100,6 +107,38 @@ absl::StatusOr<EmbeddedFormat> FormatFromContentType(absl::string_view content_t
       "\": expected application/vnd.kafka.json.v2+json or application/vnd.kafka.binary.v2+json"));
 }
 
+absl::Status ReadV2Record(const json::value& value, EmbeddedFormat format, Record* out) {
+  const json::object* r = value.if_object();
+  if (!r) return absl::FailedPreconditionError("expected an object with \"key\" and \"value\"");
+  Record& record = *out;
+  for (const auto& field : *r) {
+    absl::string_view name = Sv(field.key());
+    const json::value& v = field.value();
+    if (name == "key") {
+      RETURN_IF_ERROR(ReadPayload(v, format, "key", &record.key));
+    } else if (name == "value") {
+      RETURN_IF_ERROR(ReadPayload(v, format, "value", &record.value));
+    } else if (name == "partition") {
+      if (v.is_null()) continue;
+      if (!v.is_int64() || v.get_int64() < 0 || v.get_int64() > INT32_MAX) {
+        return absl::FailedPreconditionError("partition: expected a non-negative integer");
+      }
+      record.partition = static_cast<int32_t>(v.get_int64());
+    } else if (name == "timestamp") {
+      if (v.is_null()) continue;
+      if (!v.is_int64() || v.get_int64() < 0) {
+        return absl::FailedPreconditionError("timestamp: expected milliseconds since the epoch");
+      }
+      record.timestamp_ms = v.get_int64();
+    } else if (name == "headers") {
+      RETURN_IF_ERROR(ReadHeaders(v, "key", &record.headers));
+    } else {
+      return absl::FailedPreconditionError(absl::StrCat("unrecognized field \"", name, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<Record>> ParseProduceBody(absl::string_view body, EmbeddedFormat format,
                                                      const std::string& topic, int max_records) {
   boost::system::error_code ec;
@@ -129,38 +168,132 @@ absl::StatusOr<std::vector<Record>> ParseProduceBody(absl::string_view body, Emb
   std::vector<Record> records;
   records.reserve(array.size());
   for (size_t i = 0; i < array.size(); ++i) {
-    const json::object* r = array[i].if_object();
-    if (!r) return Invalid(i, "expected an object with \"key\" and \"value\"");
     Record record;
     record.topic = topic;
-    for (const auto& field : *r) {
-      absl::string_view name = Sv(field.key());
-      const json::value& v = field.value();
-      if (name == "key") {
-        if (absl::Status s = ReadPayload(v, format, i, "key", &record.key); !s.ok()) return s;
-      } else if (name == "value") {
-        if (absl::Status s = ReadPayload(v, format, i, "value", &record.value); !s.ok()) return s;
-      } else if (name == "partition") {
-        if (v.is_null()) continue;
-        if (!v.is_int64() || v.get_int64() < 0 || v.get_int64() > INT32_MAX) {
-          return Invalid(i, "partition: expected a non-negative integer");
-        }
-        record.partition = static_cast<int32_t>(v.get_int64());
-      } else if (name == "timestamp") {
-        if (v.is_null()) continue;
-        if (!v.is_int64() || v.get_int64() < 0) {
-          return Invalid(i, "timestamp: expected milliseconds since the epoch");
-        }
-        record.timestamp_ms = v.get_int64();
-      } else if (name == "headers") {
-        if (absl::Status s = ReadHeaders(v, i, &record.headers); !s.ok()) return s;
-      } else {
-        return Invalid(i, absl::StrCat("unrecognized field \"", name, "\""));
-      }
+    if (absl::Status s = ReadV2Record(array[i], format, &record); !s.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("records[", i, "]: ", s.message()));
     }
     records.push_back(std::move(record));
   }
   return records;
+}
+
+namespace {
+
+// {"type":"BINARY"|"JSON"|"STRING","data":…}; a null or absent payload is a null key or value.
+absl::Status ReadV3Payload(const json::value& v, absl::string_view field,
+                           std::optional<std::string>* out, V3Payload* info) {
+  out->reset();
+  *info = V3Payload{};
+  if (v.is_null()) return absl::OkStatus();
+  const json::object* o = v.if_object();
+  if (!o) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, ": expected {\"type\":\"BINARY\"|\"JSON\"|\"STRING\",\"data\":…}"));
+  }
+  absl::string_view type = "JSON";  // Confluent's default when no schema is involved
+  const json::value* data = nullptr;
+  for (const auto& f : *o) {
+    absl::string_view name = Sv(f.key());
+    if (name == "type") {
+      if (!f.value().is_string()) {
+        return absl::FailedPreconditionError(absl::StrCat(field, ".type: expected a string"));
+      }
+      type = Sv(f.value().get_string());
+    } else if (name == "data") {
+      data = &f.value();
+    } else if (name == "schema_id" || name == "schema_version" || name == "subject" ||
+               name == "subject_name_strategy" || name == "schema") {
+      return absl::UnimplementedError(absl::StrCat(
+          field, ".", name, ": schemas need a schema registry, which saltproxy does not use; "
+          "send type BINARY, JSON or STRING"));
+    } else {
+      return absl::FailedPreconditionError(
+          absl::StrCat(field, ": unrecognized field \"", name, "\""));
+    }
+  }
+  if (type == "BINARY") {
+    info->type = "BINARY";
+    if (!data || data->is_null()) return absl::OkStatus();
+    if (!data->is_string()) {
+      return absl::FailedPreconditionError(absl::StrCat(field, ".data: expected base64"));
+    }
+    std::string decoded;
+    if (!absl::Base64Unescape(Sv(data->get_string()), &decoded)) {
+      return absl::FailedPreconditionError(absl::StrCat(field, ".data: not valid base64"));
+    }
+    *out = std::move(decoded);
+  } else if (type == "JSON") {
+    info->type = "JSON";
+    if (!data || data->is_null()) return absl::OkStatus();
+    *out = json::serialize(*data);
+  } else if (type == "STRING") {
+    info->type = "STRING";
+    if (!data || data->is_null()) return absl::OkStatus();
+    if (!data->is_string()) {
+      return absl::FailedPreconditionError(absl::StrCat(field, ".data: expected a string"));
+    }
+    *out = std::string(Sv(data->get_string()));
+  } else if (type == "AVRO" || type == "PROTOBUF" || type == "JSONSCHEMA") {
+    return absl::UnimplementedError(absl::StrCat(
+        field, ".type ", type, " needs a schema registry, which saltproxy does not use; "
+        "send BINARY, JSON or STRING"));
+  } else {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field, ".type: expected BINARY, JSON or STRING, got \"", type, "\""));
+  }
+  info->size = (*out)->size();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ReadV3Record(const json::value& value, Record* out, V3Payload* key,
+                          V3Payload* val, bool allow_id, std::string* id) {
+  const json::object* r = value.if_object();
+  if (!r) return absl::FailedPreconditionError("expected a JSON object (one record)");
+  Record& record = *out;
+  *key = V3Payload{};
+  *val = V3Payload{};
+  for (const auto& field : *r) {
+    absl::string_view name = Sv(field.key());
+    const json::value& v = field.value();
+    if (name == "key") {
+      RETURN_IF_ERROR(ReadV3Payload(v, "key", &record.key, key));
+    } else if (name == "value") {
+      RETURN_IF_ERROR(ReadV3Payload(v, "value", &record.value, val));
+    } else if (name == "partition_id") {
+      if (v.is_null()) continue;
+      if (!v.is_int64() || v.get_int64() < 0 || v.get_int64() > INT32_MAX) {
+        return absl::FailedPreconditionError("partition_id: expected a non-negative integer");
+      }
+      record.partition = static_cast<int32_t>(v.get_int64());
+    } else if (name == "timestamp") {
+      if (v.is_null()) continue;
+      absl::Time t;
+      std::string error;
+      if (!v.is_string() ||
+          !absl::ParseTime(absl::RFC3339_full, Sv(v.get_string()), &t, &error) ||
+          t < absl::UnixEpoch()) {
+        return absl::FailedPreconditionError(
+            "timestamp: expected an RFC 3339 time such as 2026-11-24T21:30:00.123Z");
+      }
+      record.timestamp_ms = absl::ToUnixMillis(t);
+    } else if (name == "headers") {
+      RETURN_IF_ERROR(ReadHeaders(v, "name", &record.headers));
+    } else if (name == "id" && allow_id) {
+      if (v.is_string() && !v.get_string().empty()) {
+        *id = std::string(Sv(v.get_string()));
+      } else if (v.is_int64()) {
+        *id = absl::StrCat(v.get_int64());
+      } else {
+        return absl::FailedPreconditionError("id: expected a non-empty string");
+      }
+    } else {
+      return absl::FailedPreconditionError(absl::StrCat("unrecognized field \"", name, "\""));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace saltproxy

@@ -1,5 +1,9 @@
-// Parsing of REST produce bodies (Confluent REST Proxy v2) into Records, kept apart from the
-// server so that every shape and every error can be tested without a socket.
+// Parsing of REST produce bodies into Records, kept apart from the server so that every shape
+// and every error can be tested without a socket:
+//  - Confluent REST Proxy v2: {"records":[{"key":…,"value":…,"partition":…,"timestamp":…,
+//    "headers":[{"key":…,"value":base64}]}]} (headers and timestamp as Strimzi's bridge sends);
+//  - Confluent v3: one record {"partition_id":…,"headers":[{"name":…,"value":base64}],
+//    "key":{"type":"BINARY"|"JSON"|"STRING","data":…},"value":{…},"timestamp":"RFC 3339"}.
 //
 //   absl::StatusOr<EmbeddedFormat> format = FormatFromContentType(content_type);
 //   absl::StatusOr<std::vector<Record>> records = ParseProduceBody(body, *format, topic, limits);
@@ -8,6 +12,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <boost/json/value.hpp>
 
 #include "absl/status/statusor.h"
 #include "proxy/common/record.h"
@@ -33,5 +39,21 @@ absl::StatusOr<EmbeddedFormat> FormatFromContentType(absl::string_view content_t
 
 absl::StatusOr<std::vector<Record>> ParseProduceBody(absl::string_view body, EmbeddedFormat format,
                                                      const std::string& topic, int max_records);
+
+// One v2 record (an element of "records", or one line of an NDJSON bulk body) into `out`
+// (whose topic is already set). The error (FailedPrecondition) names the field, not the record.
+absl::Status ReadV2Record(const boost::json::value& v, EmbeddedFormat format, Record* out);
+
+// What a v3 answer says of a key or a value: its type and its size in bytes.
+struct V3Payload {
+  const char* type = nullptr;  // "BINARY", "JSON", "STRING"; nullptr: absent (null)
+  size_t size = 0;
+};
+
+// One v3 record into `out` (whose topic is already set). `allow_id`: a records:batch entry,
+// whose "id" (a string or a number) goes to `id`. Errors: FailedPrecondition naming the field;
+// Unimplemented for schema-registry types.
+absl::Status ReadV3Record(const boost::json::value& v, Record* out, V3Payload* key,
+                          V3Payload* value, bool allow_id = false, std::string* id = nullptr);
 
 }  // namespace saltproxy

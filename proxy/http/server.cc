@@ -2,6 +2,8 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/json.hpp>
@@ -9,6 +11,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <array>
 #include <condition_variable>
 #include <mutex>
 
@@ -48,6 +51,15 @@ HttpResponse JsonError(unsigned version, int status, int error_code, absl::strin
   return response;
 }
 
+std::string JsonErrorLine(int error_code, absl::string_view message) {
+  boost::json::object body;
+  body["error_code"] = error_code;
+  body["message"] = boost::json::string_view(message.data(), message.size());
+  std::string line = boost::json::serialize(body);
+  line.push_back('\n');
+  return line;
+}
+
 HttpResponse MakeResponse(const HttpRequest& request, int status, absl::string_view content_type,
                           std::string body) {
   HttpResponse response{static_cast<http::status>(status), request.version()};
@@ -62,7 +74,7 @@ namespace {
 
 // The statuses the proxy answers with; their counters are resolved once, at start-up.
 constexpr int kStatuses[] = {100, 200, 207, 400, 404, 405, 408, 413, 415,
-                             422, 429, 431, 500, 502, 503, 504};
+                             422, 429, 431, 500, 502, 503, 504, 505};
 
 }  // namespace
 
@@ -76,7 +88,7 @@ struct HttpServer::Shared {
                      .Register(metrics.registry())),
         latency(prometheus::BuildHistogram()
                     .Name("saltproxy_http_request_duration_seconds")
-                    .Help("Time from a request's last byte to its answer, by route")
+                    .Help("Time from a request's header to its answer, by route")
                     .Register(metrics.registry())),
         in_flight_gauge(prometheus::BuildGauge()
                             .Name("saltproxy_http_requests_in_flight")
@@ -88,12 +100,28 @@ struct HttpServer::Shared {
                         .Help("Open HTTP connections")
                         .Register(metrics.registry())
                         .Add({})),
-        rejected(prometheus::BuildCounter()
-                     .Name("saltproxy_backpressure_events_total")
-                     .Help("Records refused because a bound was reached, by bound")
-                     .Register(metrics.registry())
-                     .Add({{"bound", "http_in_flight"}})) {
-    for (absl::string_view route : {"produce", "healthz", "readyz", "metrics", "admin", "other"}) {
+        streamed_records(prometheus::BuildCounter()
+                             .Name("saltproxy_http_stream_records_total")
+                             .Help("Records read from streaming requests (v3 chunked, NDJSON)")
+                             .Register(metrics.registry())
+                             .Add({})),
+        rejected_requests(prometheus::BuildCounter()
+                              .Name("saltproxy_backpressure_events_total")
+                              .Help("Records refused because a bound was reached, by bound")
+                              .Register(metrics.registry())
+                              .Add({{"bound", "http_in_flight"}})),
+        rejected_bytes(prometheus::BuildCounter()
+                           .Name("saltproxy_backpressure_events_total")
+                           .Help("Records refused because a bound was reached, by bound")
+                           .Register(metrics.registry())
+                           .Add({{"bound", "http_in_flight_bytes"}})),
+        stream_pauses(prometheus::BuildCounter()
+                          .Name("saltproxy_backpressure_events_total")
+                          .Help("Records refused because a bound was reached, by bound")
+                          .Register(metrics.registry())
+                          .Add({{"bound", "http_stream_credit"}})) {
+    for (absl::string_view route :
+         {"produce", "produce_v3", "stream", "healthz", "readyz", "metrics", "admin", "other"}) {
       RouteMetrics& m = routes[route];
       m.latency = &latency.Add({{"route", std::string(route)}}, Metrics::LatencyBuckets());
       for (int status : kStatuses) {
@@ -116,11 +144,39 @@ struct HttpServer::Shared {
     if (c != it->second.by_status.end()) c->second->Increment();
   }
 
-  void Finished() {
+  // Admits a request that will hold `bytes` of memory until answered; a refusal says which
+  // bound was reached. Nothing in flight admits any request, so that one large body can pass.
+  absl::Status Admit(uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (in_flight >= config.max_in_flight_requests) {
+      rejected_requests.Increment();
+      return absl::ResourceExhaustedError(
+          absl::StrCat("too many requests in flight (http.max_in_flight_requests = ",
+                       config.max_in_flight_requests, "); retry later"));
+    }
+    const uint64_t held = in_flight_bytes.load(std::memory_order_relaxed);
+    if (in_flight > 0 && held + bytes > config.max_in_flight_bytes) {
+      rejected_bytes.Increment();
+      return absl::ResourceExhaustedError(
+          absl::StrCat("too many request bytes in flight (http.max_in_flight_bytes = ",
+                       config.max_in_flight_bytes, "); retry later"));
+    }
+    ++in_flight;
+    in_flight_gauge.Increment();
+    in_flight_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+
+  void Finished(uint64_t bytes) {
+    in_flight_bytes.fetch_sub(bytes, std::memory_order_relaxed);
     std::lock_guard<std::mutex> lock(mu);
     --in_flight;
     in_flight_gauge.Decrement();
     if (in_flight == 0) idle.notify_all();
+  }
+
+  bool OverBytes() const {
+    return in_flight_bytes.load(std::memory_order_relaxed) > config.max_in_flight_bytes;
   }
 
   const HttpConfig config;
@@ -129,50 +185,157 @@ struct HttpServer::Shared {
   prometheus::Family<prometheus::Histogram>& latency;
   prometheus::Gauge& in_flight_gauge;
   prometheus::Gauge& connections;
-  prometheus::Counter& rejected;
+  prometheus::Counter& streamed_records;
+  prometheus::Counter& rejected_requests;
+  prometheus::Counter& rejected_bytes;
+  prometheus::Counter& stream_pauses;
   // Written at construction only, so sessions read it without a lock.
   absl::flat_hash_map<absl::string_view, RouteMetrics> routes;
 
   std::atomic<bool> draining{false};
-  std::mutex mu;
+  std::atomic<uint64_t> in_flight_bytes{0};
+  mutable std::mutex mu;
   std::condition_variable idle;
   int in_flight = 0;  // Guarded by mu.
+  // Open connections, told when draining starts (close: false; a stream stops reading, an idle
+  // connection closes) and when it ends (close: true). Guarded by mu.
+  uint64_t next_session_id = 0;
+  absl::flat_hash_map<uint64_t, std::function<void(bool close)>> sessions;
   std::unique_ptr<tcp::acceptor> acceptor;
 };
 
 namespace {
 
+std::chrono::milliseconds Millis(absl::Duration d) {
+  return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+}
+
+class Session;
+
+// The slots of one stream's results: a ring of stream_credit entries, since at most that many
+// records are read and not yet written. Completions arrive on delivery threads; the session
+// drains the ring on its strand. `scheduled` makes one post carry many completions.
+class StreamRing : public StreamResults {
+ public:
+  StreamRing(size_t capacity, std::weak_ptr<Session> session,
+             net::any_io_executor strand)
+      : slots_(new Slot[capacity]), capacity_(capacity), session_(std::move(session)),
+        strand_(std::move(strand)) {}
+
+  void Complete(uint64_t slot, std::string text) override;
+
+  // On the strand: moves the ready slots from `next` on into `out`; returns how many.
+  uint64_t Drain(uint64_t next, uint64_t end, std::string* out, uint64_t* bytes) {
+    scheduled_.store(false, std::memory_order_seq_cst);
+    uint64_t n = 0;
+    for (; next + n < end; ++n) {
+      Slot& s = slots_[(next + n) % capacity_];
+      // seq_cst on both sides (with Complete's store and exchange): a completion either sees
+      // scheduled_ == false and posts, or is seen here.
+      if (!s.ready.load(std::memory_order_seq_cst)) break;
+      out->append(s.text);
+      s.text.clear();
+      *bytes += s.bytes;
+      s.bytes = 0;
+      s.ready.store(false, std::memory_order_relaxed);  // the slot is reused only by the strand
+    }
+    return n;
+  }
+  // Bytes of the body that the records up to `slot` held; released when `slot` is written.
+  void Charge(uint64_t slot, uint64_t bytes) { slots_[slot % capacity_].bytes += bytes; }
+
+ private:
+  struct Slot {
+    std::atomic<bool> ready{false};
+    std::string text;
+    uint64_t bytes = 0;  // strand only
+  };
+  std::unique_ptr<Slot[]> slots_;
+  const size_t capacity_;
+  std::weak_ptr<Session> session_;
+  net::any_io_executor strand_;  // the session's strand
+  std::atomic<bool> scheduled_{false};
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, std::shared_ptr<HttpServer::Shared> shared)
-      : stream_(std::move(socket)), shared_(std::move(shared)) {
+      : stream_(std::move(socket)), shared_(std::move(shared)), retry_timer_(stream_.get_executor()) {
     shared_->connections.Increment();
   }
-  ~Session() { shared_->connections.Decrement(); }
+  ~Session() {
+    shared_->connections.Decrement();
+    Unregister();
+  }
 
   void Run() {
+    Register();
     net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::ReadHeader,
                                                                     shared_from_this()));
   }
 
+  // From the ring, on the strand: results are ready to be written.
+  void OnResults() {
+    if (!stream_open_) return;
+    uint64_t released = 0;
+    const uint64_t n = ring_->Drain(written_, issued_, &pending_out_, &released);
+    written_ += n;
+    ReleaseBytes(released);
+    FlushOut();
+    Pump();
+  }
+
  private:
+  // ---- whole requests -----------------------------------------------------------------------
+
   void ReadHeader() {
+    route_ = "other";
     parser_.emplace();
     parser_->header_limit(shared_->config.max_header_bytes);
-    parser_->body_limit(shared_->config.max_body_bytes);
-    stream_.expires_after(std::chrono::milliseconds(
-        absl::ToInt64Milliseconds(shared_->config.idle_timeout)));
+    // A stream's body has no total limit (each record has); whole bodies get theirs in OnHeader.
+    parser_->body_limit(boost::none);
+    // The whole header must arrive within idle_timeout: a client trickling bytes times out.
+    stream_.expires_after(Millis(shared_->config.idle_timeout));
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
   }
 
   void OnHeader(beast::error_code ec, size_t) {
     if (ec) return OnReadError(ec);
-    const auto& req = parser_->get();
+    const HttpRequest& req = parser_->get();
+    started_ = absl::Now();
+    const bool stream = shared_->handler.IsStream(req);
+    route_ = stream ? absl::string_view("stream") : shared_->handler.Route(req);
+    if (shared_->draining.load()) {
+      return Refuse(JsonError(req.version(), 503, 503, "saltproxy is shutting down"));
+    }
+    if (!stream) {
+      const auto length = parser_->content_length();
+      if (length && *length > shared_->config.max_body_bytes) {
+        return OnReadError(http::error::body_limit);
+      }
+      parser_->body_limit(shared_->config.max_body_bytes);
+    }
+    // A streamed body holds memory per record (charged as it is read), a whole body up to its
+    // Content-Length (or the body limit, for a chunked body).
+    held_bytes_ = 0;
+    if (!stream) {
+      held_bytes_ = parser_->content_length() ? *parser_->content_length()
+                                              : shared_->config.max_body_bytes;
+    }
+    if (absl::Status admitted = shared_->Admit(held_bytes_); !admitted.ok()) {
+      held_bytes_ = 0;
+      HttpResponse response = JsonError(req.version(), 429, 429, admitted.message());
+      response.set(http::field::retry_after, "1");
+      return Refuse(std::move(response));
+    }
+    admitted_ = true;
+    if (stream) return OpenStream();
     // Clients that ask (curl does above 1 MiB) wait for a 100 Continue before the body.
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                      req.version());
+      stream_.expires_after(Millis(shared_->config.request_timeout));
       http::async_write(stream_, *cont,
                         [self = shared_from_this(), cont](beast::error_code ec, size_t) {
                           if (ec) return self->Close();
@@ -184,8 +347,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
-    stream_.expires_after(std::chrono::milliseconds(
-        absl::ToInt64Milliseconds(shared_->config.request_timeout)));
+    // The whole body within request_timeout: a slow client cannot hold its memory for long.
+    stream_.expires_after(Millis(shared_->config.request_timeout));
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::OnRead, shared_from_this()));
   }
@@ -193,7 +356,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnReadError(beast::error_code ec) {
     if (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
         ec == net::error::eof || ec == beast::error::timeout ||
-        ec == net::error::operation_aborted) {
+        ec == net::error::operation_aborted || ec == http::error::partial_message) {
       return Close();
     }
     // The stream is no longer in step with message boundaries: answer, then close.
@@ -209,75 +372,382 @@ class Session : public std::enable_shared_from_this<Session> {
                              shared_->config.max_header_bytes, " bytes (http.max_header_bytes)");
     }
     LogEvent(LogLevel::kDebug, "http_bad_request", {{"reason", message}});
-    shared_->Count("other", status, absl::ZeroDuration());
-    HttpResponse response = JsonError(11, status, status, message);
+    Refuse(JsonError(11, status, status, message));
+  }
+
+  // Answers without reading the body, then closes: the connection is out of step with message
+  // boundaries. Never counted as in flight.
+  void Refuse(HttpResponse&& response) {
+    shared_->Count(route_, response.result_int(), absl::ZeroDuration());
+    if (admitted_) FinishRequest();
     response.keep_alive(false);
-    Write(std::move(response), /*counted=*/false);
+    closing_ = true;
+    Write(std::move(response));
   }
 
   void OnRead(beast::error_code ec, size_t) {
-    if (ec) return OnReadError(ec);
+    if (ec) {
+      if (admitted_) FinishRequest();
+      return OnReadError(ec);
+    }
     HttpRequest request = parser_->release();
-    absl::string_view route = shared_->handler.Route(request);
-    absl::Time started = absl::Now();
-    if (shared_->draining.load()) {
-      shared_->Count(route, 503, absl::ZeroDuration());
-      HttpResponse response = JsonError(request.version(), 503, 503, "saltproxy is shutting down");
-      response.keep_alive(false);
-      return Write(std::move(response), false);
-    }
-    {
-      std::lock_guard<std::mutex> lock(shared_->mu);
-      if (shared_->in_flight >= shared_->config.max_in_flight_requests) {
-        shared_->rejected.Increment();
-        shared_->Count(route, 429, absl::ZeroDuration());
-        HttpResponse response = JsonError(
-            request.version(), 429, 429,
-            absl::StrCat("too many requests in flight (http.max_in_flight_requests = ",
-                         shared_->config.max_in_flight_requests, "); retry later"));
-        response.set(http::field::retry_after, "1");
-        response.keep_alive(request.keep_alive());
-        return Write(std::move(response), false);
-      }
-      ++shared_->in_flight;
-      shared_->in_flight_gauge.Increment();
-    }
     // The handler may answer from any thread: the answer hops back onto this session's strand.
-    Responder respond([self = shared_from_this(), route, started,
+    Responder respond([self = shared_from_this(), route = route_, started = started_,
                        keep_alive = request.keep_alive()](HttpResponse&& response) {
       self->shared_->Count(route, response.result_int(), absl::Now() - started);
       if (!keep_alive) response.keep_alive(false);
       net::post(self->stream_.get_executor(),
                 [self, r = std::make_shared<HttpResponse>(std::move(response))]() mutable {
-                  self->Write(std::move(*r), true);
+                  self->FinishRequest();
+                  self->Write(std::move(*r));
                 });
     });
     shared_->handler.Handle(std::move(request), std::move(respond));
   }
 
-  void Write(HttpResponse&& response, bool counted) {
-    auto owned = std::make_shared<HttpResponse>(std::move(response));
-    stream_.expires_after(std::chrono::milliseconds(
-        absl::ToInt64Milliseconds(shared_->config.request_timeout)));
-    http::async_write(stream_, *owned,
-                      [self = shared_from_this(), owned, counted](beast::error_code ec, size_t) {
-                        if (counted) self->shared_->Finished();
-                        if (ec || !owned->keep_alive()) return self->Close();
-                        self->ReadHeader();
-                      });
+  void FinishRequest() {
+    if (!admitted_) return;
+    admitted_ = false;
+    shared_->Finished(held_bytes_);
+    held_bytes_ = 0;
   }
 
+  void Write(HttpResponse&& response) {
+    auto owned = std::make_shared<HttpResponse>(std::move(response));
+    stream_.expires_after(Millis(shared_->config.request_timeout));
+    http::async_write(stream_, *owned, [self = shared_from_this(), owned](beast::error_code ec,
+                                                                         size_t) {
+      if (ec) return self->Close();
+      if (self->closing_ || !owned->keep_alive()) return self->LingerClose();
+      self->ReadHeader();
+    });
+  }
+
+  // ---- streams ------------------------------------------------------------------------------
+
+  void OpenStream() {
+    const HttpRequest& req = parser_->get();
+    if (req.version() < 11) {
+      return Refuse(JsonError(req.version(), 505, 505,
+                                      "streaming needs HTTP/1.1 (a chunked answer)"));
+    }
+    shared_->handler.OpenStream(req, [self = shared_from_this()](StreamOpening opening) {
+      auto shared_opening = std::make_shared<StreamOpening>(std::move(opening));
+      net::post(self->stream_.get_executor(), [self, shared_opening] {
+        self->OnStreamOpened(std::move(*shared_opening));
+      });
+    });
+  }
+
+  void OnStreamOpened(StreamOpening opening) {
+    if (HttpResponse* refusal = std::get_if<HttpResponse>(&opening)) {
+      return Refuse(std::move(*refusal));
+    }
+    stream_handler_ = std::move(std::get<std::unique_ptr<StreamHandler>>(opening));
+    const HttpRequest& req = parser_->get();
+    keep_alive_ = req.keep_alive();
+    ring_ = std::make_shared<StreamRing>(static_cast<size_t>(shared_->config.stream_credit),
+                                         weak_from_this(), stream_.get_executor());
+    issued_ = written_ = 0;
+    consumed_ = 0;
+    stream_open_ = true;
+    // While records are out, no read or write may be pending: the stream keeps itself alive
+    // until it ends or closes (the ring's completions only hold a weak reference).
+    keep_self_ = shared_from_this();
+    body_done_ = parser_->is_done();
+    stop_ = ended_ = reading_ = writing_ = retry_pending_ = paused_ = false;
+    std::string head;
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      head = "HTTP/1.1 100 Continue\r\n\r\n";
+    }
+    absl::StrAppend(&head, "HTTP/1.1 200 OK\r\nContent-Type: ",
+                    stream_handler_->content_type(),
+                    "\r\nTransfer-Encoding: chunked\r\n",
+                    keep_alive_ ? "" : "Connection: close\r\n", "\r\n");
+    pending_raw_ = std::move(head);
+    FlushOut();
+    Pump();
+  }
+
+  int Outstanding() const { return static_cast<int>(issued_ - written_); }
+
+  // Consumes what was read, as far as the credit allows; reads more when it needs more.
+  void Pump() {
+    if (!stream_open_ || ended_) return;
+    std::string& body = parser_->get().body();
+    bool need_more = false;
+    while (!stop_ && !retry_pending_) {
+      const int room = shared_->config.stream_credit - Outstanding();
+      if (room <= 0) break;
+      if (Outstanding() > 0 && shared_->OverBytes()) break;
+      absl::string_view data(body.data() + consumed_, body.size() - consumed_);
+      if (data.empty()) {
+        need_more = !body_done_;
+        break;
+      }
+      StreamHandler::Consumed c =
+          stream_handler_->Consume(data, body_done_, room, issued_, ring_);
+      consumed_ += c.bytes;
+      if (c.records > 0) {
+        ring_->Charge(issued_ + c.records - 1, c.bytes);
+        Charge(c.bytes);
+        issued_ += c.records;
+        shared_->streamed_records.Increment(c.records);
+      }
+      if (c.stop) stop_ = true;
+      if (c.retry) {
+        // The upstream queue is full: try again shortly, reading nothing meanwhile.
+        retry_pending_ = true;
+        retry_timer_.expires_after(std::chrono::milliseconds(5));
+        retry_timer_.async_wait([self = shared_from_this()](beast::error_code) {
+          self->retry_pending_ = false;
+          self->Pump();
+        });
+        break;
+      }
+      if (c.records == 0) {
+        if (body_done_ && c.bytes == 0) {
+          EndWithError(400, "the body ends inside a record");
+        }
+        need_more = !body_done_;
+        break;
+      }
+    }
+    // Keep what is unconsumed at the front; the body string is reused, not reallocated.
+    if (consumed_ > 0 && (consumed_ == body.size() || consumed_ > (64 << 10))) {
+      body.erase(0, consumed_);
+      consumed_ = 0;
+    }
+    if (!stop_ && need_more && body.size() - consumed_ > shared_->config.max_body_bytes) {
+      EndWithError(413, absl::StrCat("a record is larger than the limit of ",
+                                     shared_->config.max_body_bytes,
+                                     " bytes (http.max_body_bytes); the stream ends here"));
+    }
+    if (!stop_ && need_more && !reading_) {
+      if (shared_->draining.load()) {
+        EndWithError(503, "saltproxy is shutting down; the records after this line were not read");
+      } else {
+        StreamRead();
+      }
+    }
+    // Paused at the credit (or the memory bound) until results are written.
+    const bool paused = !stop_ && !need_more && !body_done_ && !reading_ && !retry_pending_;
+    if (paused && !paused_) shared_->stream_pauses.Increment();
+    paused_ = paused;
+    MaybeEnd();
+  }
+
+  void StreamRead() {
+    reading_ = true;
+    // Each read must make progress within idle_timeout.
+    stream_.expires_after(Millis(shared_->config.idle_timeout));
+    http::async_read_some(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&Session::OnStreamRead, shared_from_this()));
+  }
+
+  void OnStreamRead(beast::error_code ec, size_t) {
+    reading_ = false;
+    if (ended_) return;
+    if (ec) {
+      if (shared_->draining.load() &&
+          (ec == http::error::partial_message || ec == net::error::eof ||
+           ec == http::error::end_of_stream || ec == net::error::operation_aborted)) {
+        EndWithError(503, "saltproxy is shutting down; the records after this line were not read");
+        return MaybeEnd();
+      }
+      if (ec == http::error::partial_message || ec == net::error::eof ||
+          ec == net::error::connection_reset || ec == beast::error::timeout ||
+          ec == http::error::end_of_stream || ec == net::error::operation_aborted) {
+        return Close();  // the client is gone, or too slow
+      }
+      EndWithError(400, absl::StrCat("malformed HTTP body: ", ec.message()));
+      return MaybeEnd();
+    }
+    body_done_ = parser_->is_done();
+    Pump();
+  }
+
+  // Ends the stream with one last error result, after the results before it.
+  void EndWithError(int code, absl::string_view message) {
+    if (stop_) return;
+    stop_ = true;
+    keep_alive_ = false;
+    const uint64_t slot = issued_++;
+    ring_->Complete(slot, JsonErrorLine(code, message));
+  }
+
+  void Charge(uint64_t bytes) {
+    charged_ += bytes;
+    shared_->in_flight_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  void ReleaseBytes(uint64_t bytes) {
+    charged_ -= bytes;
+    shared_->in_flight_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+  }
+
+  // Writes what is pending, as one chunk; one write at a time.
+  void FlushOut() {
+    if (writing_) return;
+    if (pending_out_.empty() && pending_raw_.empty()) return;
+    out_ = std::move(pending_raw_);
+    pending_raw_.clear();
+    if (!pending_out_.empty()) {
+      absl::StrAppend(&out_, absl::Hex(pending_out_.size()), "\r\n");
+      out_.append(pending_out_);
+      out_.append("\r\n");
+      pending_out_.clear();
+    }
+    writing_ = true;
+    stream_.expires_after(Millis(shared_->config.request_timeout));
+    net::async_write(stream_, net::buffer(out_),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->writing_ = false;
+                       if (ec) return self->Close();
+                       self->out_.clear();
+                       if (self->ended_) return self->AfterStream();
+                       self->FlushOut();
+                       self->MaybeEnd();
+                     });
+  }
+
+  void MaybeEnd() {
+    if (!stream_open_ || ended_ || writing_ || reading_ || retry_pending_) return;
+    const bool input_over = stop_ || (body_done_ && consumed_ == parser_->get().body().size());
+    if (!input_over || written_ != issued_ || !pending_out_.empty()) return;
+    ended_ = true;
+    pending_raw_ = "0\r\n\r\n";
+    FlushOut();
+  }
+
+  // The final chunk is written: the next request, or close.
+  void AfterStream() {
+    stream_open_ = false;
+    std::shared_ptr<Session> self = std::move(keep_self_);
+    shared_->Count("stream", 200, absl::Now() - started_);
+    FinishRequest();
+    stream_handler_.reset();
+    ring_.reset();
+    if (keep_alive_ && !stop_ && !shared_->draining.load()) return ReadHeader();
+    LingerClose();
+  }
+
+  void Register() {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    session_id_ = ++shared_->next_session_id;
+    shared_->sessions[session_id_] = [weak = weak_from_this()](bool close) {
+      std::shared_ptr<Session> self = weak.lock();
+      if (!self) return;
+      net::post(self->stream_.get_executor(), [self, close] {
+        if (close) return self->Close();
+        self->OnDrain();
+      });
+    };
+  }
+  void Unregister() {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    shared_->sessions.erase(session_id_);
+  }
+
+  // Draining started: a stream stops reading; a connection between requests closes.
+  void OnDrain() {
+    if (stream_open_) return StopReading();
+    if (!admitted_ && !closing_) Close();
+  }
+
+  // Shutdown: a pending read ends at once (the kernel reports the end of input), and the
+  // stream ends after the results of what was read.
+  void StopReading() {
+    if (!stream_open_ || ended_) return;
+    if (reading_) {
+      beast::error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_receive, ec);
+    } else {
+      Pump();
+    }
+  }
+
+  // ---- closing ------------------------------------------------------------------------------
+
   void Close() {
+    std::shared_ptr<Session> self = std::move(keep_self_);
+    if (stream_open_) {
+      stream_open_ = false;
+      ReleaseBytes(charged_);
+      shared_->Count("stream", 200, absl::Now() - started_);
+      stream_handler_.reset();
+    }
+    FinishRequest();
+    retry_timer_.cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.close();
+  }
+
+  // Closes after the peer has seen the answer: stop sending, then read and drop what the client
+  // still sends (an unread body) for a moment, so that the kernel does not reset the connection
+  // before the answer is read.
+  void LingerClose() {
+    if (stream_open_) return Close();
+    FinishRequest();
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(2));
+    Drain();
+  }
+
+  void Drain() {
+    auto scratch = std::make_shared<std::array<char, 4096>>();
+    stream_.async_read_some(net::buffer(*scratch),
+                            [self = shared_from_this(), scratch](beast::error_code ec, size_t) {
+                              if (ec) return self->Close();
+                              self->Drain();
+                            });
   }
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<HttpServer::Shared> shared_;
+  net::steady_timer retry_timer_;
+  absl::string_view route_;
+  absl::Time started_;
+  bool admitted_ = false;     // counted in flight: FinishRequest() undoes it, once
+  uint64_t held_bytes_ = 0;   // reserved at admission for a whole body
+  bool closing_ = false;
+
+  // The open stream, if any.
+  bool stream_open_ = false;
+  std::unique_ptr<StreamHandler> stream_handler_;
+  std::shared_ptr<StreamRing> ring_;
+  std::shared_ptr<Session> keep_self_;  // set while a stream is open
+  uint64_t session_id_ = 0;
+  uint64_t issued_ = 0;   // slots taken
+  uint64_t written_ = 0;  // slots moved to the output
+  size_t consumed_ = 0;   // body bytes consumed, at the front of the parser's body
+  uint64_t charged_ = 0;  // body bytes of records not yet answered
+  bool keep_alive_ = true;
+  bool body_done_ = false;
+  bool stop_ = false;
+  bool ended_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool retry_pending_ = false;
+  bool paused_ = false;
+  std::string pending_out_;  // results not yet written
+  std::string pending_raw_;  // bytes to write before the next chunk (status line, last chunk)
+  std::string out_;          // the write in progress
 };
+
+void StreamRing::Complete(uint64_t slot, std::string text) {
+  Slot& s = slots_[slot % capacity_];
+  s.text = std::move(text);
+  s.ready.store(true, std::memory_order_seq_cst);
+  if (!scheduled_.exchange(true, std::memory_order_seq_cst)) {
+    std::shared_ptr<Session> session = session_.lock();
+    if (!session) return;
+    net::post(strand_, [session = std::move(session)] { session->OnResults(); });
+  }
+}
 
 void Accept(net::io_context& ioc, std::shared_ptr<HttpServer::Shared> shared) {
   tcp::acceptor* acceptor = shared->acceptor.get();
@@ -307,6 +777,10 @@ int HttpServer::in_flight() const {
   return shared_->in_flight;
 }
 
+uint64_t HttpServer::in_flight_bytes() const {
+  return shared_->in_flight_bytes.load(std::memory_order_relaxed);
+}
+
 absl::Status HttpServer::Start() {
   absl::StatusOr<std::unique_ptr<tcp::acceptor>> acceptor =
       BindAcceptor(ioc_, config_.listen, "http.listen");
@@ -325,6 +799,15 @@ void HttpServer::Shutdown(absl::Duration timeout) {
   stopped_ = true;
   shared_->draining = true;
   if (shared_->acceptor) CloseAcceptor(*shared_->acceptor);
+  auto tell_sessions = [&](bool close) {
+    std::vector<std::function<void(bool)>> sessions;
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      for (auto& [id, tell] : shared_->sessions) sessions.push_back(tell);
+    }
+    for (auto& tell : sessions) tell(close);
+  };
+  tell_sessions(false);
   {
     std::unique_lock<std::mutex> lock(shared_->mu);
     shared_->idle.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)),
@@ -333,6 +816,15 @@ void HttpServer::Shutdown(absl::Duration timeout) {
       LogEvent(LogLevel::kWarn, "http_shutdown_abandoned",
                {{"in_flight", absl::StrCat(shared_->in_flight)}});
     }
+  }
+  // Close what is left, so that no client waits on a connection nobody serves, then stop.
+  tell_sessions(true);
+  for (int i = 0; i < 100; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      if (shared_->sessions.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   ioc_.stop();
   for (std::thread& t : threads_) t.join();

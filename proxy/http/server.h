@@ -1,9 +1,19 @@
 // An asynchronous HTTP/1.1 server on Boost.Beast: a listener accepts and hands each socket to a
 // session that owns it, reads a request, dispatches it to a handler, writes the answer and loops
-// (keep-alive). Every read has a timeout; each connection runs on its own strand.
+// (keep-alive). Every read and write has a timeout; each connection runs on its own strand.
+//
+// Two kinds of requests:
+//  - whole requests: the body is read completely (up to http.max_body_bytes), then handed to
+//    HttpHandler::Handle, which answers once through a Responder;
+//  - streams (HttpHandler::IsStream, e.g. v3 chunked records and NDJSON bulk): the body is
+//    consumed record by record as it arrives while a chunked answer carries one result per
+//    record, in record order, full duplex on the connection's strand. A connection has at most
+//    http.stream_credit records read and not yet answered; at the credit it stops reading.
 //
 // Bounds, each answered with a JSON error body: header size (431), body size (413), requests in
-// flight across all connections (429 with Retry-After), draining for shutdown (503).
+// flight across all connections and bytes of bodies in flight (429 with Retry-After), draining
+// for shutdown (503). A refused body is not read: the answer says Connection: close and the
+// connection is closed after a short drain, so other connections never pay for it.
 //
 //   HttpServer server(config.http, handler, metrics);
 //   RETURN_IF_ERROR(server.Start());   // binds; server.port() is the bound port
@@ -13,6 +23,7 @@
 
 #include <atomic>
 #include <memory>
+#include <variant>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +31,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/http.hpp>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "proxy/config/config.h"
@@ -29,6 +41,15 @@ namespace saltproxy {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+
+// A JSON error body in Confluent REST Proxy's shape: {"error_code":40401,"message":"..."}.
+HttpResponse JsonError(unsigned version, int status, int error_code, absl::string_view message);
+// A response with a body and its content type; keep-alive follows the request's.
+HttpResponse MakeResponse(const HttpRequest& request, int status, absl::string_view content_type,
+                          std::string body);
+
+// {"error_code":N,"message":"..."} followed by a line end: one error result of a stream.
+std::string JsonErrorLine(int error_code, absl::string_view message);
 
 // Answers one request, exactly once, from any thread. A responder destroyed without answering
 // answers 500 itself, so that no client ever waits for a reply that will not come.
@@ -45,19 +66,51 @@ class Responder {
   Send send_;
 };
 
+// The answer side of a stream: every record takes a slot, in the order the records were read;
+// Complete fills a slot from any thread, exactly once; the session writes the filled slots in
+// slot order, so results keep record order although deliveries complete out of order.
+class StreamResults {
+ public:
+  virtual ~StreamResults() = default;
+  // `text` is written as it is (one result, with its own line end).
+  virtual void Complete(uint64_t slot, std::string text) = 0;
+};
+
+// Reads one streamed request body, record by record; owned by the session, called on its strand.
+class StreamHandler {
+ public:
+  struct Consumed {
+    size_t bytes = 0;    // taken from the front of `data`
+    int records = 0;     // slots taken: first_slot .. first_slot + records - 1
+    bool stop = false;   // the stream cannot go on (framing lost): end it after these results
+    bool retry = false;  // the upstream queue is full: call again a little later
+  };
+  virtual ~StreamHandler() = default;
+  virtual absl::string_view content_type() const = 0;
+  // `data`: body bytes not yet consumed; `last`: nothing follows them. Consumes at most
+  // `max_records` complete records from the front of `data`; the result of each (an error for a
+  // record that cannot be read, else its delivery) goes to results->Complete exactly once.
+  virtual Consumed Consume(absl::string_view data, bool last, int max_records, uint64_t first_slot,
+                           const std::shared_ptr<StreamResults>& results) = 0;
+};
+
+// What HttpHandler::OpenStream answers: a refusal (a whole-request error) or the stream's reader.
+using StreamOpening = std::variant<HttpResponse, std::unique_ptr<StreamHandler>>;
+
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
   // `route` names the request for metrics; Handle may answer now or later.
   virtual absl::string_view Route(const HttpRequest& request) const = 0;
   virtual void Handle(HttpRequest&& request, Responder respond) = 0;
+  // True when the request's body is to be streamed; decided from the header alone.
+  virtual bool IsStream(const HttpRequest& header) const { return false; }
+  // Opens a stream for `header` (its body not yet read); `done` runs once, on any thread.
+  virtual void OpenStream(const HttpRequest& header, absl::AnyInvocable<void(StreamOpening)> done) {
+    done(JsonError(header.version(), 404, 404, "no stream here"));
+  }
 };
 
-// A JSON error body in Confluent REST Proxy's shape: {"error_code":40401,"message":"..."}.
-HttpResponse JsonError(unsigned version, int status, int error_code, absl::string_view message);
-// A response with a body and its content type; keep-alive follows the request's.
-HttpResponse MakeResponse(const HttpRequest& request, int status, absl::string_view content_type,
-                          std::string body);
 
 class HttpServer {
  public:
@@ -71,6 +124,8 @@ class HttpServer {
   // for requests in flight to be answered, then closes everything and joins the workers.
   void Shutdown(absl::Duration timeout);
   int in_flight() const;
+  // Bytes of request bodies read (or reserved) and not yet answered.
+  uint64_t in_flight_bytes() const;
 
   struct Shared;
 

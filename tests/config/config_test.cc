@@ -90,6 +90,20 @@ TEST(ConfigTest, DefaultsApplyToAbsentFields) {
   EXPECT_EQ(config->log_level, LogLevel::kInfo);
 }
 
+TEST(ConfigTest, HttpStreamingAndMemoryLimitsAreRead) {
+  absl::StatusOr<Config> defaults = ParseConfig("upstream: {embedded: true}\n");
+  ASSERT_THAT(defaults, IsOk());
+  EXPECT_EQ(defaults->http.max_in_flight_bytes, 256ull << 20);
+  EXPECT_EQ(defaults->http.stream_credit, 1000);
+  absl::StatusOr<Config> config = ParseConfig(
+      "upstream: {embedded: true}\nhttp: {max_in_flight_bytes: 1048576, stream_credit: 64}\n");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_EQ(config->http.max_in_flight_bytes, 1048576u);
+  EXPECT_EQ(config->http.stream_credit, 64);
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nhttp: {stream_credit: 0}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("http.stream_credit")));
+}
+
 TEST(ConfigTest, UnknownFieldIsReportedWithPathLineAndKnownFields) {
   absl::StatusOr<Config> config = ParseConfig(
       "upstream:\n  bootstrap_servers: k:9092\nhttp:\n  listen: 127.0.0.1:1\n  max_body: 5\n",
