@@ -1,0 +1,305 @@
+#include "saltproxy/consumer.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <random>
+#include <set>
+#include <utility>
+
+namespace saltproxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxErrorsKept = 1000;
+constexpr int kMaxRecordsPerPoll = 20000;
+
+std::string RandomSuffix() {
+  std::random_device rd;
+  return std::to_string(rd()) + std::to_string(rd());
+}
+
+// A topic name as a librdkafka subscription regex (names are [a-zA-Z0-9._-]).
+std::string ExactTopicRegex(const std::string& topic) {
+  std::string regex = "^";
+  for (char c : topic) {
+    if (c == '.') regex += '\\';
+    regex += c;
+  }
+  return regex + "$";
+}
+
+ConsumerRecord FromMessage(const rd_kafka_message_t* m) {
+  ConsumerRecord r;
+  r.topic = rd_kafka_topic_name(m->rkt);
+  r.partition = m->partition;
+  r.offset = m->offset;
+  if (m->key) r.key = std::string(static_cast<const char*>(m->key), m->key_len);
+  if (m->payload) r.value = std::string(static_cast<const char*>(m->payload), m->len);
+  rd_kafka_timestamp_type_t type;
+  r.timestamp_ms = rd_kafka_message_timestamp(m, &type);
+  rd_kafka_headers_t* headers = nullptr;
+  // rd_kafka_message_headers wants a non-const message; it only reads (and caches) them.
+  if (rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(m), &headers) ==
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name;
+    const void* value;
+    size_t size;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+         ++i) {
+      r.headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size)
+                                         : std::string());
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+struct SaltConsumer::Clients {
+  rd_kafka_t* data = nullptr;
+  rd_kafka_t* control = nullptr;
+  bool control_assigned = false;
+  std::set<std::pair<std::string, int32_t>> assigned;  // kOrdered
+
+  ~Clients() {
+    if (data) rd_kafka_destroy(data);
+    if (control) rd_kafka_destroy(control);
+  }
+};
+
+SaltConsumer::SaltConsumer(SaltConsumerOptions options)
+    : options_(std::move(options)), reassembler_(&map_, options_.reassembly) {}
+
+SaltConsumer::~SaltConsumer() { Close(); }
+
+std::unique_ptr<SaltConsumer> SaltConsumer::Create(SaltConsumerOptions options,
+                                                   std::string* error) {
+  if (options.bootstrap_servers.empty()) {
+    *error = "bootstrap_servers is empty";
+    return nullptr;
+  }
+  if (options.topic.empty()) {
+    *error = "topic is empty";
+    return nullptr;
+  }
+  if (options.mode == Mode::kUnordered && options.group_id.empty()) {
+    *error = "the unordered mode needs a group_id (its members share the partitions)";
+    return nullptr;
+  }
+  if (options.reassembly.key_ranges < 1 || options.reassembly.key_range < 0 ||
+      options.reassembly.key_range >= options.reassembly.key_ranges) {
+    *error = "key_range must be in [0, key_ranges)";
+    return nullptr;
+  }
+  if (options.hot_topic.empty()) options.hot_topic = options.topic + ".hot";
+  std::unique_ptr<SaltConsumer> consumer(new SaltConsumer(std::move(options)));
+  if (!consumer->Start(error)) return nullptr;
+  return consumer;
+}
+
+bool SaltConsumer::Start(std::string* error) {
+  clients_ = std::make_unique<Clients>();
+  char err[512];
+  auto make = [&](const std::string& group, bool data) -> rd_kafka_t* {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    std::map<std::string, std::string> props = {
+        {"bootstrap.servers", options_.bootstrap_servers},
+        {"group.id", group},
+        {"auto.offset.reset", options_.from_beginning ? "earliest" : "latest"},
+        {"enable.partition.eof", "false"},
+        {"allow.auto.create.topics", "false"},
+        {"topic.metadata.refresh.interval.ms",
+         std::to_string(std::max<int64_t>(100, options_.metadata_refresh.count()))},
+        {"log_level", "4"},
+    };
+    if (!data || options_.mode == Mode::kOrdered) props["enable.auto.commit"] = "false";
+    if (data) {
+      for (const auto& [k, v] : options_.librdkafka) props[k] = v;
+    }
+    for (const auto& [k, v] : props) {
+      if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+        *error = k + ": " + err;
+        rd_kafka_conf_destroy(conf);
+        return nullptr;
+      }
+    }
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!rk) {
+      *error = err;
+      rd_kafka_conf_destroy(conf);
+      return nullptr;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+  };
+  const std::string suffix = RandomSuffix();
+  clients_->control = make("saltproxy-consume-control-" + suffix, false);
+  if (!clients_->control) return false;
+  clients_->data = make(options_.mode == Mode::kUnordered ? options_.group_id
+                                                          : "saltproxy-consume-ordered-" + suffix,
+                        true);
+  if (!clients_->data) return false;
+  if (options_.mode == Mode::kUnordered) {
+    // Regexes, so that the hot topic is picked up when saltproxy creates it.
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_add(topics, ExactTopicRegex(options_.topic).c_str(),
+                                      RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(topics, ExactTopicRegex(options_.hot_topic).c_str(),
+                                      RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(clients_->data, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+      *error = std::string("subscribe: ") + rd_kafka_err2str(e);
+      return false;
+    }
+  }
+  RefreshAssignment();
+  return true;
+}
+
+void SaltConsumer::RefreshAssignment() {
+  next_refresh_ = Clock::now() + options_.metadata_refresh;
+  auto partitions_of = [&](rd_kafka_t* rk, const std::string& topic) -> int {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+    rd_kafka_topic_destroy(rkt);
+    int count = 0;
+    if (!e && md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      count = md->topics[0].partition_cnt;
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    return count;
+  };
+  if (!clients_->control_assigned && partitions_of(clients_->control, options_.control_topic) > 0) {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, options_.control_topic.c_str(), 0)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    if (rd_kafka_assign(clients_->control, list) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      clients_->control_assigned = true;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+  if (options_.mode != Mode::kOrdered) return;
+  rd_kafka_topic_partition_list_t* added = rd_kafka_topic_partition_list_new(16);
+  for (const std::string& topic : {options_.topic, options_.hot_topic}) {
+    int count = partitions_of(clients_->data, topic);
+    for (int32_t p = 0; p < count; ++p) {
+      if (clients_->assigned.insert({topic, p}).second) {
+        rd_kafka_topic_partition_list_add(added, topic.c_str(), p)->offset =
+            options_.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+      }
+    }
+  }
+  if (added->cnt > 0) {
+    rd_kafka_error_t* e = rd_kafka_incremental_assign(clients_->data, added);
+    if (e) {
+      if (errors_.size() < kMaxErrorsKept) {
+        errors_.push_back(std::string("assign: ") + rd_kafka_error_string(e));
+      }
+      rd_kafka_error_destroy(e);
+      for (int i = 0; i < added->cnt; ++i) {
+        clients_->assigned.erase({added->elems[i].topic, added->elems[i].partition});
+      }
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(added);
+}
+
+void SaltConsumer::FollowControlTopic() {
+  if (!clients_->control_assigned) return;
+  bool updated = false;
+  for (;;) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(clients_->control, 0);
+    if (!m) break;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->payload) {
+      std::string error;
+      if (map_.Apply(std::string_view(static_cast<const char*>(m->payload), m->len), &error)) {
+        updated = true;
+      } else if (errors_.size() < kMaxErrorsKept) {
+        errors_.push_back(options_.control_topic + " offset " + std::to_string(m->offset) + ": " +
+                          error);
+      }
+    } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+               errors_.size() < kMaxErrorsKept) {
+      errors_.push_back(rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+  }
+  if (updated) reassembler_.OnMapUpdate(Clock::now());
+}
+
+std::vector<ReleasedRecord> SaltConsumer::Poll(std::chrono::milliseconds timeout) {
+  std::vector<ReleasedRecord> out;
+  if (!clients_ || !clients_->data) return out;
+  const Clock::time_point deadline = Clock::now() + timeout;
+  if (Clock::now() >= next_refresh_) RefreshAssignment();
+  FollowControlTopic();
+  int records = 0;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    // The first record may be waited for; once records flow, take what is there and return.
+    int wait = records > 0 ? 0 : static_cast<int>(std::max<int64_t>(0, left.count()));
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(clients_->data, std::min(wait, 100));
+    if (!m) {
+      if (records > 0 || Clock::now() >= deadline) break;
+      FollowControlTopic();  // while the data is quiet, the map may move
+      if (options_.mode == Mode::kOrdered) {
+        reassembler_.Poll(Clock::now());
+        out = reassembler_.TakeReleased();
+        if (!out.empty()) return out;
+      }
+      continue;
+    }
+    if (m->err) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && errors_.size() < kMaxErrorsKept) {
+        errors_.push_back(rd_kafka_message_errstr(m));
+      }
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    ConsumerRecord record = FromMessage(m);
+    rd_kafka_message_destroy(m);
+    ++records;
+    if (options_.mode == Mode::kOrdered) {
+      reassembler_.Add(std::move(record), options_.topic, Clock::now());
+    } else {
+      std::optional<std::string> key = OriginalKey(record);
+      const bool salted = ReadStamp(record).has_value();
+      out.push_back(ReleasedRecord{std::move(record), options_.topic, std::move(key), salted,
+                                   false});
+      ++unordered_stats_.released;
+      ++unordered_stats_.released_in_order;
+    }
+    if (records >= kMaxRecordsPerPoll) break;
+  }
+  if (options_.mode == Mode::kOrdered) {
+    // A record may name an epoch the map has not shown yet: look once more before holding it.
+    FollowControlTopic();
+    reassembler_.Poll(Clock::now());
+    out = reassembler_.TakeReleased();
+  }
+  return out;
+}
+
+ReassemblerStats SaltConsumer::stats() const {
+  return options_.mode == Mode::kOrdered ? reassembler_.stats() : unordered_stats_;
+}
+
+std::vector<std::string> SaltConsumer::TakeErrors() {
+  std::vector<std::string> out;
+  out.swap(errors_);
+  return out;
+}
+
+void SaltConsumer::Close() {
+  if (!clients_) return;
+  if (clients_->data) rd_kafka_consumer_close(clients_->data);
+  if (clients_->control) rd_kafka_consumer_close(clients_->control);
+  clients_.reset();
+}
+
+}  // namespace saltproxy

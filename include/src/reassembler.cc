@@ -1,0 +1,401 @@
+#include "saltproxy/reassembler.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "saltproxy/partitioner.h"
+#include "saltproxy/salting.h"
+
+namespace saltproxy {
+namespace {
+
+template <typename T>
+bool ParseDecimal(const std::string& text, T* out) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+// Sequence numbers remembered per (key, instance) as skipped by a forced release, so that one
+// arriving late is released rather than taken for a duplicate.
+constexpr size_t kMaxSkippedRemembered = 10000;
+
+}  // namespace
+
+const std::string* ConsumerRecord::Header(std::string_view name) const {
+  for (const auto& [n, v] : headers) {
+    if (n == name) return &v;
+  }
+  return nullptr;
+}
+
+std::optional<SaltStamp> ReadStamp(const ConsumerRecord& record) {
+  const std::string* key = record.Header(kHeaderOriginalKey);
+  const std::string* instance = record.Header(kHeaderInstance);
+  const std::string* seq = record.Header(kHeaderSequence);
+  const std::string* epoch = record.Header(kHeaderEpoch);
+  if (!key || !instance || !seq || !epoch) return std::nullopt;
+  SaltStamp stamp;
+  if (!ParseDecimal(*seq, &stamp.seq) || !ParseDecimal(*epoch, &stamp.epoch) || stamp.seq < 0) {
+    return std::nullopt;
+  }
+  stamp.original_key = *key;
+  stamp.instance = *instance;
+  return stamp;
+}
+
+std::optional<std::string> OriginalKey(const ConsumerRecord& record) {
+  if (const std::string* original = record.Header(kHeaderOriginalKey)) return *original;
+  return record.key;
+}
+
+struct Reassembler::Held {
+  ConsumerRecord record;
+  std::optional<SaltStamp> stamp;
+  Clock::time_point arrived;
+};
+
+struct Reassembler::KeyState {
+  std::string id;
+  std::string source_topic;
+  std::string key;
+  std::map<PartitionId, std::deque<Held>> queues;  // held records, per partition, offset order
+  size_t held = 0;
+  struct Chain {
+    uint64_t epoch = 0;  // of the last record released
+    int64_t next = -1;   // the sequence number expected next; -1: nothing released yet
+    std::set<int64_t> skipped;
+  };
+  std::map<std::string, Chain, std::less<>> chains;  // by proxy instance
+  std::set<std::pair<PartitionId, int64_t>> waits;   // registered in waiting_
+};
+
+Reassembler::Reassembler(const SaltMapHistory* map, ReassemblerOptions options)
+    : map_(map), options_(options) {
+  if (options_.key_ranges < 1) options_.key_ranges = 1;
+}
+
+Reassembler::~Reassembler() = default;
+
+int64_t Reassembler::Position(std::string_view topic, int32_t partition) const {
+  auto it = positions_.find(PartitionId{std::string(topic), partition});
+  return it == positions_.end() ? -1 : it->second;
+}
+
+ReassemblerStats Reassembler::stats() const { return stats_; }
+
+std::vector<ReleasedRecord> Reassembler::TakeReleased() {
+  std::vector<ReleasedRecord> out;
+  out.swap(released_);
+  return out;
+}
+
+Reassembler::KeyState& Reassembler::StateFor(const std::string& id) {
+  std::unique_ptr<KeyState>& ks = keys_[id];
+  if (!ks) {
+    ks = std::make_unique<KeyState>();
+    ks->id = id;
+  }
+  return *ks;
+}
+
+void Reassembler::Add(ConsumerRecord record, std::string_view source_topic,
+                      Clock::time_point now) {
+  PartitionId pid{record.topic, record.partition};
+  const int64_t offset = record.offset;
+  std::optional<SaltStamp> stamp = ReadStamp(record);
+  std::optional<std::string> key = stamp ? std::optional<std::string>(stamp->original_key)
+                                         : record.key;
+  if (key && options_.key_ranges > 1 &&
+      static_cast<int>((murmur2(key->data(), key->size()) & 0x7fffffffu) %
+                       static_cast<uint32_t>(options_.key_ranges)) != options_.key_range) {
+    ++stats_.skipped;
+    AdvancePosition(pid, offset, now);
+    return;
+  }
+  std::string id;
+  if (key) {
+    id.reserve(source_topic.size() + 1 + key->size());
+    id.append(source_topic).push_back('\0');
+    id.append(*key);
+  }
+  auto existing = key ? keys_.find(id) : keys_.end();
+  // The common case, a cold key nothing waits on: straight through.
+  if (!stamp && existing == keys_.end() &&
+      (!key || !map_->HasCooled(id))) {
+    released_.push_back(ReleasedRecord{std::move(record), std::string(source_topic),
+                                       std::move(key), false, false});
+    ++stats_.released;
+    ++stats_.released_in_order;
+    AdvancePosition(pid, offset, now);
+    return;
+  }
+  KeyState& ks = existing != keys_.end() ? *existing->second : StateFor(id);
+  if (ks.source_topic.empty()) {
+    ks.source_topic = std::string(source_topic);
+    ks.key = *key;
+  }
+  if (stamp) {
+    KeyState::Chain& chain = ks.chains[stamp->instance];
+    const bool behind = chain.next >= 0 && (stamp->epoch < chain.epoch ||
+                                            (stamp->epoch == chain.epoch && stamp->seq < chain.next));
+    if (behind) {
+      if (chain.skipped.erase(stamp->seq) > 0) {
+        // Skipped by the lag policy, arriving late: released now, out of order, not lost.
+        released_.push_back(ReleasedRecord{std::move(record), std::string(source_topic),
+                                           std::move(key), true, true});
+        ++stats_.released;
+      } else {
+        ++stats_.duplicates;
+      }
+      AdvancePosition(pid, offset, now);
+      Evaluate(id, now);
+      return;
+    }
+  }
+  ks.queues[pid].push_back(Held{std::move(record), std::move(stamp), now});
+  ++ks.held;
+  ++stats_.held;
+  blocked_.insert(id);
+  AdvancePosition(pid, offset, now);
+  Evaluate(id, now);
+  while (stats_.held > options_.max_buffered) {
+    // The bounded buffer: the record that has waited longest goes.
+    std::string oldest;
+    Clock::time_point when = Clock::time_point::max();
+    for (const std::string& b : blocked_) {
+      for (const auto& [p, q] : keys_[b]->queues) {
+        if (!q.empty() && q.front().arrived < when) {
+          when = q.front().arrived;
+          oldest = b;
+        }
+      }
+    }
+    if (oldest.empty()) break;
+    ForceOne(oldest, /*by_buffer=*/true);
+  }
+}
+
+void Reassembler::Advance(std::string_view topic, int32_t partition, int64_t offset,
+                          Clock::time_point now) {
+  AdvancePosition(PartitionId{std::string(topic), partition}, offset, now);
+}
+
+void Reassembler::AdvancePosition(const PartitionId& pid, int64_t offset, Clock::time_point now) {
+  int64_t& position = positions_.try_emplace(pid, -1).first->second;
+  if (offset <= position) return;
+  position = offset;
+  auto w = waiting_.find(pid);
+  if (w == waiting_.end()) return;
+  std::vector<std::string> ready;
+  auto end = w->second.upper_bound(offset);
+  for (auto it = w->second.begin(); it != end; ++it) {
+    auto ks = keys_.find(it->second);
+    if (ks != keys_.end()) ks->second->waits.erase({pid, it->first});
+    ready.push_back(it->second);
+  }
+  w->second.erase(w->second.begin(), end);
+  if (w->second.empty()) waiting_.erase(w);
+  std::sort(ready.begin(), ready.end());
+  ready.erase(std::unique(ready.begin(), ready.end()), ready.end());
+  for (const std::string& id : ready) Evaluate(id, now);
+}
+
+bool Reassembler::CutOverPassed(KeyState& ks, const KeyLayout& layout, const Held* self) {
+  for (const CutOverPoint& c : layout.cutover) {
+    if (c.max_offset < 0) continue;
+    PartitionId pid{c.topic, c.partition};
+    auto position = positions_.find(pid);
+    if (position == positions_.end() || position->second < c.max_offset) {
+      if (ks.waits.insert({pid, c.max_offset}).second) {
+        waiting_[pid].emplace(c.max_offset, ks.id);
+      }
+      return false;
+    }
+    auto q = ks.queues.find(pid);
+    if (q != ks.queues.end() && !q->second.empty() && &q->second.front() != self &&
+        q->second.front().record.offset <= c.max_offset) {
+      return false;  // the key's record from before the change is still held there
+    }
+  }
+  return true;
+}
+
+bool Reassembler::Releasable(KeyState& ks, const Held& h) {
+  if (!h.stamp) {
+    if (!map_->HasCooled(ks.id)) return true;
+    const KeyLayout* guard = GuardOfUnstamped(ks, h);
+    return !guard || CutOverPassed(ks, *guard, &h);
+  }
+  const SaltStamp& s = *h.stamp;
+  const KeyState::Chain& chain = ks.chains[s.instance];
+  if (s.seq == 0) {
+    // The first record of a hot episode: after the key's cold records (and the layouts of the
+    // episode so far, which had no record of it) have been read and released.
+    std::vector<const KeyLayout*> episode = EpisodeUpTo(ks, s.instance, s.epoch);
+    if (episode.empty()) return false;  // the map has not shown this epoch yet
+    for (const KeyLayout* layout : episode) {
+      if (!CutOverPassed(ks, *layout, &h)) return false;
+    }
+    return true;
+  }
+  // Within an episode, right after seq - 1 (the sequence starts over in the next episode).
+  if (s.seq != chain.next) return false;
+  if (s.epoch == chain.epoch) return true;
+  for (const KeyLayout* layout : EpisodeUpTo(ks, s.instance, s.epoch)) {
+    if (layout->epoch == chain.epoch) return true;
+  }
+  return false;
+}
+
+std::vector<const KeyLayout*> Reassembler::EpisodeUpTo(KeyState& ks, std::string_view instance,
+                                                       uint64_t epoch) const {
+  std::vector<const KeyLayout*> episode;
+  const KeyLayout* prev = nullptr;
+  for (const KeyLayout* layout : map_->Layouts(ks.source_topic, ks.key)) {
+    if (layout->instance != instance) continue;
+    if (layout->since_seq == 0 && (!prev || prev->action == "cooled")) episode.clear();
+    episode.push_back(layout);
+    if (layout->epoch == epoch) return episode;
+    prev = layout;
+  }
+  return {};
+}
+
+const KeyLayout* Reassembler::GuardOfUnstamped(KeyState& ks, const Held& h) const {
+  // The key's hot episodes: each starts with a layout of since_seq 0 that follows no layout or a
+  // cooled one, and its cut-over marks, on the default partition, where the cold records before
+  // it end. An unstamped record belongs to the cold period before the first episode whose start
+  // it precedes; it follows the cooled layout that ended the episode before, if any.
+  const KeyLayout* prev = nullptr;
+  for (const KeyLayout* layout : map_->Layouts(ks.source_topic, ks.key)) {
+    const bool start = layout->since_seq == 0 && (!prev || prev->action == "cooled");
+    if (start) {
+      for (const CutOverPoint& c : layout->cutover) {
+        if (c.topic == h.record.topic && c.partition == h.record.partition &&
+            h.record.offset <= c.max_offset) {
+          return prev && prev->action == "cooled" ? prev : nullptr;
+        }
+      }
+    }
+    prev = layout;
+  }
+  // After every known start: it follows the latest layout, if the key cooled there.
+  if (!prev || prev->action != "cooled") return nullptr;
+  for (const CutOverPoint& c : prev->cutover) {
+    if (c.topic == h.record.topic && c.partition == h.record.partition &&
+        h.record.offset <= c.max_offset) {
+      return nullptr;  // from before the key cooled (a record its client placed)
+    }
+  }
+  return prev;
+}
+
+void Reassembler::Release(KeyState& ks, std::deque<Held>& queue, bool forced) {
+  Held h = std::move(queue.front());
+  queue.pop_front();
+  --ks.held;
+  --stats_.held;
+  if (h.stamp) {
+    KeyState::Chain& chain = ks.chains[h.stamp->instance];
+    const bool ahead = chain.next < 0 || h.stamp->epoch > chain.epoch ||
+                       (h.stamp->epoch == chain.epoch && h.stamp->seq >= chain.next);
+    // The sequence number expected: the chain's, or where the record's layout began.
+    int64_t expected = chain.next;
+    if (expected < 0) {
+      const KeyLayout* layout = map_->Find(h.stamp->instance, h.stamp->epoch);
+      expected = layout ? layout->since_seq : h.stamp->seq;
+    }
+    if (forced && ahead && h.stamp->seq > expected) {
+      // What the forced record jumps over, remembered (up to a bound) for late arrivals.
+      stats_.missing += static_cast<uint64_t>(h.stamp->seq - expected);
+      for (int64_t s = expected; s < h.stamp->seq && chain.skipped.size() < kMaxSkippedRemembered;
+           ++s) {
+        chain.skipped.insert(s);
+      }
+    }
+    if (ahead) {
+      chain.epoch = h.stamp->epoch;
+      chain.next = h.stamp->seq + 1;
+    }
+  }
+  ++stats_.released;
+  if (!forced) ++stats_.released_in_order;
+  const bool salted = h.stamp.has_value();
+  released_.push_back(
+      ReleasedRecord{std::move(h.record), ks.source_topic, ks.key, salted, forced});
+}
+
+void Reassembler::Evaluate(const std::string& id, Clock::time_point now) {
+  auto it = keys_.find(id);
+  if (it == keys_.end()) return;
+  KeyState& ks = *it->second;
+  bool progress = true;
+  while (progress && ks.held > 0) {
+    progress = false;
+    for (auto& [pid, queue] : ks.queues) {
+      while (!queue.empty() && Releasable(ks, queue.front())) {
+        Release(ks, queue, /*forced=*/false);
+        progress = true;
+      }
+    }
+  }
+  std::erase_if(ks.queues, [](const auto& q) { return q.second.empty(); });
+  if (ks.held > 0) return;
+  blocked_.erase(id);
+  // Nothing held: only the sequence chains are worth keeping (a cold key keeps nothing).
+  if (ks.chains.empty()) {
+    for (const auto& [pid, offset] : ks.waits) {
+      auto w = waiting_.find(pid);
+      if (w == waiting_.end()) continue;
+      auto [lo, hi] = w->second.equal_range(offset);
+      for (auto e = lo; e != hi; ++e) {
+        if (e->second == id) {
+          w->second.erase(e);
+          break;
+        }
+      }
+      if (w->second.empty()) waiting_.erase(w);
+    }
+    keys_.erase(it);
+  }
+}
+
+void Reassembler::ForceOne(const std::string& id, bool by_buffer) {
+  auto it = keys_.find(id);
+  if (it == keys_.end()) return;
+  KeyState& ks = *it->second;
+  std::deque<Held>* oldest = nullptr;
+  for (auto& [pid, queue] : ks.queues) {
+    if (!queue.empty() && (!oldest || queue.front().arrived < oldest->front().arrived)) {
+      oldest = &queue;
+    }
+  }
+  if (!oldest) return;
+  const Clock::time_point now = oldest->front().arrived;
+  Release(ks, *oldest, /*forced=*/true);
+  ++(by_buffer ? stats_.forced_by_buffer : stats_.forced_by_timeout);
+  Evaluate(id, now);
+}
+
+void Reassembler::Poll(Clock::time_point now) {
+  std::vector<std::string> blocked(blocked_.begin(), blocked_.end());
+  for (const std::string& id : blocked) {
+    for (;;) {
+      auto it = keys_.find(id);
+      if (it == keys_.end() || it->second->held == 0) break;
+      Clock::time_point oldest = Clock::time_point::max();
+      for (const auto& [pid, queue] : it->second->queues) {
+        if (!queue.empty()) oldest = std::min(oldest, queue.front().arrived);
+      }
+      if (now - oldest < options_.max_wait) break;
+      ForceOne(id, /*by_buffer=*/false);
+    }
+  }
+}
+
+void Reassembler::OnMapUpdate(Clock::time_point now) {
+  std::vector<std::string> blocked(blocked_.begin(), blocked_.end());
+  for (const std::string& id : blocked) Evaluate(id, now);
+}
+
+}  // namespace saltproxy

@@ -1,0 +1,445 @@
+#include "saltproxy/reassembler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "consumer/map_builder.h"
+#include "saltproxy/partitioner.h"
+#include "saltproxy/salting.h"
+
+namespace saltproxy {
+namespace {
+
+using ::saltproxy::testing::MapJson;
+using ::testing::ElementsAre;
+using Clock = Reassembler::Clock;
+
+constexpr int kPartitions = 8;
+constexpr int kHotPartitions = 4;
+const std::string kTopic = "clicks";
+const std::string kHot = "clicks.hot";
+
+// A model of saltproxy's router (proxy/salting/router.cc) writing into partition logs: cold keys
+// on their default partition without headers; hot keys stamped and spread over their layout's
+// partitions; every change under a new epoch whose cut-over points are the old partitions' last
+// offsets; a cooled key's layout expiring (its sequence then starts over). Each change publishes
+// the whole current map, as the router does.
+class RouterModel {
+ public:
+  explicit RouterModel(uint32_t seed) : rng_(seed) {}
+
+  void Produce(const std::string& key) {
+    KeyRuntime& k = keys_[key];
+    ConsumerRecord r;
+    r.value = key + "#" + std::to_string(k.produced++);
+    r.timestamp_ms = clock_++;  // the production order, across keys
+    if (!k.layout) {
+      r.topic = kTopic;
+      r.partition = DefaultPartition(key, kPartitions);
+      r.key = key;
+    } else {
+      const KeyLayout& l = *k.layout;
+      int salt = std::uniform_int_distribution<int>(0, l.partitions.size() - 1)(rng_);
+      r.topic = l.destination;
+      r.partition = l.partitions[salt];
+      r.key = l.action == "cooled" ? key : SaltedKey(key, salt);
+      r.headers = {{std::string(kHeaderOriginalKey), key},
+                   {std::string(kHeaderInstance), "proxy-1"},
+                   {std::string(kHeaderSequence), std::to_string(k.next_seq++)},
+                   {std::string(kHeaderEpoch), std::to_string(l.epoch)}};
+    }
+    std::vector<ConsumerRecord>& log = logs_[{r.topic, r.partition}];
+    r.offset = static_cast<int64_t>(log.size());
+    log.push_back(std::move(r));
+  }
+
+  // action: "salted", "rerouted", "cooled".
+  void Change(const std::string& key, const std::string& action, int salts) {
+    KeyRuntime& k = keys_[key];
+    KeyLayout next;
+    next.instance = "proxy-1";
+    next.topic = kTopic;
+    next.key = key;
+    next.action = action;
+    next.destination = action == "rerouted" ? kHot : kTopic;
+    if (action == "cooled") {
+      next.partitions = {DefaultPartition(key, kPartitions)};
+    } else {
+      next.partitions = SaltPartitions(key, salts, action == "rerouted" ? kHotPartitions
+                                                                         : kPartitions);
+    }
+    if (!k.layout) {
+      k.next_seq = 0;  // a new runtime
+      int32_t p = DefaultPartition(key, kPartitions);
+      next.cutover = {{kTopic, p, LastOffset(kTopic, p)}};
+    } else {
+      for (int32_t p : k.layout->partitions) {
+        next.cutover.push_back({k.layout->destination, p, LastOffset(k.layout->destination, p)});
+      }
+    }
+    next.epoch = ++epoch_;
+    next.since_seq = k.next_seq;
+    k.layout = next;
+    k.changed_at = clock_;
+    Publish();
+  }
+
+  // A cooled key leaves the map after its retention (Cooled() records ago at least).
+  void Expire(const std::string& key) {
+    keys_[key].layout.reset();
+    ++epoch_;
+    Publish();
+  }
+
+  const KeyLayout* LayoutOf(const std::string& key) {
+    auto it = keys_.find(key);
+    return it == keys_.end() || !it->second.layout ? nullptr : &*it->second.layout;
+  }
+  int64_t Produced(const std::string& key) { return keys_[key].produced; }
+  // Records produced since the key's layout last changed.
+  int64_t SinceChange(const std::string& key) { return clock_ - keys_[key].changed_at; }
+  std::map<std::pair<std::string, int32_t>, std::vector<ConsumerRecord>>& logs() { return logs_; }
+  // Each map with the production clock when it was published.
+  const std::vector<std::pair<int64_t, std::string>>& published() const { return published_; }
+
+ private:
+  struct KeyRuntime {
+    std::optional<KeyLayout> layout;
+    int64_t next_seq = 0;
+    int64_t produced = 0;
+    int64_t changed_at = 0;
+  };
+
+  int64_t LastOffset(const std::string& topic, int32_t p) {
+    return static_cast<int64_t>(logs_[{topic, p}].size()) - 1;
+  }
+  void Publish() {
+    std::vector<KeyLayout> current;
+    for (const auto& [key, k] : keys_) {
+      if (k.layout) current.push_back(*k.layout);
+    }
+    published_.emplace_back(clock_, MapJson("proxy-1", epoch_, current));
+  }
+
+  std::mt19937 rng_;
+  std::map<std::string, KeyRuntime> keys_;
+  std::map<std::pair<std::string, int32_t>, std::vector<ConsumerRecord>> logs_;
+  uint64_t epoch_ = 0;
+  int64_t clock_ = 0;
+  std::vector<std::pair<int64_t, std::string>> published_;
+};
+
+// How the reader interleaves partitions.
+enum class ReadOrder { kRandom, kOnePartitionAtATime, kHotTopicFirst };
+
+struct SimulationResult {
+  std::map<std::string, std::vector<std::string>> released;  // key -> values, release order
+  ReassemblerStats stats;
+  int changes = 0;
+};
+
+// Keys change layout at random (hot, salt count changes, rerouted, cooled, expired, hot
+// again) while records flow; then one reader reads every partition in `order`, learning the
+// map late, and releases through a Reassembler that never times out.
+//
+// As in the proxy, a cooled key keeps its stamped layout for a retention (kRetention records
+// here) before it leaves the map, and the reader learns each map within that retention of the
+// records produced after it (kMapLag): an unstamped record is known to follow a cooled episode
+// only through the map.
+constexpr int64_t kRetention = 400;
+constexpr int64_t kMapLag = 300;
+SimulationResult Simulate(uint32_t seed, ReadOrder order, int records = 20000) {
+  RouterModel model(seed);
+  std::mt19937 rng(seed * 7919 + 1);
+  std::geometric_distribution<int> skew(0.15);
+  SimulationResult result;
+  const int keys = 40;
+  for (int i = 0; i < records; ++i) {
+    if (std::uniform_int_distribution<int>(0, 99)(rng) < 2) {
+      std::string key = "k" + std::to_string(std::min(keys - 1, skew(rng) % 8));
+      const KeyLayout* l = model.LayoutOf(key);
+      int salts = std::uniform_int_distribution<int>(2, 5)(rng);
+      int dice = std::uniform_int_distribution<int>(0, 99)(rng);
+      if (!l) {
+        model.Change(key, dice < 75 ? "salted" : "rerouted", salts);
+      } else if (l->action == "cooled") {
+        if (dice < 60 && model.SinceChange(key) > kRetention) {
+          model.Expire(key);
+        } else {
+          model.Change(key, "salted", salts);
+        }
+      } else if (dice < 40) {
+        model.Change(key, l->action, salts);
+      } else if (dice < 60) {
+        model.Change(key, l->action == "salted" ? "rerouted" : "salted", salts);
+      } else {
+        model.Change(key, "cooled", 1);
+      }
+      ++result.changes;
+    }
+    model.Produce("k" + std::to_string(std::min(keys - 1, skew(rng))));
+  }
+
+  SaltMapHistory map;
+  ReassemblerOptions options;
+  options.max_wait = std::chrono::hours(1);
+  options.max_buffered = 1 << 30;
+  Reassembler reassembler(&map, options);
+  std::vector<std::pair<std::string, int32_t>> partitions;
+  for (const auto& [p, log] : model.logs()) partitions.push_back(p);
+  if (order == ReadOrder::kHotTopicFirst) {
+    std::stable_partition(partitions.begin(), partitions.end(),
+                          [](const auto& p) { return p.first == kHot; });
+  }
+  std::map<std::pair<std::string, int32_t>, size_t> next;
+  size_t maps_applied = 0;
+  Clock::time_point now{};
+  auto take = [&] {
+    for (ReleasedRecord& r : reassembler.TakeReleased()) {
+      ASSERT_TRUE(r.key.has_value());
+      EXPECT_FALSE(r.forced);
+      result.released[*r.key].push_back(*r.record.value);
+    }
+  };
+  size_t cursor = 0;
+  for (;;) {
+    std::vector<size_t> open;
+    for (size_t i = 0; i < partitions.size(); ++i) {
+      if (next[partitions[i]] < model.logs()[partitions[i]].size()) open.push_back(i);
+    }
+    if (open.empty()) break;
+    size_t pick;
+    if (order == ReadOrder::kRandom) {
+      pick = open[std::uniform_int_distribution<size_t>(0, open.size() - 1)(rng)];
+    } else {
+      while (next[partitions[cursor]] >= model.logs()[partitions[cursor]].size()) ++cursor;
+      pick = cursor;
+    }
+    const auto& p = partitions[pick];
+    ConsumerRecord r = model.logs()[p][next[p]++];
+    // The map is learnt late, a little at a time, but within kMapLag of the records after it.
+    auto apply = [&] {
+      std::string error;
+      EXPECT_TRUE(map.Apply(model.published()[maps_applied++].second, &error)) << error;
+      reassembler.OnMapUpdate(now);
+    };
+    while (maps_applied < model.published().size() &&
+           model.published()[maps_applied].first < r.timestamp_ms - kMapLag) {
+      apply();
+    }
+    if (maps_applied < model.published().size() &&
+        std::uniform_int_distribution<int>(0, 99)(rng) < 5) {
+      apply();
+    }
+    reassembler.Add(std::move(r), kTopic, now);
+    take();
+  }
+  while (maps_applied < model.published().size()) {
+    std::string error;
+    EXPECT_TRUE(map.Apply(model.published()[maps_applied++].second, &error)) << error;
+    reassembler.OnMapUpdate(now);
+  }
+  take();
+  result.stats = reassembler.stats();
+  for (int k = 0; k < keys; ++k) {
+    std::string key = "k" + std::to_string(k);
+    std::vector<std::string> expected;
+    for (int64_t n = 0; n < model.Produced(key); ++n) expected.push_back(key + "#" + std::to_string(n));
+    const std::vector<std::string>& got = result.released[key];
+    size_t first = 0;
+    while (first < got.size() && first < expected.size() && got[first] == expected[first]) ++first;
+    EXPECT_EQ(got, expected) << "key " << key << ", seed " << seed << ": " << got.size()
+                             << " released of " << expected.size() << ", first difference at "
+                             << first << ": "
+                             << (first < got.size() ? got[first] : "(none)");
+  }
+  return result;
+}
+
+TEST(ReassemblerTest, RestoresEveryKeysOrderWhateverThePartitionsReadOrder) {
+  for (uint32_t seed = 1; seed <= 12; ++seed) {
+    for (ReadOrder order :
+         {ReadOrder::kRandom, ReadOrder::kOnePartitionAtATime, ReadOrder::kHotTopicFirst}) {
+      SimulationResult r = Simulate(seed, order);
+      ASSERT_GT(r.changes, 100);
+      EXPECT_EQ(r.stats.held, 0u);
+      EXPECT_EQ(r.stats.forced_by_timeout + r.stats.forced_by_buffer, 0u);
+      EXPECT_EQ(r.stats.duplicates, 0u);
+      EXPECT_EQ(r.stats.released, 20000u);
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
+}
+
+ConsumerRecord Stamped(const std::string& topic, int32_t partition, int64_t offset,
+                       const std::string& key, int64_t seq, uint64_t epoch) {
+  ConsumerRecord r;
+  r.topic = topic;
+  r.partition = partition;
+  r.offset = offset;
+  r.key = key;
+  r.value = key + "#" + std::to_string(seq);
+  r.headers = {{std::string(kHeaderOriginalKey), key},
+               {std::string(kHeaderInstance), "proxy-1"},
+               {std::string(kHeaderSequence), std::to_string(seq)},
+               {std::string(kHeaderEpoch), std::to_string(epoch)}};
+  return r;
+}
+
+ConsumerRecord Plain(int32_t partition, int64_t offset, const std::string& key,
+                     const std::string& value) {
+  ConsumerRecord r;
+  r.topic = kTopic;
+  r.partition = partition;
+  r.offset = offset;
+  r.key = key;
+  r.value = value;
+  return r;
+}
+
+KeyLayout Layout(const std::string& key, uint64_t epoch, std::vector<int32_t> partitions,
+                 int64_t since_seq, std::vector<CutOverPoint> cutover) {
+  KeyLayout l;
+  l.instance = "proxy-1";
+  l.topic = kTopic;
+  l.key = key;
+  l.action = "salted";
+  l.destination = kTopic;
+  l.partitions = std::move(partitions);
+  l.epoch = epoch;
+  l.since_seq = since_seq;
+  l.cutover = std::move(cutover);
+  return l;
+}
+
+std::vector<std::string> Values(std::vector<ReleasedRecord> released) {
+  std::vector<std::string> values;
+  for (const ReleasedRecord& r : released) values.push_back(*r.record.value);
+  return values;
+}
+
+TEST(ReassemblerTest, FirstHotRecordWaitsUntilTheDefaultPartitionPassesTheCutOver) {
+  SaltMapHistory map;
+  std::string error;
+  const int32_t p0 = DefaultPartition("a", kPartitions);
+  ASSERT_TRUE(map.Apply(MapJson("proxy-1", 1, {Layout("a", 1, {p0, 6}, 0, {{kTopic, p0, 2}})}),
+                        &error));
+  Reassembler reassembler(&map, {});
+  Clock::time_point now{};
+  reassembler.Add(Plain(p0, 0, "a", "cold-0"), kTopic, now);
+  reassembler.Add(Stamped(kTopic, 6, 0, "a", 0, 1), kTopic, now);  // read early, from p6
+  reassembler.Add(Plain(p0, 1, "b", "other"), kTopic, now);
+  EXPECT_THAT(Values(reassembler.TakeReleased()), ElementsAre("cold-0", "other"));
+  EXPECT_EQ(reassembler.stats().held, 1u);
+  reassembler.Add(Plain(p0, 2, "a", "cold-1"), kTopic, now);  // the cut-over point
+  EXPECT_THAT(Values(reassembler.TakeReleased()), ElementsAre("cold-1", "a#0"));
+  EXPECT_EQ(reassembler.stats().held, 0u);
+}
+
+TEST(ReassemblerTest, RecordNamingAnUnknownEpochWaitsForTheMap) {
+  SaltMapHistory map;
+  Reassembler reassembler(&map, {});
+  Clock::time_point now{};
+  reassembler.Add(Stamped(kTopic, 3, 0, "a", 0, 1), kTopic, now);
+  EXPECT_TRUE(reassembler.TakeReleased().empty());
+  std::string error;
+  ASSERT_TRUE(map.Apply(MapJson("proxy-1", 1, {Layout("a", 1, {3, 4}, 0, {})}), &error));
+  reassembler.OnMapUpdate(now);
+  EXPECT_THAT(Values(reassembler.TakeReleased()), ElementsAre("a#0"));
+}
+
+TEST(ReassemblerTest, LagPolicyReleasesAfterMaxWaitCountsTheGapAndKeepsALateRecord) {
+  SaltMapHistory map;
+  std::string error;
+  ASSERT_TRUE(map.Apply(MapJson("proxy-1", 1, {Layout("a", 1, {3, 4}, 0, {})}), &error));
+  ReassemblerOptions options;
+  options.max_wait = std::chrono::seconds(5);
+  Reassembler reassembler(&map, options);
+  Clock::time_point t0{};
+  reassembler.Add(Stamped(kTopic, 3, 0, "a", 0, 1), kTopic, t0);
+  reassembler.Add(Stamped(kTopic, 3, 1, "a", 2, 1), kTopic, t0);  // seq 1 lags on partition 4
+  reassembler.Add(Stamped(kTopic, 3, 2, "a", 3, 1), kTopic, t0);
+  EXPECT_THAT(Values(reassembler.TakeReleased()), ElementsAre("a#0"));
+  reassembler.Poll(t0 + std::chrono::seconds(4));
+  EXPECT_TRUE(reassembler.TakeReleased().empty());
+  reassembler.Poll(t0 + std::chrono::seconds(5));
+  std::vector<ReleasedRecord> released = reassembler.TakeReleased();
+  EXPECT_THAT(Values(released), ElementsAre("a#2", "a#3"));
+  EXPECT_TRUE(released[0].forced);
+  EXPECT_FALSE(released[1].forced);
+  EXPECT_EQ(reassembler.stats().missing, 1u);
+  EXPECT_EQ(reassembler.stats().forced_by_timeout, 1u);
+  // The lagging record arrives: late, marked, not lost and not taken for a duplicate.
+  reassembler.Add(Stamped(kTopic, 4, 0, "a", 1, 1), kTopic, t0 + std::chrono::seconds(6));
+  released = reassembler.TakeReleased();
+  EXPECT_THAT(Values(released), ElementsAre("a#1"));
+  EXPECT_TRUE(released[0].forced);
+  EXPECT_EQ(reassembler.stats().duplicates, 0u);
+}
+
+TEST(ReassemblerTest, ARecordReadTwiceIsDroppedAsADuplicate) {
+  SaltMapHistory map;
+  std::string error;
+  ASSERT_TRUE(map.Apply(MapJson("proxy-1", 1, {Layout("a", 1, {3, 4}, 0, {})}), &error));
+  Reassembler reassembler(&map, {});
+  Clock::time_point now{};
+  reassembler.Add(Stamped(kTopic, 3, 0, "a", 0, 1), kTopic, now);
+  reassembler.Add(Stamped(kTopic, 4, 0, "a", 1, 1), kTopic, now);
+  reassembler.Add(Stamped(kTopic, 4, 0, "a", 1, 1), kTopic, now);
+  EXPECT_THAT(Values(reassembler.TakeReleased()), ElementsAre("a#0", "a#1"));
+  EXPECT_EQ(reassembler.stats().duplicates, 1u);
+}
+
+TEST(ReassemblerTest, BufferIsBoundedByReleasingTheOldestFirst) {
+  SaltMapHistory map;
+  std::string error;
+  ASSERT_TRUE(map.Apply(MapJson("proxy-1", 1, {Layout("a", 1, {3, 4}, 0, {})}), &error));
+  ReassemblerOptions options;
+  options.max_buffered = 3;
+  Reassembler reassembler(&map, options);
+  Clock::time_point t{};
+  for (int seq = 2; seq <= 6; ++seq) {  // 0 and 1 never come
+    reassembler.Add(Stamped(kTopic, 3, seq, "a", seq, 1), kTopic, t);
+    t += std::chrono::milliseconds(1);
+  }
+  EXPECT_EQ(reassembler.stats().held, 0u);  // the first forced release unblocks the rest
+  EXPECT_EQ(reassembler.stats().forced_by_buffer, 1u);
+  EXPECT_EQ(reassembler.stats().missing, 2u);
+  EXPECT_THAT(Values(reassembler.TakeReleased()), ElementsAre("a#2", "a#3", "a#4", "a#5", "a#6"));
+}
+
+TEST(ReassemblerTest, KeyRangesSplitTheKeysBetweenReaders) {
+  SaltMapHistory map;
+  std::map<std::string, int> seen;
+  for (int range = 0; range < 3; ++range) {
+    ReassemblerOptions options;
+    options.key_ranges = 3;
+    options.key_range = range;
+    Reassembler reassembler(&map, options);
+    for (int k = 0; k < 300; ++k) {
+      std::string key = "key-" + std::to_string(k);
+      reassembler.Add(Plain(DefaultPartition(key, kPartitions), k, key, "v"), kTopic, {});
+    }
+    for (const ReleasedRecord& r : reassembler.TakeReleased()) ++seen[*r.key];
+    EXPECT_GT(reassembler.stats().skipped, 150u);
+  }
+  EXPECT_EQ(seen.size(), 300u);
+  for (const auto& [key, n] : seen) EXPECT_EQ(n, 1) << key;
+}
+
+TEST(ReassemblerTest, OriginalKeyComesFromTheHeaderWhenThereIsOne) {
+  ConsumerRecord r = Stamped(kHot, 1, 0, "concert", 0, 1);
+  r.key = SaltedKey("concert", 3);
+  EXPECT_EQ(OriginalKey(r), "concert");
+  ASSERT_TRUE(ReadStamp(r).has_value());
+  EXPECT_EQ(ReadStamp(r)->seq, 0);
+  r.headers[2].second = "12x";  // a malformed sequence number: no stamp
+  EXPECT_FALSE(ReadStamp(r).has_value());
+  EXPECT_EQ(OriginalKey(Plain(1, 0, "plain", "v")), "plain");
+}
+
+}  // namespace
+}  // namespace saltproxy
