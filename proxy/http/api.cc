@@ -356,6 +356,16 @@ std::optional<HttpResponse> ApiHandler::CheckV3Target(const HttpRequest& request
 void ApiHandler::V3Clusters(const HttpRequest& request, absl::string_view path,
                             Responder respond) {
   const std::string id = CurrentClusterId();
+  if (id.empty()) {
+    // Before the cluster's first metadata answer: a cluster with an empty id would send the
+    // client to POST /v3/clusters//topics/…, which is a 404.
+    HttpResponse response =
+        V3Error(request.version(), request.keep_alive(), 503,
+                "the upstream cluster's id is not known yet (no metadata answer from it so far); "
+                "retry");
+    response.set(http::field::retry_after, "1");
+    return respond(std::move(response));
+  }
   std::string host(Sv(request[http::field::host]));
   if (host.empty()) host = "localhost";
   const std::string base = absl::StrCat("http://", host, "/v3/clusters");

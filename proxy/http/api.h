@@ -6,7 +6,8 @@
 //   GET  /metrics                 Prometheus text format
 //   POST /topics/{topic}          v2: {"records":[{"key":…,"value":…,"partition":…}]}
 //   POST /topics/{topic}/partitions/{partition}   the same, every record to that partition
-//   GET  /v3/clusters[/{cluster_id}]              the upstream cluster, with its id
+//   GET  /v3/clusters[/{cluster_id}]              the upstream cluster, with its id (503 with
+//                                                 Retry-After until the cluster first answered)
 //   POST /v3/clusters/{id}/topics/{topic}/records one v3 record; chunked: a stream of them
 //   POST /v3/clusters/{id}/topics/{topic}/records:batch   {"entries":[…]} → 207
 //   POST /bulk/topics/{topic}     NDJSON: one record a line in, one result a line out
