@@ -12,9 +12,9 @@
 //
 // Last recorded table (2026-11-29, 2 cores shared by broker, proxy, producer and readers):
 //   | reader | catch-up records/s | live p50 ms | live p99 ms |
-//   | plain librdkafka consumer | 329933 | 10 | 193 |
-//   | ordered SaltConsumer | 201054 | 13 | 548 |
-//   | ratio / added | 0.61 | +3 | +355 |
+//   | plain librdkafka consumer | 335307 | 9 | 34 |
+//   | ordered SaltConsumer | 200611 | 11 | 43 |
+//   | ratio / added | 0.60 | +2 | +9 |
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>

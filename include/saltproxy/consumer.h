@@ -76,12 +76,16 @@ class SaltConsumer {
   bool Start(std::string* error);
   void FollowControlTopic();
   void RefreshAssignment();
+  // True when records may be waiting on a topic not read yet: worth a refresh before the next
+  // metadata_refresh (at most every 100 ms).
+  bool MissingTopic() const;
 
   SaltConsumerOptions options_;
   SaltMapHistory map_;
   Reassembler reassembler_;
   std::unique_ptr<Clients> clients_;
   std::chrono::steady_clock::time_point next_refresh_{};
+  std::chrono::steady_clock::time_point next_urgent_refresh_{};
   ReassemblerStats unordered_stats_;
   std::vector<std::string> errors_;
 };

@@ -147,7 +147,8 @@ class Reassembler {
   // The cooled layout an unstamped record of a key that has cooled before must follow, if any.
   const KeyLayout* GuardOfUnstamped(KeyState& ks, const Held& h) const;
   bool CutOverPassed(KeyState& ks, const KeyLayout& layout, const Held* self);
-  void Release(KeyState& ks, std::deque<Held>& queue, bool forced);
+  void Release(KeyState& ks, std::deque<Held>& queue, bool forced);  // the queue's front
+  void Release(KeyState& ks, Held&& h, bool forced);
   // Releases the record of `id` that has waited longest (lag policy).
   void ForceOne(const std::string& id, bool by_buffer);
   void AdvancePosition(const PartitionId& p, int64_t offset, Clock::time_point now);

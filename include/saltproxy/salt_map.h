@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -72,6 +73,11 @@ class SaltMapHistory {
   // (Cheap: the reassembler asks it for every record of a cold key.)
   bool HasCooled(const std::string& id) const { return cooled_ids_.contains(id); }
 
+  // True when some known layout sends records to `topic` (e.g. a hot topic).
+  bool NamesDestination(std::string_view topic) const {
+    return destinations_.find(topic) != destinations_.end();
+  }
+
   // The highest epoch applied for `instance` (0: none).
   uint64_t LatestEpoch(std::string_view instance) const;
   size_t size() const { return by_epoch_.size(); }
@@ -89,6 +95,7 @@ class SaltMapHistory {
   std::map<KeyKey, std::vector<uint64_t>, std::less<>> by_key_;  // epochs, ascending
   std::map<std::string, uint64_t, std::less<>> latest_;
   std::unordered_set<std::string> cooled_ids_;
+  std::set<std::string, std::less<>> destinations_;
 };
 
 }  // namespace saltproxy

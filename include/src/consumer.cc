@@ -160,8 +160,19 @@ bool SaltConsumer::Start(std::string* error) {
   return true;
 }
 
+bool SaltConsumer::MissingTopic() const {
+  // Records wait while the control topic is not read yet, or while the map names a hot topic
+  // this reader does not read yet (the proxy creates it when it first reroutes a key).
+  if (options_.mode != Mode::kOrdered) return false;
+  if (!clients_->control_assigned) return reassembler_.stats().held > 0;
+  bool hot_assigned = false;
+  for (const auto& [topic, p] : clients_->assigned) hot_assigned |= topic == options_.hot_topic;
+  return !hot_assigned && map_.NamesDestination(options_.hot_topic);
+}
+
 void SaltConsumer::RefreshAssignment() {
   next_refresh_ = Clock::now() + options_.metadata_refresh;
+  next_urgent_refresh_ = Clock::now() + std::chrono::milliseconds(100);
   auto partitions_of = [&](rd_kafka_t* rk, const std::string& topic) -> int {
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
     const rd_kafka_metadata_t* md = nullptr;
@@ -236,7 +247,9 @@ std::vector<ReleasedRecord> SaltConsumer::Poll(std::chrono::milliseconds timeout
   std::vector<ReleasedRecord> out;
   if (!clients_ || !clients_->data) return out;
   const Clock::time_point deadline = Clock::now() + timeout;
-  if (Clock::now() >= next_refresh_) RefreshAssignment();
+  if (Clock::now() >= next_refresh_ || (Clock::now() >= next_urgent_refresh_ && MissingTopic())) {
+    RefreshAssignment();
+  }
   FollowControlTopic();
   int records = 0;
   for (;;) {

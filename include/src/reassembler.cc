@@ -152,6 +152,18 @@ void Reassembler::Add(ConsumerRecord record, std::string_view source_topic,
       return;
     }
   }
+  if (ks.held == 0) {
+    // Nothing of the key waits: a record that may go needs no queue.
+    Held h{std::move(record), std::move(stamp), now};
+    if (Releasable(ks, h)) {
+      Release(ks, std::move(h), /*forced=*/false);
+      AdvancePosition(pid, offset, now);
+      Evaluate(id, now);
+      return;
+    }
+    record = std::move(h.record);
+    stamp = std::move(h.stamp);
+  }
   ks.queues[pid].push_back(Held{std::move(record), std::move(stamp), now});
   ++ks.held;
   ++stats_.held;
@@ -295,6 +307,10 @@ void Reassembler::Release(KeyState& ks, std::deque<Held>& queue, bool forced) {
   queue.pop_front();
   --ks.held;
   --stats_.held;
+  Release(ks, std::move(h), forced);
+}
+
+void Reassembler::Release(KeyState& ks, Held&& h, bool forced) {
   if (h.stamp) {
     KeyState::Chain& chain = ks.chains[h.stamp->instance];
     const bool ahead = chain.next < 0 || h.stamp->epoch > chain.epoch ||

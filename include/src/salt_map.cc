@@ -116,6 +116,7 @@ bool SaltMapHistory::Apply(std::string_view text, std::string* error) {
     std::vector<uint64_t>& epochs = by_key_[KeyKey{layout.topic, layout.key, layout.instance}];
     epochs.insert(std::upper_bound(epochs.begin(), epochs.end(), layout.epoch), layout.epoch);
     if (layout.action == "cooled") cooled_ids_.insert(layout.topic + '\0' + layout.key);
+    destinations_.insert(layout.destination);
     by_epoch_.emplace(std::move(ek), std::move(layout));
   }
   uint64_t& latest = latest_[instance];
