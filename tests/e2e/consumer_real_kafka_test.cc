@@ -5,7 +5,10 @@
 // in one consumer group map every record back to its key and lose nothing.
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <random>
 #include <set>
@@ -220,6 +223,61 @@ TEST_F(ConsumerRealKafkaTest, ThreeUnorderedReadersInAGroupMapEveryKeyBackAndLos
               static_cast<long long>(per_reader[0]), static_cast<long long>(per_reader[1]),
               static_cast<long long>(per_reader[2]));
   for (auto& r : readers) r->Close();
+}
+
+// Runs `command`, returns its stdout and exit status.
+std::pair<std::string, int> RunCommand(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {"", -1};
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  int status = pclose(pipe);
+  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+const std::string kConsume = std::string(SALTPROXY_BINARY_DIR) + "/proxy/consume/saltproxy-consume";
+
+TEST_F(ConsumerRealKafkaTest, CommandLineConsumerWritesEveryKeyInProducerOrder) {
+  auto [out, status] = RunCommand(absl::StrCat(kConsume, " --bootstrap-servers ",
+                                               RealKafka::Get().bootstrap(),
+                                               " --topic orders --count ", total_,
+                                               " --idle-exit 60000 2>/dev/null"));
+  ASSERT_EQ(status, 0);
+  std::map<std::string, int64_t> next;
+  int64_t lines = 0, from_hot = 0;
+  size_t start = 0;
+  while (start < out.size()) {
+    size_t end = out.find('\n', start);
+    ASSERT_NE(end, std::string::npos) << "unterminated line";
+    boost::json::object line = boost::json::parse(out.substr(start, end - start)).as_object();
+    start = end + 1;
+    ++lines;
+    const std::string key(line.at("key").as_string());
+    const std::string value(line.at("value").as_string());
+    ASSERT_EQ(line.at("topic").as_string(), "orders");
+    ASSERT_FALSE(line.contains("forced"));
+    if (line.contains("from")) {
+      EXPECT_EQ(line.at("from").as_string(), "orders.hot");
+      EXPECT_TRUE(line.at("salted").as_bool());
+      ++from_hot;
+    }
+    ASSERT_EQ(value, absl::StrCat(key, "#", next[key]++)) << "line " << lines;
+  }
+  EXPECT_EQ(lines, total_);
+  EXPECT_GT(from_hot, 0);
+  for (const auto& [key, n] : sent_) EXPECT_EQ(next[key], n) << key;
+}
+
+TEST(ConsumeCliTest, BadArgumentsAreRefusedWithUsage) {
+  EXPECT_EQ(RunCommand(kConsume + " --topic t 2>/dev/null").second, 2);  // no servers
+  EXPECT_EQ(RunCommand(kConsume + " -b h:1 --topic t --key-range 3 2>/dev/null").second, 2);
+  EXPECT_EQ(RunCommand(kConsume + " -b h:1 --topic t --key-range 4/4 2>/dev/null").second, 2);
+  EXPECT_EQ(RunCommand(kConsume + " -b h:1 --topic t --bogus 2>/dev/null").second, 2);
+  auto [usage, status] = RunCommand(kConsume + " --help");
+  EXPECT_EQ(status, 0);
+  EXPECT_NE(usage.find("--key-range"), std::string::npos);
 }
 
 }  // namespace
