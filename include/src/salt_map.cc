@@ -139,7 +139,14 @@ void SaltMapHistory::Forget() {
       std::erase(it->second, l.epoch);
       if (it->second.empty()) by_key_.erase(it);
     }
+    const std::string topic = l.topic, key = l.key;
+    const bool cooled = l.action == "cooled";
     by_epoch_.erase(oldest);
+    if (cooled) {
+      bool still = false;
+      for (const KeyLayout* other : Layouts(topic, key)) still |= other->action == "cooled";
+      if (!still) cooled_ids_.erase(topic + '\0' + key);
+    }
   }
 }
 

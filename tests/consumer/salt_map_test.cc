@@ -103,5 +103,17 @@ TEST(SaltMapHistoryTest, MemoryIsBoundedByForgettingTheOldestEpochs) {
   EXPECT_TRUE(history.Layouts("clicks", "k1").empty());
 }
 
+TEST(SaltMapHistoryTest, ForgettingACooledLayoutForgetsThatTheKeyCooled) {
+  SaltMapHistory history(/*max_layouts=*/2);
+  std::string error;
+  KeyLayout cooled = Salted("a", 1, {3});
+  cooled.action = "cooled";
+  ASSERT_TRUE(history.Apply(MapJson("p", 1, {cooled}), &error));
+  const std::string id = std::string("clicks") + '\0' + "a";
+  EXPECT_TRUE(history.HasCooled(id));
+  ASSERT_TRUE(history.Apply(MapJson("p", 3, {Salted("b", 2, {1}), Salted("c", 3, {1})}), &error));
+  EXPECT_FALSE(history.HasCooled(id));
+}
+
 }  // namespace
 }  // namespace saltproxy
