@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proxy/common/log.h"
@@ -43,6 +44,7 @@ struct App::Parts {
   std::unique_ptr<ApiHandler> api;
   std::unique_ptr<HttpServer> http;
   std::unique_ptr<ProducerRegistry> producers;
+  std::unique_ptr<TopicIdCache> topic_ids;  // outlives the handler that reads it
   std::unique_ptr<KafkaHandler> kafka_handler;
   std::unique_ptr<KafkaServer> kafka;
   // The control step (detection, policy, layout changes, publication), every salting.tick.
@@ -225,6 +227,16 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
                                           ? config.kafka.listen->host
                                           : config.kafka.advertised_host;
     handler_options.max_decompressed_bytes = config.kafka.max_decompressed_bytes;
+    // Topic ids are asked of the cluster over plaintext only (metadata_client.h); the embedded
+    // mock cluster has none to give.
+    auto security = upstream.librdkafka.find("security.protocol");
+    if (!upstream.embedded &&
+        (security == upstream.librdkafka.end() || absl::AsciiStrToLower(security->second) ==
+                                                      "plaintext")) {
+      p.topic_ids =
+          std::make_unique<TopicIdCache>(upstream.bootstrap_servers, upstream.metadata_refresh);
+      handler_options.topic_ids = p.topic_ids.get();
+    }
     p.kafka_handler = std::make_unique<KafkaHandler>(handler_options, *p.router, *p.forwarder,
                                                      *p.producers, p.metrics);
     KafkaServerOptions server_options;

@@ -112,9 +112,8 @@ std::string EncodeMetadataResponse(const MetadataResponse& r, int16_t version) {
     } else {
       w.String(t.name, flexible);
     }
-    // librdkafka 2.0 does not expose topic ids: the zero id says "unknown", as brokers do for
-    // topics without one.
-    if (version >= 10) w.WriteUuid(Uuid{});
+    // The cluster's id for the topic (metadata_client.h); all zero says "unknown".
+    if (version >= 10) w.WriteUuid(t.topic_id);
     if (version >= 1) w.Bool(false);  // is_internal
     w.ArrayLength(t.error == kNone ? t.partitions : 0, flexible);
     for (int32_t p = 0; t.error == kNone && p < t.partitions; ++p) {

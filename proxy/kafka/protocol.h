@@ -82,6 +82,7 @@ struct MetadataTopic {
   int16_t error = kNone;
   std::string name;
   int32_t partitions = 0;
+  Uuid topic_id{};  // v10+; all zero: unknown
 };
 struct MetadataResponse {
   int32_t node_id = 0;

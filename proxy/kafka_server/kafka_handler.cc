@@ -148,6 +148,11 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
   reply.Close("unhandled API");
 }
 
+kafka::Uuid KafkaHandler::TopicId(const std::string& topic, int16_t version) const {
+  if (version < 10 || !options_.topic_ids) return kafka::Uuid{};
+  return options_.topic_ids->Get(topic);
+}
+
 void KafkaHandler::HandleMetadata(std::shared_ptr<std::string> frame, size_t body_at,
                                   int16_t version, std::string header, FrameReply reply) {
   WireReader in(std::string_view(*frame).substr(body_at));
@@ -161,7 +166,7 @@ void KafkaHandler::HandleMetadata(std::shared_ptr<std::string> frame, size_t bod
   response->cluster_id = known.cluster_id;
   if (!req->topics) {
     for (const auto& [name, partitions] : known.topics) {
-      response->topics.push_back({kNone, name, partitions});
+      response->topics.push_back({kNone, name, partitions, TopicId(name, version)});
     }
     return reply.Respond(header + EncodeMetadataResponse(*response, version));
   }
@@ -187,11 +192,13 @@ void KafkaHandler::HandleMetadata(std::shared_ptr<std::string> frame, size_t bod
   for (size_t i = 0; i < req->topics->size(); ++i) {
     const std::string& name = (*req->topics)[i];
     response->topics[i].name = name;
+    response->topics[i].topic_id = TopicId(name, version);
     sink_.LookupTopic(name, [pending, i](absl::StatusOr<int32_t> partitions) {
       std::lock_guard<std::mutex> lock(pending->mu);
       MetadataTopic& t = pending->response->topics[i];
       t.error = partitions.ok() ? kNone : kUnknownTopicOrPartition;
       t.partitions = partitions.ok() ? *partitions : 0;
+      if (!partitions.ok()) t.topic_id = kafka::Uuid{};
       if (--pending->remaining == 0) {
         pending->reply.Respond(pending->header +
                                EncodeMetadataResponse(*pending->response, pending->version));

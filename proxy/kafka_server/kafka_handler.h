@@ -17,12 +17,15 @@
 #include "proxy/common/upstream.h"
 #include "proxy/kafka_server/producer_state.h"
 #include "proxy/kafka_server/server.h"
+#include "proxy/kafka_server/topic_ids.h"
 #include "proxy/metrics/metrics.h"
 
 namespace saltproxy {
 
 struct KafkaHandlerOptions {
   std::string advertised_host = "127.0.0.1";
+  // The upstream cluster's topic ids for Metadata v10+ (null: all zero, "unknown").
+  TopicIdCache* topic_ids = nullptr;
   int32_t node_id = 0;
   size_t max_decompressed_bytes = 64 << 20;
 };
@@ -38,6 +41,7 @@ class KafkaHandler : public FrameHandler {
   void Handle(std::string frame, uint64_t connection, FrameReply reply) override;
 
  private:
+  kafka::Uuid TopicId(const std::string& topic, int16_t version) const;
   void HandleMetadata(std::shared_ptr<std::string> frame, size_t body_at, int16_t version,
                       std::string header, FrameReply reply);
   void HandleProduce(std::shared_ptr<std::string> frame, size_t body_at, int16_t version,

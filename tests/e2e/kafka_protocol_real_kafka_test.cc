@@ -9,9 +9,11 @@
 
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "proxy/app.h"
+#include "proxy/kafka/metadata_client.h"
 #include "proxy/kafka/protocol.h"
 #include "proxy/kafka/record_batch.h"
 #include "saltproxy/partitioner.h"
@@ -51,6 +53,27 @@ upstream:
   std::unique_ptr<App> app_;
   std::string proxy_;
 };
+
+TEST_F(KafkaProtocolRealKafkaTest, MetadataCarriesTheClustersTopicIds) {
+  ASSERT_THAT(kafka_->CreateTopic("with-id", 3), IsOk());
+  absl::StatusOr<kafka::TopicIds> broker = kafka::FetchTopicIds(kafka_->bootstrap(), absl::Seconds(10));
+  ASSERT_THAT(broker, IsOk());
+  ASSERT_TRUE(broker->contains("with-id"));
+  EXPECT_NE(broker->at("with-id"), kafka::Uuid{});
+  // Asked of saltproxy with the same request, Metadata v12 names the broker's id (as soon as
+  // saltproxy has asked the cluster: at start, then at once for a topic it did not know).
+  absl::StatusOr<kafka::TopicIds> proxied;
+  int attempt = 0;
+  for (; attempt < 100; ++attempt) {
+    proxied = kafka::FetchTopicIds(proxy_, absl::Seconds(10));
+    ASSERT_THAT(proxied, IsOk());
+    if (proxied->contains("with-id")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(proxied->contains("with-id")) << "saltproxy never gave the topic's id";
+  std::printf("saltproxy gave the id after %d attempts\n", attempt);
+  EXPECT_EQ(proxied->at("with-id"), broker->at("with-id"));
+}
 
 TEST_F(KafkaProtocolRealKafkaTest, KcatProducesThroughSaltproxyWithEveryCodec) {
   const std::string topic = "kcat-e2e";
