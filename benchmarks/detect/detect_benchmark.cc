@@ -40,7 +40,9 @@
 #include <cstdio>
 #include <mutex>
 #include <random>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -192,6 +194,35 @@ void BM_DetectorObserve(benchmark::State& state) {
 }
 BENCHMARK(BM_DetectorObserve)->Threads(1)->Threads(2)->UseRealTime();
 
+// The stream's keys as views, as an ingress has them in a decoded batch.
+const std::vector<std::string_view>& StreamViews() {
+  static const std::vector<std::string_view> views(Stream().begin(), Stream().end());
+  return views;
+}
+
+// The same stream through ObserveBatch, range(0) keys a call (the records of one produce batch):
+// the keys of a group are hashed and their cells prefetched before any is counted.
+void BM_DetectorObserveBatch(benchmark::State& state) {
+  static HotKeyDetector* detector = new HotKeyDetector(DetectorConfig{});
+  const auto& views = StreamViews();
+  const size_t batch = static_cast<size_t>(state.range(0));
+  size_t i = (static_cast<size_t>(state.thread_index()) * 7919) & ~(batch - 1);
+  static absl::Time now = absl::Now();
+  for (auto _ : state) {
+    detector->ObserveBatch("clicks", std::span(views).subspan(i & (views.size() - 1), batch),
+                           100 * batch);
+    i += batch;
+    if (state.thread_index() == 0 && (i & ((1 << 20) - 1)) == 0) {
+      detector->Tick(now += absl::Milliseconds(100));
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+  state.counters["ns_per_record"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * batch) / 1e9,
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_DetectorObserveBatch)->Arg(64)->Threads(1)->Threads(2)->UseRealTime();
+
 // The parts of Observe on their own: hashing the key, and counting a hash in the sketch.
 void BM_KeyHash(benchmark::State& state) {
   const auto& stream = Stream();
@@ -242,8 +273,21 @@ BENCHMARK(BM_ExactCounter)->Threads(1)->Threads(2)->UseRealTime();
 }  // namespace saltproxy
 
 int main(int argc, char** argv) {
-  saltproxy::AccuracyTable();
-  saltproxy::DetectionDelay();
+  // --skip_tables: the timed cases only (for perf record).
+  bool tables = true;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--skip_tables") {
+      tables = false;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  if (tables) {
+    saltproxy::AccuracyTable();
+    saltproxy::DetectionDelay();
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
@@ -21,6 +22,54 @@ std::atomic<uint64_t> g_next_detector_id{1};
 void AddRelaxed(std::atomic<double>& a, double v) {
   a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
 }
+
+uint64_t Load64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+uint32_t Load32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Whether a topic name is the one a thread saw last, inline: a call to memcmp for a few bytes
+// was a noticeable share of a record's cost.
+[[gnu::always_inline]] inline bool SameName(std::string_view a, const std::string& b) {
+  const size_t n = a.size();
+  if (n != b.size()) return false;
+  const char* p = a.data();
+  const char* q = b.data();
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      if (Load64(p + i) != Load64(q + i)) return false;
+    }
+    return Load64(p + n - 8) == Load64(q + n - 8);
+  }
+  if (n >= 4) return ((Load32(p) ^ Load32(q)) | (Load32(p + n - 4) ^ Load32(q + n - 4))) == 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (p[i] != q[i]) return false;
+  }
+  return true;
+}
+
+// a && b with neither tested by a branch of its own: GCC turns `a & b` of two comparisons into
+// two jumps, and on a skewed stream the first (is the key above the offer threshold?) is a coin
+// flip, mispredicted half the time; both together are rarely true, so their branch is predicted.
+[[gnu::always_inline]] inline bool Both(bool a, bool b) {
+  unsigned v = static_cast<unsigned>(a) & static_cast<unsigned>(b);
+  asm("" : "+r"(v));  // the value is opaque to the optimizer: it cannot split the test again
+  return v != 0;
+}
+
+// The thread's state in the detector it used last: a thread-local of a trivial type, so that
+// reading it needs no initialization guard.
+struct LocalEntry {
+  uint64_t detector;
+  HotKeyDetector::ThreadState* state;
+};
+thread_local LocalEntry t_last_detector{0, nullptr};
 
 
 }  // namespace
@@ -50,13 +99,15 @@ absl::Status DetectorConfig::Validate() const {
   return absl::OkStatus();
 }
 
+struct HotKeyDetector::ThreadTopic {
+  ThreadTopic(SketchShape shape, bool conservative) : sketch(shape, conservative) {}
+  CountMinSketch sketch;
+  std::atomic<double> records{0};  // decayed, like the sketch
+  std::atomic<double> bytes{0};
+};
+
 struct HotKeyDetector::ThreadState {
-  struct Topic {
-    explicit Topic(SketchShape shape, bool conservative) : sketch(shape, conservative) {}
-    CountMinSketch sketch;
-    std::atomic<double> records{0};  // decayed, like the sketch
-    std::atomic<double> bytes{0};
-  };
+  using Topic = ThreadTopic;
   struct Offer {
     int topic = -1;
     std::string key;
@@ -85,8 +136,10 @@ struct HotKeyDetector::ThreadState {
   // is offered twice, which the control step absorbs.
   std::array<uint64_t, 1024> offered{};
   absl::flat_hash_map<std::string, int> topic_cache;
+  // The topic of the last record, its index and its counts.
   std::string last_topic;
   int last_index = -1;
+  Topic* last = nullptr;
 };
 
 struct HotKeyDetector::TopicState {
@@ -106,6 +159,7 @@ HotKeyDetector::HotKeyDetector(DetectorConfig config,
     : config_(std::move(config)),
       partitions_of_(std::move(partitions_of)),
       id_(g_next_detector_id.fetch_add(1)),
+      mixed_seed_(KeyHashSeed(config_.seed)),
       offer_threshold_(new std::atomic<uint32_t>[config_.max_topics]),
       snapshot_(std::make_shared<DetectorSnapshot>()) {
   absl::StatusOr<SketchShape> shape =
@@ -116,18 +170,17 @@ HotKeyDetector::HotKeyDetector(DetectorConfig config,
 
 HotKeyDetector::~HotKeyDetector() = default;
 
-HotKeyDetector::ThreadState& HotKeyDetector::Local() {
-  struct Entry {
-    uint64_t detector;
-    ThreadState* state;
-  };
+[[gnu::always_inline]] inline HotKeyDetector::ThreadState& HotKeyDetector::Local() {
   // The last detector this thread used answers without a loop (there is one in a proxy).
-  thread_local Entry last{0, nullptr};
-  if (last.detector == id_) return *last.state;
-  thread_local std::vector<Entry> cache;
-  for (const Entry& e : cache) {
+  if (t_last_detector.detector == id_) [[likely]] return *t_last_detector.state;
+  return NewLocal();
+}
+
+HotKeyDetector::ThreadState& HotKeyDetector::NewLocal() {
+  thread_local std::vector<LocalEntry> cache;
+  for (const LocalEntry& e : cache) {
     if (e.detector == id_) {
-      last = e;
+      t_last_detector = e;
       return *e.state;
     }
   }
@@ -141,72 +194,125 @@ HotKeyDetector::ThreadState& HotKeyDetector::Local() {
   }
   if (cache.size() >= 8) cache.erase(cache.begin());  // forget the oldest detector
   cache.push_back({id_, raw});
-  last = {id_, raw};
+  t_last_detector = {id_, raw};
   return *raw;
+}
+
+void HotKeyDetector::CatchUp(ThreadState& ts, double halvings) {
+  // This thread is its sketches' only writer: it applies the decay itself.
+  const double factor = std::exp2(ts.halvings - halvings);
+  for (int i = 0; i < ts.max_topics; ++i) {
+    ThreadTopic* t = ts.topics[i].load(std::memory_order_relaxed);
+    if (!t) continue;
+    t->sketch.Scale(factor);
+    t->records.store(t->records.load(std::memory_order_relaxed) * factor,
+                     std::memory_order_relaxed);
+    t->bytes.store(t->bytes.load(std::memory_order_relaxed) * factor, std::memory_order_relaxed);
+  }
+  ts.halvings = halvings;
+  ts.applied_halvings.store(halvings, std::memory_order_release);
+  ts.offered.fill(0);
+}
+
+[[gnu::always_inline]] inline HotKeyDetector::ThreadTopic* HotKeyDetector::TopicFor(
+    ThreadState& ts, std::string_view topic) {
+  if (ts.last != nullptr && SameName(topic, ts.last_topic)) [[likely]] return ts.last;
+  return NewTopicFor(ts, topic);
+}
+
+HotKeyDetector::ThreadTopic* HotKeyDetector::NewTopicFor(ThreadState& ts,
+                                                         std::string_view topic) {
+  int index;
+  auto it = ts.topic_cache.find(absl::string_view(topic.data(), topic.size()));
+  if (it != ts.topic_cache.end()) {
+    index = it->second;
+  } else {
+    std::lock_guard<std::mutex> lock(topics_mu_);
+    auto known = topic_index_.find(absl::string_view(topic.data(), topic.size()));
+    if (known != topic_index_.end()) {
+      index = known->second;
+    } else if (static_cast<int>(topic_index_.size()) < config_.max_topics) {
+      index = static_cast<int>(topic_index_.size());
+      topic_index_.emplace(std::string(topic), index);
+    } else {
+      return nullptr;  // over max_topics: not counted
+    }
+    ts.topic_cache.emplace(std::string(topic), index);
+  }
+  ThreadTopic* t = ts.topics[index].load(std::memory_order_relaxed);
+  if (!t) {
+    t = new ThreadTopic(shape_, config_.conservative_update);
+    ts.topics[index].store(t, std::memory_order_release);
+  }
+  ts.last_topic.assign(topic.data(), topic.size());
+  ts.last_index = index;
+  ts.last = t;
+  return t;
+}
+
+void HotKeyDetector::Offer(ThreadState& ts, int topic, std::string_view key) {
+  const uint64_t head = ts.head.load(std::memory_order_relaxed);
+  if (head - ts.tail.load(std::memory_order_acquire) < ts.ring.size()) {
+    ThreadState::Offer& slot = ts.ring[head % ts.ring.size()];
+    slot.topic = topic;
+    slot.key.assign(key.data(), key.size());
+    ts.head.store(head + 1, std::memory_order_release);
+  }
 }
 
 void HotKeyDetector::Observe(std::string_view topic, std::string_view key, size_t bytes) {
   ThreadState& ts = Local();
-
-  // Catch up with the decay the control step decided; this thread is its sketches' only writer.
   const double halvings = halvings_.load(std::memory_order_relaxed);
-  if (halvings != ts.halvings) {
-    const double factor = std::exp2(ts.halvings - halvings);
-    for (int i = 0; i < ts.max_topics; ++i) {
-      ThreadState::Topic* t = ts.topics[i].load(std::memory_order_relaxed);
-      if (!t) continue;
-      t->sketch.Scale(factor);
-      t->records.store(t->records.load(std::memory_order_relaxed) * factor,
-                       std::memory_order_relaxed);
-      t->bytes.store(t->bytes.load(std::memory_order_relaxed) * factor, std::memory_order_relaxed);
-    }
-    ts.halvings = halvings;
-    ts.applied_halvings.store(halvings, std::memory_order_release);
-    ts.offered.fill(0);
-  }
+  if (halvings != ts.halvings) [[unlikely]] CatchUp(ts, halvings);
+  ThreadTopic* t = TopicFor(ts, topic);
+  if (t == nullptr) [[unlikely]] return;
 
-  int index = ts.last_index;
-  if (index < 0 || topic != ts.last_topic) {
-    auto it = ts.topic_cache.find(absl::string_view(topic.data(), topic.size()));
-    if (it != ts.topic_cache.end()) {
-      index = it->second;
-    } else {
-      std::lock_guard<std::mutex> lock(topics_mu_);
-      auto known = topic_index_.find(absl::string_view(topic.data(), topic.size()));
-      if (known != topic_index_.end()) {
-        index = known->second;
-      } else if (static_cast<int>(topic_index_.size()) < config_.max_topics) {
-        index = static_cast<int>(topic_index_.size());
-        topic_index_.emplace(std::string(topic), index);
-      } else {
-        return;  // over max_topics: not counted
-      }
-      ts.topic_cache.emplace(std::string(topic), index);
-    }
-    ts.last_topic.assign(topic.data(), topic.size());
-    ts.last_index = index;
-  }
-  ThreadState::Topic* t = ts.topics[index].load(std::memory_order_relaxed);
-  if (!t) {
-    t = new ThreadState::Topic(shape_, config_.conservative_update);
-    ts.topics[index].store(t, std::memory_order_release);
-  }
-
-  const uint64_t hash = KeyHash(key.data(), key.size(), config_.seed);
+  const uint64_t hash = KeyHashMixed(key.data(), key.size(), mixed_seed_);
   const uint32_t estimate = t->sketch.Add(hash);
   AddRelaxed(t->records, 1.0);
   AddRelaxed(t->bytes, static_cast<double>(bytes));
+  // Offered once per decay step.
   uint64_t& offered = ts.offered[hash & (ts.offered.size() - 1)];
-  if (estimate >= offer_threshold_[index].load(std::memory_order_relaxed) && offered != hash) {
+  const uint32_t threshold = offer_threshold_[ts.last_index].load(std::memory_order_relaxed);
+  if (Both(estimate >= threshold, offered != hash)) [[unlikely]] {
     offered = hash;
-    const uint64_t head = ts.head.load(std::memory_order_relaxed);
-    if (head - ts.tail.load(std::memory_order_acquire) < ts.ring.size()) {
-      ThreadState::Offer& slot = ts.ring[head % ts.ring.size()];
-      slot.topic = index;
-      slot.key.assign(key.data(), key.size());
-      ts.head.store(head + 1, std::memory_order_release);
+    Offer(ts, ts.last_index, key);
+  }
+}
+
+void HotKeyDetector::ObserveBatch(std::string_view topic, std::span<const std::string_view> keys,
+                                  size_t bytes) {
+  if (keys.empty()) return;
+  ThreadState& ts = Local();
+  const double halvings = halvings_.load(std::memory_order_relaxed);
+  if (halvings != ts.halvings) [[unlikely]] CatchUp(ts, halvings);
+  ThreadTopic* t = TopicFor(ts, topic);
+  if (t == nullptr) [[unlikely]] return;
+  const int index = ts.last_index;
+  const uint32_t threshold = offer_threshold_[index].load(std::memory_order_relaxed);
+
+  // Groups of keys: hash them all and prefetch their cells, then count them in order.
+  constexpr size_t kGroup = 16;
+  uint64_t hashes[kGroup];
+  for (size_t begin = 0; begin < keys.size(); begin += kGroup) {
+    const size_t n = std::min(kGroup, keys.size() - begin);
+    const std::string_view* group = keys.data() + begin;
+    for (size_t i = 0; i < n; ++i) {
+      hashes[i] = KeyHashMixed(group[i].data(), group[i].size(), mixed_seed_);
+      t->sketch.Prefetch(hashes[i]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t hash = hashes[i];
+      const uint32_t estimate = t->sketch.Add(hash);
+      uint64_t& offered = ts.offered[hash & (ts.offered.size() - 1)];
+      if (Both(estimate >= threshold, offered != hash)) [[unlikely]] {
+        offered = hash;
+        Offer(ts, index, group[i]);
+      }
     }
   }
+  AddRelaxed(t->records, static_cast<double>(keys.size()));
+  AddRelaxed(t->bytes, static_cast<double>(bytes));
 }
 
 std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
@@ -251,13 +357,13 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
     TopicState& topic = *topics_[index];
     // Each thread's sketch counts as of its own last decay: weigh it to the common time.
     struct Part {
-      const ThreadState::Topic* topic;
+      const ThreadTopic* topic;
       double weight;
     };
     std::vector<Part> parts;
     double records = 0, bytes = 0;
     for (ThreadState* ts : threads) {
-      const ThreadState::Topic* t = ts->topics[index].load(std::memory_order_acquire);
+      const ThreadTopic* t = ts->topics[index].load(std::memory_order_acquire);
       if (!t) continue;
       double weight = std::exp2(ts->applied_halvings.load(std::memory_order_acquire) - global);
       parts.push_back({t, weight});

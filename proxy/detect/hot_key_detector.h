@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -115,6 +116,10 @@ class HotKeyDetector {
 
   // Any thread; never blocks.
   void Observe(std::string_view topic, std::string_view key, size_t bytes);
+  // The keys of several records of one topic, `bytes` their size in total: counts exactly as
+  // Observe on each key in turn, but hashes a group of keys and prefetches their sketch cells
+  // before updating any, so that the cache misses of a group overlap. Any thread; never blocks.
+  void ObserveBatch(std::string_view topic, std::span<const std::string_view> keys, size_t bytes);
 
   // The control step. One thread.
   std::vector<HotKeyEvent> Tick(absl::Time now);
@@ -129,15 +134,25 @@ class HotKeyDetector {
   const SketchShape& shape() const { return shape_; }
 
   struct ThreadState;
+  struct ThreadTopic;
   struct TopicState;
 
  private:
   ThreadState& Local();
+  ThreadState& NewLocal();
+  // Applies the decay the control step decided since this thread's last record.
+  void CatchUp(ThreadState& ts, double halvings);
+  // The calling thread's counts of a topic, created at first use; null beyond max_topics.
+  ThreadTopic* TopicFor(ThreadState& ts, std::string_view topic);
+  ThreadTopic* NewTopicFor(ThreadState& ts, std::string_view topic);
+  // A key whose estimate reached the offer threshold goes to the control step.
+  void Offer(ThreadState& ts, int topic, std::string_view key);
 
   const DetectorConfig config_;
   SketchShape shape_;
   std::function<int32_t(const std::string&)> partitions_of_;
   const uint64_t id_;
+  const uint64_t mixed_seed_;  // KeyHashSeed(config_.seed)
 
   // Cumulative half-lives elapsed, as decided by the control step; each thread sketch catches
   // up to it at its next record.

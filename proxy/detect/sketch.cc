@@ -42,7 +42,7 @@ CountMinSketch::CountMinSketch(SketchShape shape, bool conservative)
   }
 }
 
-uint32_t CountMinSketch::Add(uint64_t hash, uint32_t count) {
+uint32_t CountMinSketch::AddAnyDepth(uint64_t hash, uint32_t count) {
   constexpr uint32_t kMax = std::numeric_limits<uint32_t>::max();
   const uint32_t depth = std::min<uint32_t>(shape_.depth, 8);
   uint32_t index[8];

@@ -35,7 +35,22 @@ class CountMinSketch {
   CountMinSketch(SketchShape shape, bool conservative);
 
   // Adds `count` to the key with this hash and returns its new estimate. Owner thread only.
-  uint32_t Add(uint64_t hash, uint32_t count = 1);
+  // Inline, and unrolled for 4 and 5 rows (delta 0.02 and 0.01): it is most of a record's cost.
+  [[gnu::always_inline]] uint32_t Add(uint64_t hash, uint32_t count = 1) {
+    switch (shape_.depth) {
+      case 4:
+        return AddRows<4>(hash, count);
+      case 5:
+        return AddRows<5>(hash, count);
+      default:
+        return AddAnyDepth(hash, count);
+    }
+  }
+  // Asks the CPU to fetch the key's cells, so that an Add of this hash a few keys later finds
+  // them in cache (a batch hashes and prefetches all its keys first, then adds them).
+  [[gnu::always_inline]] void Prefetch(uint64_t hash) const {
+    for (uint32_t r = 0; r < shape_.depth; ++r) __builtin_prefetch(&cells_[Index(hash, r)], 1);
+  }
   // The key's estimate: never below its true (decayed) count.
   uint32_t Estimate(uint64_t hash) const;
   // Multiplies every counter by `factor` (0 < factor <= 1). Owner thread only.
@@ -54,6 +69,40 @@ class CountMinSketch {
     uint64_t h2 = ((hash >> 32) | (hash << 32)) | 1;
     return row * shape.width + static_cast<uint32_t>((h1 + row * h2) & (shape.width - 1));
   }
+  uint32_t Index(uint64_t hash, uint32_t row) const { return Index(shape_, hash, row); }
+
+  template <uint32_t kDepth>
+  [[gnu::always_inline]] uint32_t AddRows(uint64_t hash, uint32_t count) {
+    // Unrolled, so that the cells' addresses and values stay in registers.
+    constexpr uint32_t kMax = ~uint32_t{0};
+    std::atomic<uint32_t>* cell[kDepth];
+    uint32_t value[kDepth];
+#pragma GCC unroll 8
+    for (uint32_t r = 0; r < kDepth; ++r) cell[r] = &cells_[Index(hash, r)];
+    uint32_t min = kMax;
+#pragma GCC unroll 8
+    for (uint32_t r = 0; r < kDepth; ++r) {
+      value[r] = cell[r]->load(std::memory_order_relaxed);
+      min = value[r] < min ? value[r] : min;
+    }
+    const uint32_t target = min > kMax - count ? kMax : min + count;
+    if (conservative_) {
+      // Conservative update raises only the cells below the new minimum, and only to it.
+      // Written without a branch: which cells those are is not predictable.
+#pragma GCC unroll 8
+      for (uint32_t r = 0; r < kDepth; ++r) {
+        cell[r]->store(value[r] > target ? value[r] : target, std::memory_order_relaxed);
+      }
+    } else {
+#pragma GCC unroll 8
+      for (uint32_t r = 0; r < kDepth; ++r) {
+        const uint32_t v = value[r];
+        cell[r]->store(v > kMax - count ? kMax : v + count, std::memory_order_relaxed);
+      }
+    }
+    return target;
+  }
+  uint32_t AddAnyDepth(uint64_t hash, uint32_t count);
 
   SketchShape shape_;
   bool conservative_;
