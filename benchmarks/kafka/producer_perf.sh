@@ -3,7 +3,9 @@
 # against a real broker, direct and through saltproxy's Kafka listener, in one run, for 100-byte
 # and 1 KiB records: records/s, MB/s, p50/p99 latency, and saltproxy's CPU per MB/s.
 #
-#   benchmarks/kafka/producer_perf.sh [records]      (after cmake --build build --target saltproxy)
+#   benchmarks/kafka/producer_perf.sh [records] [build-dir]
+#
+# (after cmake --build <build-dir> --target saltproxy; build-dir defaults to build)
 #
 # Each case runs twice, alternating direct and proxied, and the table shows the better run of
 # each, so that JVM warm-up and the shared machine's noise weigh on both sides alike. Unthrottled
@@ -24,6 +26,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-200000}
+build=${2:-build}
+[ -x "$build/proxy/saltproxy" ] || { echo "no $build/proxy/saltproxy: build it first" >&2; exit 1; }
 work=$(mktemp -d)
 pid=""
 cleanup() {
@@ -38,7 +42,7 @@ classpath=$(tests/kafka/broker.sh classpath | tail -1)
 tests/kafka/broker.sh create-topic "$work/kafka" perf 8 >/dev/null
 printf 'log_level: info\nhttp: {listen: 127.0.0.1:0}\nkafka: {listen: 127.0.0.1:0}\nupstream:\n  bootstrap_servers: %s\n' \
   "$bootstrap" >"$work/saltproxy.yaml"
-build/proxy/saltproxy --config "$work/saltproxy.yaml" 2>"$work/saltproxy.log" &
+"$build/proxy/saltproxy" --config "$work/saltproxy.yaml" 2>"$work/saltproxy.log" &
 pid=$!
 proxy=""
 for _ in $(seq 1 100); do
@@ -77,10 +81,10 @@ for size in 100 1024; do
     after=$(cpu_ticks)
     mb=$(awk -v c="$count" -v s="$size" 'BEGIN{print c*s/1e6}')
     cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v mb="$mb" 'BEGIN{printf "%.2f", t/hz/mb*100}')
-    proxied=$(better "$proxied" "$r")
+    proxied=$(better "$proxied" "$r $cpu")  # the CPU figure of the run the table shows
   done
   read -r d_rps d_mbs d_p50 d_p99 <<<"$direct"
-  read -r p_rps p_mbs p_p50 p_p99 <<<"$proxied"
+  read -r p_rps p_mbs p_p50 p_p99 cpu <<<"$proxied"
   echo "| $size B | direct | $d_rps | $d_mbs | $d_p50 | $d_p99 | |"
   echo "| $size B | saltproxy | $p_rps | $p_mbs | $p_p50 | $p_p99 | $cpu |"
   awk -v d="$d_rps" -v p="$p_rps" -v dp="$d_p99" -v pp="$p_p99" -v s="$size" \
