@@ -140,6 +140,7 @@ struct HotKeyDetector::ThreadState {
   std::string last_topic;
   int last_index = -1;
   Topic* last = nullptr;
+  const std::atomic<uint32_t>* last_threshold = nullptr;  // its offer threshold
 };
 
 struct HotKeyDetector::TopicState {
@@ -247,6 +248,7 @@ HotKeyDetector::ThreadTopic* HotKeyDetector::NewTopicFor(ThreadState& ts,
   ts.last_topic.assign(topic.data(), topic.size());
   ts.last_index = index;
   ts.last = t;
+  ts.last_threshold = &offer_threshold_[index];
   return t;
 }
 
@@ -261,19 +263,38 @@ void HotKeyDetector::Offer(ThreadState& ts, int topic, std::string_view key) {
 }
 
 void HotKeyDetector::Observe(std::string_view topic, std::string_view key, size_t bytes) {
+  // The common case, with no call but tail calls: this thread's state found at once, no decay
+  // to catch up, the same topic as the last record. Everything else goes to ObserveSlow, so that
+  // the fast path keeps its values in registers.
+  if (t_last_detector.detector == id_) [[likely]] {
+    ThreadState& ts = *t_last_detector.state;
+    if (halvings_.load(std::memory_order_relaxed) == ts.halvings && ts.last != nullptr &&
+        SameName(topic, ts.last_topic)) [[likely]] {
+      Count(ts, *ts.last, key, bytes);
+      return;
+    }
+  }
+  ObserveSlow(topic, key, bytes);
+}
+
+void HotKeyDetector::ObserveSlow(std::string_view topic, std::string_view key, size_t bytes) {
   ThreadState& ts = Local();
   const double halvings = halvings_.load(std::memory_order_relaxed);
-  if (halvings != ts.halvings) [[unlikely]] CatchUp(ts, halvings);
+  if (halvings != ts.halvings) CatchUp(ts, halvings);
   ThreadTopic* t = TopicFor(ts, topic);
-  if (t == nullptr) [[unlikely]] return;
+  if (t == nullptr) return;  // over max_topics
+  Count(ts, *t, key, bytes);
+}
 
+[[gnu::always_inline]] inline void HotKeyDetector::Count(ThreadState& ts, ThreadTopic& t,
+                                                         std::string_view key, size_t bytes) {
+  AddRelaxed(t.records, 1.0);
+  AddRelaxed(t.bytes, static_cast<double>(static_cast<int64_t>(bytes)));  // no sign test
   const uint64_t hash = KeyHashMixed(key.data(), key.size(), mixed_seed_);
-  const uint32_t estimate = t->sketch.Add(hash);
-  AddRelaxed(t->records, 1.0);
-  AddRelaxed(t->bytes, static_cast<double>(bytes));
+  const uint32_t estimate = t.sketch.Add(hash);
   // Offered once per decay step.
   uint64_t& offered = ts.offered[hash & (ts.offered.size() - 1)];
-  const uint32_t threshold = offer_threshold_[ts.last_index].load(std::memory_order_relaxed);
+  const uint32_t threshold = ts.last_threshold->load(std::memory_order_relaxed);
   if (Both(estimate >= threshold, offered != hash)) [[unlikely]] {
     offered = hash;
     Offer(ts, ts.last_index, key);
@@ -288,22 +309,49 @@ void HotKeyDetector::ObserveBatch(std::string_view topic, std::span<const std::s
   if (halvings != ts.halvings) [[unlikely]] CatchUp(ts, halvings);
   ThreadTopic* t = TopicFor(ts, topic);
   if (t == nullptr) [[unlikely]] return;
+  switch (t->sketch.shape().depth) {  // once per batch, not per key
+    case 4:
+      CountBatch<4>(ts, *t, keys);
+      break;
+    case 5:
+      CountBatch<5>(ts, *t, keys);
+      break;
+    default:
+      CountBatch<0>(ts, *t, keys);
+  }
+  AddRelaxed(t->records, static_cast<double>(keys.size()));
+  AddRelaxed(t->bytes, static_cast<double>(bytes));
+}
+
+template <uint32_t kDepth>
+void HotKeyDetector::CountBatch(ThreadState& ts, ThreadTopic& t,
+                                std::span<const std::string_view> keys) {
   const int index = ts.last_index;
   const uint32_t threshold = offer_threshold_[index].load(std::memory_order_relaxed);
-
-  // Groups of keys: hash them all and prefetch their cells, then count them in order.
+  // Groups of keys: hash them all and locate (prefetch) their cells, then count them in order,
+  // so that the memory accesses of a group overlap.
   constexpr size_t kGroup = 16;
   uint64_t hashes[kGroup];
+  uint32_t cells[kGroup][kDepth ? kDepth : 1];
   for (size_t begin = 0; begin < keys.size(); begin += kGroup) {
     const size_t n = std::min(kGroup, keys.size() - begin);
     const std::string_view* group = keys.data() + begin;
     for (size_t i = 0; i < n; ++i) {
       hashes[i] = KeyHashMixed(group[i].data(), group[i].size(), mixed_seed_);
-      t->sketch.Prefetch(hashes[i]);
+      if constexpr (kDepth > 0) {
+        t.sketch.Locate<kDepth>(hashes[i], cells[i], /*prefetch=*/true);
+      } else {
+        t.sketch.Prefetch(hashes[i]);
+      }
     }
     for (size_t i = 0; i < n; ++i) {
       const uint64_t hash = hashes[i];
-      const uint32_t estimate = t->sketch.Add(hash);
+      uint32_t estimate;
+      if constexpr (kDepth > 0) {
+        estimate = t.sketch.AddAt<kDepth>(cells[i]);
+      } else {
+        estimate = t.sketch.Add(hash);
+      }
       uint64_t& offered = ts.offered[hash & (ts.offered.size() - 1)];
       if (Both(estimate >= threshold, offered != hash)) [[unlikely]] {
         offered = hash;
@@ -311,8 +359,6 @@ void HotKeyDetector::ObserveBatch(std::string_view topic, std::span<const std::s
       }
     }
   }
-  AddRelaxed(t->records, static_cast<double>(keys.size()));
-  AddRelaxed(t->bytes, static_cast<double>(bytes));
 }
 
 std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {

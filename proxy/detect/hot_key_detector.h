@@ -145,8 +145,14 @@ class HotKeyDetector {
   // The calling thread's counts of a topic, created at first use; null beyond max_topics.
   ThreadTopic* TopicFor(ThreadState& ts, std::string_view topic);
   ThreadTopic* NewTopicFor(ThreadState& ts, std::string_view topic);
+  void ObserveSlow(std::string_view topic, std::string_view key, size_t bytes);
+  // One record of a known topic.
+  void Count(ThreadState& ts, ThreadTopic& t, std::string_view key, size_t bytes);
   // A key whose estimate reached the offer threshold goes to the control step.
   void Offer(ThreadState& ts, int topic, std::string_view key);
+  // ObserveBatch's counting, for a sketch of kDepth rows (0: any depth).
+  template <uint32_t kDepth>
+  void CountBatch(ThreadState& ts, ThreadTopic& t, std::span<const std::string_view> keys);
 
   const DetectorConfig config_;
   SketchShape shape_;

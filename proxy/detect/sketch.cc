@@ -17,21 +17,38 @@ absl::StatusOr<SketchShape> SketchShape::ForErrorBound(double epsilon, double de
     return absl::InvalidArgumentError("delta: expected a number between 0 and 1, such as 0.01");
   }
   SketchShape shape;
+  shape.delta = delta;
   // At most 8 rows (delta down to e^-8): more would cost more than it buys.
   shape.depth = std::min<uint32_t>(8, static_cast<uint32_t>(std::ceil(std::log(1.0 / delta))));
-  uint64_t width = static_cast<uint64_t>(std::ceil(std::exp(1.0) / epsilon));
+  const uint64_t width = static_cast<uint64_t>(std::ceil(std::exp(1.0) / epsilon));
   uint64_t pow2 = 1;
   while (pow2 < width) pow2 <<= 1;
-  while (pow2 > 1 && pow2 * shape.depth * sizeof(uint32_t) > max_bytes) pow2 >>= 1;
-  if (pow2 < 64) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max sketch bytes ", max_bytes, " leaves fewer than 64 columns for depth ", shape.depth));
+  if (pow2 * shape.depth * sizeof(uint32_t) <= max_bytes) {
+    shape.width = static_cast<uint32_t>(pow2);
+    return shape;
   }
-  shape.width = static_cast<uint32_t>(pow2);
-  return shape;
+  // The memory cap binds: of the shapes that fill it (each depth with the widest power-of-two
+  // width that fits), the one with the tightest bound at this delta; on a tie, fewer rows.
+  SketchShape best;
+  for (uint32_t depth = 1; depth <= 8; ++depth) {
+    uint64_t w = 1;
+    while (w * 2 * depth * sizeof(uint32_t) <= max_bytes) w <<= 1;
+    if (w < 64 || w * depth * sizeof(uint32_t) > max_bytes) continue;
+    SketchShape candidate{static_cast<uint32_t>(w), depth, delta};
+    if (best.width == 0 || candidate.epsilon() < best.epsilon() * (1 - 1e-9)) best = candidate;
+  }
+  if (best.width == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max sketch bytes ", max_bytes, " leaves fewer than 64 columns"));
+  }
+  return best;
 }
 
-double SketchShape::epsilon() const { return width ? std::exp(1.0) / width : 1.0; }
+double SketchShape::epsilon() const {
+  if (width == 0 || depth == 0) return 1.0;
+  if (delta <= 0) return std::exp(1.0) / width;
+  return std::pow(delta, -1.0 / depth) / width;
+}
 
 CountMinSketch::CountMinSketch(SketchShape shape, bool conservative)
     : shape_(shape),
