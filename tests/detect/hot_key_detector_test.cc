@@ -6,7 +6,12 @@
 
 #include <boost/json.hpp>
 
+#include <map>
+#include <random>
+#include <set>
+#include <string_view>
 #include <thread>
+#include <tuple>
 
 #include "testing/zipf.h"
 
@@ -193,6 +198,63 @@ TEST_F(DetectorTest, ThreadsCountIntoOneView) {
   ASSERT_NE(hot, nullptr);
   EXPECT_NEAR(hot->share, 0.5, 0.02);
   EXPECT_EQ(detector().SketchBytes(), 2 * detector().shape().bytes());
+}
+
+TEST_F(DetectorTest, ObserveBatchCountsAsObserveOnEachKey) {
+  // The same Zipf stream, record by record into one detector and in batches of every size
+  // (1 to 100: shorter and longer than the batch's groups of 16) into another, with decay steps
+  // between: the same topics, rates, tracked keys and hot keys.
+  config.hot_share = 0.01;
+  config.top_k = 1 << 20;  // none dropped: which of two keys of equal rates goes is arbitrary
+  HotKeyDetector one(config), batched(config);
+  Zipf zipf(20000, 1.1, 8);
+  std::vector<std::string> keys;
+  std::mt19937_64 rng(5);
+  for (int tick = 0; tick < 40; ++tick) {
+    for (const char* topic : {"t", "u"}) {
+      keys.clear();
+      for (int i = 0; i < kPerTick; ++i) {
+        // Keys of 1 to 90 bytes: every path of the key hash.
+        const size_t rank = zipf.Next();
+        std::string key = "k" + std::to_string(rank);
+        key.resize(std::max<size_t>(key.size(), rank * 7919 % 91), '.');
+        keys.push_back(std::move(key));
+      }
+      for (const std::string& key : keys) one.Observe(topic, key, 10);
+      for (size_t begin = 0; begin < keys.size();) {
+        const size_t n = std::min<size_t>(keys.size() - begin, 1 + rng() % 100);
+        std::vector<std::string_view> views(keys.begin() + begin, keys.begin() + begin + n);
+        batched.ObserveBatch(topic, views, 10 * n);
+        begin += n;
+      }
+    }
+    now += kTick;
+    // Events and tracked keys compared as sets: keys of equal rates may come in either order.
+    auto events = [](const std::vector<HotKeyEvent>& events) {
+      std::set<std::tuple<std::string, std::string, int>> set;
+      for (const HotKeyEvent& e : events) set.emplace(e.topic, e.key, static_cast<int>(e.kind));
+      return set;
+    };
+    ASSERT_EQ(events(one.Tick(now)), events(batched.Tick(now))) << "tick " << tick;
+  }
+  const auto sa = one.Snapshot(), sb = batched.Snapshot();
+  ASSERT_EQ(sa->topics.size(), 2u);
+  ASSERT_EQ(sb->topics.size(), 2u);
+  int hot = 0;
+  for (size_t t = 0; t < 2; ++t) {
+    EXPECT_EQ(sa->topics[t].topic, sb->topics[t].topic);
+    EXPECT_DOUBLE_EQ(sa->topics[t].rate_rps, sb->topics[t].rate_rps);
+    EXPECT_DOUBLE_EQ(sa->topics[t].rate_bps, sb->topics[t].rate_bps);
+    auto tracked = [](const TopicHeatView& view) {
+      std::map<std::string, std::pair<double, bool>> map;
+      for (const TrackedKey& k : view.keys) map[k.key] = {k.rate_rps, k.hot};
+      return map;
+    };
+    EXPECT_EQ(tracked(sa->topics[t]), tracked(sb->topics[t])) << sa->topics[t].topic;
+    for (const TrackedKey& k : sa->topics[t].keys) hot += k.hot;
+  }
+  EXPECT_GT(hot, 0);  // the comparison covered hot keys
+  batched.ObserveBatch("t", {}, 0);  // an empty batch is fine
 }
 
 TEST_F(DetectorTest, HotKeysJsonListsHotKeysPerTopic) {
