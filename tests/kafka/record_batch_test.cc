@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "proxy/kafka/crc32c.h"
 
 namespace saltproxy::kafka {
@@ -31,6 +34,43 @@ RecordBatch Sample() {
 TEST(Crc32cTest, KnownVector) {
   // The CRC-32C check value of "123456789".
   EXPECT_EQ(Crc32c("123456789", 9), 0xe3069283u);
+  EXPECT_EQ(Crc32cPortable("123456789", 9), 0xe3069283u);
+}
+
+TEST(Crc32cTest, AcceleratedAndPortableAgreeOnEveryLengthAndAlignment) {
+  // Lengths around the three-way blocks (3 x 256 and 3 x 8192 bytes) and their remainders, at
+  // every offset from an 8-byte boundary.
+  std::string data(3 * 8192 * 2 + 3 * 256 * 2 + 64, '\0');
+  uint32_t x = 12345;
+  for (char& c : data) {
+    x = x * 1103515245 + 12345;
+    c = static_cast<char>(x >> 16);
+  }
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n <= 80; ++n) lengths.push_back(n);
+  for (size_t base : {767u, 768u, 769u, 1536u, 24575u, 24576u, 24577u, 25344u, 49152u}) {
+    for (size_t d = 0; d < 9; ++d) lengths.push_back(base + d);
+  }
+  lengths.push_back(data.size() - 8);
+  for (size_t offset = 0; offset < 8; ++offset) {
+    for (size_t n : lengths) {
+      if (offset + n > data.size()) continue;
+      ASSERT_EQ(Crc32c(data.data() + offset, n), Crc32cPortable(data.data() + offset, n))
+          << "length " << n << " at offset " << offset << " (accelerated: "
+          << Crc32cAccelerated() << ")";
+    }
+  }
+  // And the portable version against the bitwise definition.
+  auto bitwise = [](const std::string& s) {
+    uint32_t c = 0xffffffff;
+    for (unsigned char b : s) {
+      c ^= b;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82f63b78 : c >> 1;
+    }
+    return ~c;
+  };
+  std::string some = data.substr(3, 1000);
+  EXPECT_EQ(Crc32cPortable(some.data(), some.size()), bitwise(some));
 }
 
 class CodecTest : public ::testing::TestWithParam<Compression> {};
