@@ -34,6 +34,8 @@ struct Forwarder::PendingDelivery {
   DeliveryCallback done;
   absl::Time queued_at;
   ForwardMetrics* metrics;
+  // The record's value, which librdkafka reads in place (no copy) until the delivery report.
+  std::optional<std::string> value;
 };
 
 struct Forwarder::ForwardMetrics {
@@ -233,13 +235,13 @@ absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCall
     }
   }
   auto pending = std::make_unique<PendingDelivery>(
-      PendingDelivery{std::move(done), absl::Now(), metrics_.get()});
-  const std::string* key = record.key ? &*record.key : nullptr;
-  const std::string* value = record.value ? &*record.value : nullptr;
+      PendingDelivery{std::move(done), absl::Now(), metrics_.get(), std::move(record.value)});
+  const std::string* key = record.key ? &*record.key : nullptr;  // librdkafka copies keys
+  const std::string* value = pending->value ? &*pending->value : nullptr;
   rd_kafka_resp_err_t err = rd_kafka_producev(
       handle_->rk.get(), RD_KAFKA_V_TOPIC(record.topic.c_str()),
       RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_MSGFLAGS(0),  // neither copied nor freed: `pending` owns the value
       RD_KAFKA_V_KEY(key ? key->data() : nullptr, key ? key->size() : 0),
       RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr,
                        value ? value->size() : 0),
@@ -250,6 +252,7 @@ absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCall
     return absl::OkStatus();
   }
   if (headers) rd_kafka_headers_destroy(headers);  // Not taken over on failure.
+  record.value = std::move(pending->value);         // Nor is the value: the caller keeps it.
   switch (err) {
     case RD_KAFKA_RESP_ERR__QUEUE_FULL:
       metrics_->queue_full.Increment();
