@@ -3,7 +3,8 @@
 // Per record (any thread, no lock): the key's hash goes into the calling thread's own count-min
 // sketch for the topic (conservative update); a key whose estimate crosses a low offer
 // threshold is offered, once per control step, to the control step through the thread's own
-// bounded single-producer queue.
+// bounded single-producer queue. About 16-18 ns a record on one core of the benchmark machine,
+// hashing included; 11-13 ns through ObserveBatch (benchmarks/detect).
 //
 // Per control step (one thread, every tick): counts decay exponentially with the configured
 // half-life (each thread's sketch applies the decay itself, at its next record, so that it
@@ -15,6 +16,7 @@
 //
 //   HotKeyDetector detector(config);
 //   detector.Observe("clicks", key, bytes);                  // ingress threads
+//   detector.ObserveBatch("clicks", keys, bytes);            // or a batch's keys at once
 //   for (const HotKeyEvent& e : detector.Tick(absl::Now()))  // the control thread
 //     LogEvent(...);
 //   std::shared_ptr<const DetectorSnapshot> s = detector.Snapshot();

@@ -8,7 +8,7 @@
 // on skewed data.
 //
 //   ASSIGN_OR_RETURN(SketchShape shape, SketchShape::ForErrorBound(1e-4, 0.01, 256 << 10));
-//   CountMinSketch sketch(shape, /*seed=*/42, /*conservative=*/true);
+//   CountMinSketch sketch(shape, /*conservative=*/true);
 //   uint32_t estimate = sketch.Add(KeyHash(key.data(), key.size(), 42));
 #pragma once
 
