@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <memory>
 
 #include "absl/container/flat_hash_map.h"
 #include "proxy/detect/key_hash.h"
@@ -39,6 +41,12 @@ TEST(KeyHashTest, EveryLengthAndEveryByteCounts) {
     }
   }
   EXPECT_EQ(seen.size(), key.size() + 1);
+  // Never a byte outside the key (an ASan build sees a read past a buffer of exactly n bytes).
+  for (size_t n = 0; n <= key.size(); ++n) {
+    auto exact = std::make_unique<char[]>(n);
+    std::memcpy(exact.get(), key.data(), n);
+    EXPECT_EQ(KeyHash(exact.get(), n, 7), KeyHash(key.data(), n, 7));
+  }
 }
 
 TEST(KeyHashTest, MixedSeedIsTheSameHash) {
