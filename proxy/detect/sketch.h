@@ -44,7 +44,8 @@ class CountMinSketch {
   CountMinSketch(SketchShape shape, bool conservative);
 
   // Adds `count` to the key with this hash and returns its new estimate. Owner thread only.
-  // Inline, and unrolled for 4 and 5 rows (delta 0.02 and 0.01): it is most of a record's cost.
+  // Inline, and unrolled for 4 and 5 rows (the default shape under its 256 KiB cap has 4; delta
+  // 0.01 without a cap gives 5): it is most of a record's cost.
   [[gnu::always_inline]] uint32_t Add(uint64_t hash, uint32_t count = 1) {
     switch (shape_.depth) {
       case 4:
