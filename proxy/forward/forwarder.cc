@@ -6,6 +6,8 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <shared_mutex>
+
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 
@@ -15,6 +17,7 @@ namespace {
 // A targeted lookup waits at most this long for the cluster; its callers answer a client.
 constexpr absl::Duration kLookupTimeout = absl::Seconds(3);
 constexpr size_t kMaxPendingLookups = 1024;
+constexpr size_t kMaxTopicHandles = 10000;
 
 struct KafkaDeleter {
   void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
@@ -26,13 +29,34 @@ int ToMillis(absl::Duration d) { return static_cast<int>(absl::ToInt64Millisecon
 
 struct Forwarder::Handle {
   std::unique_ptr<rd_kafka_t, KafkaDeleter> rk;
+  // Topic handles by name, so that a record need not look its topic up by name: librdkafka does
+  // that under its handle's write lock, which its broker threads also take.
+  std::shared_mutex topics_mu;
+  absl::flat_hash_map<std::string, rd_kafka_topic_t*> topics;
+
+  rd_kafka_topic_t* Topic(const std::string& name) {
+    {
+      std::shared_lock<std::shared_mutex> lock(topics_mu);
+      auto it = topics.find(name);
+      if (it != topics.end()) return it->second;
+    }
+    std::unique_lock<std::shared_mutex> lock(topics_mu);
+    auto it = topics.find(name);
+    if (it != topics.end()) return it->second;
+    if (topics.size() >= kMaxTopicHandles) return nullptr;  // produced by name then
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), name.c_str(), nullptr);
+    if (rkt) topics.emplace(name, rkt);
+    return rkt;
+  }
+  ~Handle() {
+    for (auto& [name, rkt] : topics) rd_kafka_topic_destroy(rkt);
+  }
 };
 
 // Travels with each record as librdkafka's per-message opaque, so a delivery report finds its
 // caller in constant time, with no table of outstanding requests to search.
 struct Forwarder::PendingDelivery {
   DeliveryCallback done;
-  absl::Time queued_at;
   ForwardMetrics* metrics;
   // The record's value, which librdkafka reads in place (no copy) until the delivery report.
   std::optional<std::string> value;
@@ -133,7 +157,8 @@ void Forwarder::OnDelivery(void* /*rk*/, const void* message, void* /*opaque*/) 
   rd_kafka_timestamp_type_t tstype;
   report.timestamp_ms = rd_kafka_message_timestamp(msg, &tstype);
   ForwardMetrics& m = *pending->metrics;
-  m.latency.Observe(absl::ToDoubleSeconds(absl::Now() - pending->queued_at));
+  // librdkafka times each message from produce to report, in microseconds.
+  if (int64_t us = rd_kafka_message_latency(msg); us >= 0) m.latency.Observe(us * 1e-6);
   if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     m.forwarded.Increment();
     m.forwarded_bytes.Increment(static_cast<double>(msg->len + msg->key_len));
@@ -220,6 +245,8 @@ Forwarder::~Forwarder() {
   // librdkafka emit a delivery report for each queued record.
   rd_kafka_purge(handle_->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   rd_kafka_poll(handle_->rk.get(), 0);
+  for (auto& [name, rkt] : handle_->topics) rd_kafka_topic_destroy(rkt);
+  handle_->topics.clear();
   handle_->rk.reset();
   for (Lookup& lookup : lookups_) lookup.done(absl::UnavailableError("saltproxy is shutting down"));
 }
@@ -235,18 +262,23 @@ absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCall
     }
   }
   auto pending = std::make_unique<PendingDelivery>(
-      PendingDelivery{std::move(done), absl::Now(), metrics_.get(), std::move(record.value)});
+      PendingDelivery{std::move(done), metrics_.get(), std::move(record.value)});
   const std::string* key = record.key ? &*record.key : nullptr;  // librdkafka copies keys
   const std::string* value = pending->value ? &*pending->value : nullptr;
-  rd_kafka_resp_err_t err = rd_kafka_producev(
-      handle_->rk.get(), RD_KAFKA_V_TOPIC(record.topic.c_str()),
-      RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
-      RD_KAFKA_V_MSGFLAGS(0),  // neither copied nor freed: `pending` owns the value
-      RD_KAFKA_V_KEY(key ? key->data() : nullptr, key ? key->size() : 0),
-      RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr,
-                       value ? value->size() : 0),
-      RD_KAFKA_V_TIMESTAMP(record.timestamp_ms), RD_KAFKA_V_HEADERS(headers),
-      RD_KAFKA_V_OPAQUE(pending.get()), RD_KAFKA_V_END);
+  auto produce = [&](auto... topic) {
+    return rd_kafka_producev(
+        handle_->rk.get(), topic...,
+        RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
+        RD_KAFKA_V_MSGFLAGS(0),  // neither copied nor freed: `pending` owns the value
+        RD_KAFKA_V_KEY(key ? key->data() : nullptr, key ? key->size() : 0),
+        RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr,
+                         value ? value->size() : 0),
+        RD_KAFKA_V_TIMESTAMP(record.timestamp_ms), RD_KAFKA_V_HEADERS(headers),
+        RD_KAFKA_V_OPAQUE(pending.get()), RD_KAFKA_V_END);
+  };
+  rd_kafka_topic_t* rkt = handle_->Topic(record.topic);
+  rd_kafka_resp_err_t err =
+      rkt ? produce(RD_KAFKA_V_RKT(rkt)) : produce(RD_KAFKA_V_TOPIC(record.topic.c_str()));
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     pending.release();  // Owned by librdkafka's message until OnDelivery.
     return absl::OkStatus();

@@ -356,6 +356,9 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     const std::string& topic = state->topics[w.t].name;
     const int32_t client_partition = state->partitions[w.t][w.p].response.index;
     int index = 0;
+    int records = 0;
+    for (const RecordBatch& b : w.batches) records += static_cast<int>(b.records.size());
+    records_in_.Increment(records);  // once a partition: the counter is shared by all threads
     for (RecordBatch& b : w.batches) {
       for (BatchRecord& r : b.records) {
         Record record;
@@ -367,7 +370,6 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
         // without a key keep the partition the client chose.
         record.partition = record.key ? -1 : client_partition;
         for (auto& [k, v] : r.headers) record.headers.push_back({std::move(k), std::move(v)});
-        records_in_.Increment();
         const bool first = index++ == 0;
         auto done = [state, t = w.t, p = w.p, first](const DeliveryReport& report) {
           std::lock_guard<std::mutex> lock(state->mu);
