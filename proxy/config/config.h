@@ -107,7 +107,7 @@ struct SaltPolicyConfig {
   double partition_target_rps = 0;             // 0: the topic's mean partition load
   int min_salts = 2;
   int max_salts = 0;  // 0: the topic's partition count
-  double headroom = 3;
+  double headroom = 4;
   std::string hot_topic_pattern = "{topic}.hot";
   int hot_topic_partitions = 16;
 };

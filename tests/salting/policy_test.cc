@@ -35,7 +35,7 @@ TEST(PolicyTest, HeadroomMultipliesTheSalts) {
 }
 
 TEST(PolicyTest, HotKeysTogetherSpanAboutHeadroomTimesThePartitions) {
-  TopicPolicy policy;  // headroom 3
+  TopicPolicy policy;  // headroom 4
   std::vector<KeyRate> hot;
   for (int i = 1; i <= 40; ++i) hot.push_back({"k" + std::to_string(i), 1000.0 / i});
   double hot_total = 0;
