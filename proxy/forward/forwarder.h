@@ -1,5 +1,6 @@
-// The forwarder: the proxy's one upstream librdkafka producer (idempotent, acks=all), its
-// delivery reports, its push-back, and a cache of the upstream cluster's metadata.
+// The forwarder: the proxy's upstream librdkafka producers (idempotent, acks=all; two, each
+// partition always through the same one, so that its records keep their order), their delivery
+// reports, push-back, and a cache of the upstream cluster's metadata.
 //
 //   ASSIGN_OR_RETURN(auto forwarder, Forwarder::Create(config.upstream, metrics));
 //   absl::Status queued = forwarder->Produce(std::move(record), partition,
@@ -32,6 +33,8 @@
 #include "proxy/common/upstream.h"
 #include "proxy/config/config.h"
 #include "proxy/metrics/metrics.h"
+
+struct rd_kafka_s;
 
 namespace saltproxy {
 
@@ -86,7 +89,7 @@ class Forwarder : public Upstream {
 
   // True while the upstream cluster answers metadata requests.
   bool Ready() const { return ready_.load(std::memory_order_relaxed); }
-  // Records queued in librdkafka, not yet delivered.
+  // Records queued in librdkafka (all producers), not yet delivered.
   int QueueDepth() const;
   const std::string& bootstrap_servers() const { return bootstrap_servers_; }
 
@@ -97,7 +100,9 @@ class Forwarder : public Upstream {
 
   Forwarder(const UpstreamConfig& config, Metrics& metrics, bool cache_only_lookups);
   absl::Status Start();
-  void PollLoop();
+  absl::StatusOr<rd_kafka_s*> NewProducer();
+  absl::Status QueueFull();
+  void PollLoop(rd_kafka_s* rk);
   void MetadataLoop();
   void RefreshAll();
   absl::StatusOr<int32_t> FetchTopic(const std::string& topic);
@@ -112,7 +117,11 @@ class Forwarder : public Upstream {
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> ready_{false};
-  std::thread poll_thread_;
+  std::vector<std::thread> poll_threads_;  // one per producer, serving its delivery reports
+  // Records and key, value and header bytes queued in all producers together, against
+  // upstream.max_queued_records and upstream.max_queued_bytes.
+  std::atomic<int64_t> queued_records_{0};
+  std::atomic<int64_t> queued_bytes_{0};
   std::thread metadata_thread_;
 
   mutable std::mutex metadata_mu_;
