@@ -262,6 +262,10 @@ absl::StatusOr<rd_kafka_t*> Forwarder::NewProducer() {
       // formed too early to hold what arrived since; fewer, larger requests cost the broker and
       // the proxy less, and two still hide the network's round trip.
       {"max.in.flight.requests.per.connection", "2"},
+      // Without Nagle's algorithm, as Kafka's Java client: a second request in flight is sent
+      // at once rather than after the first one's acknowledgement (a Java-like load through the
+      // listener: 124,000 to 127,000 1 KiB records/s, proxy CPU 1.15 to 1.06 s per 400,000).
+      {"socket.nagle.disable", "true"},
       {"log_level", "4"},
   };
   for (const auto& [name, value] : config_.librdkafka) settings.emplace_back(name, value);
