@@ -20,15 +20,25 @@ fetch() {
   if [ -f "$lib/.complete" ]; then return 0; fi
   command -v mvn >/dev/null || die "mvn is missing: run scripts/install-deps"
   command -v java >/dev/null || die "java is missing: run scripts/install-deps"
+  # Tests start brokers in parallel: on a fresh machine they all arrive here at once. One fetches
+  # while the others wait on the lock, and the jars go to a private folder renamed into place, so
+  # that nobody ever sees (or copies over) a half-filled lib/.
+  mkdir -p "$(dirname "$lib")"
+  exec 9>"$lib.lock"
+  flock 9
+  if [ -f "$lib/.complete" ]; then exec 9>&-; return 0; fi
   echo "broker.sh: fetching Apache Kafka $version from Maven Central (once)" >&2
-  rm -rf "$lib"
-  mkdir -p "$lib"
+  local tmp="$lib.tmp.$$"
+  rm -rf "$tmp" "$lib"
+  mkdir -p "$tmp"
   if ! mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
-      -DoutputDirectory="$lib" >&2; then
-    rm -rf "$lib"
+      -DoutputDirectory="$tmp" >&2; then
+    rm -rf "$tmp"
     die "could not fetch Kafka's jars with Maven"
   fi
-  touch "$lib/.complete"
+  touch "$tmp/.complete"
+  mv "$tmp" "$lib"
+  exec 9>&-
 }
 
 free_port() {
