@@ -6,6 +6,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <algorithm>
 #include <functional>
 #include <shared_mutex>
 
@@ -189,25 +190,81 @@ absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const UpstreamConfi
   return forwarder;
 }
 
+// The delivery reports served by one rd_kafka_poll call: their sum is applied to the shared queue
+// counters and metrics once when the call returns, and only then are the callers told, in
+// report order (so that a caller who hears of its delivery finds it counted). Applying each
+// report on its own made it take the queue counters' cache line from the threads that produce,
+// and the metrics' lock and cache lines from the other poll thread: 7 % of the proxy's CPU at
+// 100-byte records.
+struct Forwarder::DeliveryTally {
+  explicit DeliveryTally(Forwarder& owner)
+      : owner(owner), latency_buckets(Metrics::LatencyBuckets().size() + 1, 0.0) {}
+
+  void Add(const rd_kafka_message_t* msg, int64_t queued_bytes) {
+    ++records;
+    bytes += queued_bytes;
+    if (int64_t us = rd_kafka_message_latency(msg); us >= 0) {
+      const double seconds = static_cast<double>(us) * 1e-6;
+      const std::vector<double>& bounds = Metrics::LatencyBuckets();
+      latency_buckets[static_cast<size_t>(
+          std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin())] += 1;
+      latency_sum += seconds;
+      ++latencies;
+    }
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ++forwarded;
+      forwarded_bytes += static_cast<double>(msg->len + msg->key_len);
+    }
+  }
+
+  void Apply() {
+    if (records == 0) return;
+    Count();
+    for (auto& [pending, report] : reports) pending->done(report);
+    reports.clear();
+  }
+
+  void Count() {
+    owner.queued_records_.fetch_sub(records, std::memory_order_relaxed);
+    owner.queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    ForwardMetrics& m = *owner.metrics_;
+    if (latencies > 0) m.latency.ObserveMultiple(latency_buckets, latency_sum);
+    if (forwarded > 0) m.forwarded.Increment(forwarded);
+    if (forwarded_bytes > 0) m.forwarded_bytes.Increment(forwarded_bytes);
+    records = bytes = latencies = 0;
+    forwarded = forwarded_bytes = latency_sum = 0;
+    std::fill(latency_buckets.begin(), latency_buckets.end(), 0.0);
+  }
+
+  Forwarder& owner;
+  int64_t records = 0;
+  int64_t bytes = 0;
+  int64_t latencies = 0;
+  double forwarded = 0;
+  double forwarded_bytes = 0;
+  double latency_sum = 0;
+  std::vector<double> latency_buckets;
+  std::vector<std::pair<std::unique_ptr<PendingDelivery>, DeliveryReport>> reports;
+};
+
+namespace {
+// The tally of the poll call this thread is in, if any: set by PollLoop around rd_kafka_poll.
+// Reports served elsewhere (rd_kafka_flush, the destructor's purge) are applied one by one.
+thread_local Forwarder::DeliveryTally* current_tally = nullptr;
+}  // namespace
+
 void Forwarder::OnDelivery(void* /*rk*/, const void* message, void* /*opaque*/) {
   const auto* msg = static_cast<const rd_kafka_message_t*>(message);
   std::unique_ptr<PendingDelivery> pending(static_cast<PendingDelivery*>(msg->_private));
   Forwarder& self = *pending->forwarder;
-  self.queued_records_.fetch_sub(1, std::memory_order_relaxed);
-  self.queued_bytes_.fetch_sub(pending->bytes, std::memory_order_relaxed);
   DeliveryReport report;
   report.topic = rd_kafka_topic_name(msg->rkt);
   report.partition = msg->partition;
   report.offset = msg->offset;
   rd_kafka_timestamp_type_t tstype;
   report.timestamp_ms = rd_kafka_message_timestamp(msg, &tstype);
-  ForwardMetrics& m = *self.metrics_;
-  // librdkafka times each message from produce to report, in microseconds.
-  if (int64_t us = rd_kafka_message_latency(msg); us >= 0) m.latency.Observe(us * 1e-6);
-  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    m.forwarded.Increment();
-    m.forwarded_bytes.Increment(static_cast<double>(msg->len + msg->key_len));
-  } else {
+  if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ForwardMetrics& m = *self.metrics_;
     // librdkafka's codes at or above zero are the Kafka protocol's own error codes.
     report.kafka_error = msg->err > 0 ? static_cast<int16_t>(msg->err) : 0;
     const char* name = rd_kafka_err2name(msg->err);
@@ -218,6 +275,14 @@ void Forwarder::OnDelivery(void* /*rk*/, const void* message, void* /*opaque*/) 
                               absl::StrCat("upstream refused the record: ", rd_kafka_err2str(msg->err)));
     m.CountFailure(m.failed_family, name);
   }
+  if (current_tally != nullptr && &current_tally->owner == &self) {
+    current_tally->Add(msg, pending->bytes);
+    current_tally->reports.emplace_back(std::move(pending), std::move(report));
+    return;
+  }
+  DeliveryTally one(self);
+  one.Add(msg, pending->bytes);
+  one.Count();
   pending->done(report);
 }
 
@@ -423,8 +488,12 @@ int Forwarder::QueueDepth() const {
 
 void Forwarder::PollLoop(rd_kafka_t* rk) {
   const bool first = rk == handle_->main();
+  DeliveryTally tally(*this);
   while (!stopping_.load()) {
+    current_tally = &tally;
     rd_kafka_poll(rk, 100);
+    current_tally = nullptr;
+    tally.Apply();
     if (first) metrics_->queue_depth.Set(QueueDepth());
   }
 }

@@ -93,6 +93,8 @@ class Forwarder : public Upstream {
   int QueueDepth() const;
   const std::string& bootstrap_servers() const { return bootstrap_servers_; }
 
+  struct DeliveryTally;  // public only for the poll thread's thread_local pointer
+
  private:
   struct Handle;
   struct PendingDelivery;

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
 #include "proxy/forward/embedded_cluster.h"
 #include "testing/status_matchers.h"
 
@@ -95,6 +97,42 @@ TEST_F(ForwarderTest, FullQueueIsPushedBackNotBuffered) {
   EXPECT_NE(metrics_.Serialize().find(
                 "saltproxy_backpressure_events_total{bound=\"upstream_queue\"} 1"),
             std::string::npos);
+}
+
+double ForwardedTotal(Metrics& metrics) {
+  const std::string text = metrics.Serialize();
+  const std::string name = "\nsaltproxy_records_forwarded_total ";  // not the HELP line
+  const size_t at = text.find(name);
+  return at == std::string::npos ? -1 : std::atof(text.c_str() + at + name.size());
+}
+
+// Reports are applied to the queue bounds and the metrics a poll at a time; a caller must still
+// find its record counted, and its room in the queue free, by the time it hears of it.
+TEST_F(ForwarderTest, ARecordIsCountedAndItsRoomFreedBeforeItsCallerHears) {
+  config_.max_queued_records = 4;
+  auto forwarder = Make();
+  std::mutex mu;
+  std::condition_variable cv;
+  int heard = 0;
+  int counted_late = 0;
+  auto callback = [&](const DeliveryReport& report) {
+    EXPECT_TRUE(report.status.ok()) << report.status;
+    std::lock_guard<std::mutex> lock(mu);  // reports come from two delivery threads
+    ++heard;
+    if (ForwardedTotal(metrics_) < heard) ++counted_late;
+    cv.notify_all();
+  };
+  for (int round = 1; round <= 5; ++round) {
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_THAT(forwarder->Produce(MakeRecord("orders", absl::StrCat("k", i)), i, callback),
+                  IsOk())
+          << "round " << round << ": the queue still holds records already reported";
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return heard == 4 * round; }));
+  }
+  EXPECT_EQ(counted_late, 0);
+  EXPECT_EQ(ForwardedTotal(metrics_), 20);
 }
 
 TEST_F(ForwarderTest, LookupKnowsConfiguredTopicsAndRefusesOthers) {
