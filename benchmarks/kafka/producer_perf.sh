@@ -3,12 +3,12 @@
 # against a real broker, direct and through saltproxy's Kafka listener, in one run, for 100-byte
 # and 1 KiB records: records/s, MB/s, p50/p99 latency, and saltproxy's CPU per MB/s.
 #
-#   benchmarks/kafka/producer_perf.sh [records] [build-dir]
+#   benchmarks/kafka/producer_perf.sh [records] [build-dir] [rounds]
 #
-# (after cmake --build <build-dir> --target saltproxy; build-dir defaults to build)
+# (after cmake --build <build-dir> --target saltproxy produce_load; build-dir defaults to build)
 #
-# Each case runs twice, alternating direct and proxied, and the table shows the better run of
-# each, so that JVM warm-up and the shared machine's noise weigh on both sides alike. Unthrottled
+# Each case runs `rounds` times (3), alternating direct and proxied, and the table shows the best
+# run of each, so that JVM warm-up and the shared machine's noise weigh on both sides alike. Unthrottled
 # runs saturate the 2-core machine (broker, proxy and load tool share it), so their latencies are
 # queueing; a last pair at a fixed 10,000 records/s compares latency below saturation.
 #
@@ -25,8 +25,9 @@
 #   | 100 B at 10,000/s | saltproxy | 9970.1 | 0.95 | 6 | 19 | |
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-records=${1:-200000}
+records=${1:-1000000}
 build=${2:-build}
+rounds=${3:-3}
 [ -x "$build/proxy/saltproxy" ] || { echo "no $build/proxy/saltproxy: build it first" >&2; exit 1; }
 work=$(mktemp -d)
 pid=""
@@ -74,7 +75,7 @@ for size in 100 1024; do
   count=$records
   [ "$size" -gt 100 ] && count=$((records / 4))
   direct="" proxied="" cpu=""
-  for _ in 1 2; do
+  for _ in $(seq 1 "$rounds"); do
     direct=$(better "$direct" "$(run "$bootstrap" "$size" "$count")")
     before=$(cpu_ticks)
     r=$(run "$proxy" "$size" "$count")
@@ -97,3 +98,45 @@ read -r d_rps d_mbs d_p50 d_p99 <<<"$direct"
 read -r p_rps p_mbs p_p50 p_p99 <<<"$proxied"
 echo "| 100 B at 10,000/s | direct | $d_rps | $d_mbs | $d_p50 | $d_p99 | |"
 echo "| 100 B at 10,000/s | saltproxy | $p_rps | $p_mbs | $p_p50 | $p_p99 | |"
+
+# The same request shape from produce_load (benchmarks/kafka/produce_load.cc), a client that
+# costs almost no CPU: what saltproxy itself costs, and its capacity when the client does not
+# take most of the machine. Best of `rounds`, alternating; CPU in seconds per 100 MB.
+load="$build/benchmarks/kafka/produce_load"
+if [ ! -x "$load" ]; then
+  echo "($load is missing: cmake --build $build --target produce_load for the client-free table)"
+  exit 0
+fi
+broker_pid=$(cat "$work/kafka/pid")
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
+echo
+echo "| produce_load | path | records/s | MB/s | request ms | saltproxy CPU s per 100 MB | broker CPU s per 100 MB |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for size in 100 1024; do
+  per_batch=$((16000 / (size + 10)))  # as ProducerPerformance's 16 KB batches
+  count=$((records * 5))
+  [ "$size" -gt 100 ] && count=$((records * 2))
+  declare -A best=()
+  for _ in $(seq 1 "$rounds"); do
+    for path in direct saltproxy; do
+      target=$bootstrap
+      [ "$path" = saltproxy ] && target=$proxy
+      r=$("$load" --target="$target" --size="$size" --per_batch="$per_batch" --records="$count" \
+        --cpu="proxy:$pid,broker:$broker_pid")
+      if [ -z "${best[$path]:-}" ] || awk -v a="$(field "${best[$path]}" records_per_s)" \
+          -v b="$(field "$r" records_per_s)" 'BEGIN{exit !(b > a)}'; then
+        best[$path]=$r
+      fi
+    done
+  done
+  for path in direct saltproxy; do
+    r=${best[$path]}
+    awk -v s="$size" -v p="$path" -v rps="$(field "$r" records_per_s)" -v mbs="$(field "$r" mb_per_s)" \
+      -v ms="$(field "$r" request_ms)" -v cp="$(field "$r" cpu_s_proxy)" -v cb="$(field "$r" cpu_s_broker)" \
+      -v mb="$(field "$r" records)" -v sz="$size" \
+      'BEGIN{mb=mb*sz/1e6; printf "| %s B | %s | %s | %s | %s | %s | %.2f |\n", s, p, rps, mbs, ms,
+             (p == "direct") ? "" : sprintf("%.2f", cp/mb*100), cb/mb*100}'
+  done
+  awk -v d="$(field "${best[direct]}" records_per_s)" -v p="$(field "${best[saltproxy]}" records_per_s)" -v s="$size" \
+    'BEGIN{printf "| %s B | ratio | %.2f | | | | |\n", s, p/d}'
+done
