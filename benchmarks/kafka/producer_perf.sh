@@ -12,17 +12,27 @@
 # runs saturate the 2-core machine (broker, proxy and load tool share it), so their latencies are
 # queueing; a last pair at a fixed 10,000 records/s compares latency below saturation.
 #
-# Last recorded table (2026-11-24, 2 cores shared by broker, proxy and load tool; 200,000 records):
+# Last recorded tables (2026-11-29, 2 cores shared by broker, proxy and load tool; 1,000,000
+# records, 250,000 of 1 KiB; produce_load 5,000,000 and 2,000,000):
 #   | record size | path | records/s | MB/s | p50 ms | p99 ms | saltproxy CPU s per 100 MB |
 #   | --- | --- | --- | --- | --- | --- | --- |
-#   | 100 B | direct | 179372.2 | 17.11 | 15 | 63 | |
-#   | 100 B | saltproxy | 152091.3 | 14.50 | 27 | 58 | 1.50 |
-#   | 100 B | ratio | 0.85 | | | -5 | |
-#   | 1024 B | direct | 49800.8 | 48.63 | 213 | 272 | |
-#   | 1024 B | saltproxy | 36764.7 | 35.90 | 311 | 500 | 0.43 |
-#   | 1024 B | ratio | 0.74 | | | +228 | |
-#   | 100 B at 10,000/s | direct | 9976.1 | 0.95 | 4 | 17 | |
-#   | 100 B at 10,000/s | saltproxy | 9970.1 | 0.95 | 6 | 19 | |
+#   | 100 B | direct | 516262.3 | 49.23 | 119 | 248 | |
+#   | 100 B | saltproxy | 358937.5 | 34.23 | 167 | 364 | 1.01 |
+#   | 100 B | ratio | 0.70 | | | +116 | |
+#   | 1024 B | direct | 95712.1 | 93.47 | 239 | 309 | |
+#   | 1024 B | saltproxy | 72317.0 | 70.62 | 351 | 430 | 0.34 |
+#   | 1024 B | ratio | 0.76 | | | +121 | |
+#   | 100 B at 10,000/s | direct | 9972.1 | 0.95 | 4 | 32 | |
+#   | 100 B at 10,000/s | saltproxy | 9974.1 | 0.95 | 6 | 28 | |
+#
+#   | produce_load | path | records/s | MB/s | request ms | saltproxy CPU s per 100 MB | broker CPU s per 100 MB |
+#   | --- | --- | --- | --- | --- | --- | --- |
+#   | 100 B | direct | 1969925 | 196.99 | 2.62 |  | 0.49 |
+#   | 100 B | saltproxy | 922764 | 92.28 | 5.84 | 0.94 | 0.74 |
+#   | 100 B | ratio | 0.47 | | | | |
+#   | 1024 B | direct | 257605 | 263.79 | 2.11 |  | 0.35 |
+#   | 1024 B | saltproxy | 141896 | 145.30 | 4.02 | 0.26 | 0.48 |
+#   | 1024 B | ratio | 0.55 | | | | |
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-1000000}

@@ -325,9 +325,9 @@ absl::StatusOr<rd_kafka_t*> Forwarder::NewProducer() {
       // busy gather into the next request anyway; the linger only holds the first records after
       // a lull. 1 ms rather than 2: a Java-like client with 5 requests in flight went from
       // 124,000 to 164,000 1 KiB records/s (request 4.7 to 3.5 ms), single-record HTTP over 64
-      // connections from 22,000 to 28,000-30,000 requests/s, and ProducerPerformance stayed
-      // where it was (0.83-0.85 of direct at 1 KiB, 0.86-0.88 at 100 B; about a tenth more CPU
-      // in proxy and broker when the machine is saturated).
+      // connections from 22,000 to 28,000-30,000 requests/s, for about a tenth more CPU in
+      // proxy and broker. 5 ms: ProducerPerformance at 1 KiB went from 0.72-0.74 of direct to
+      // 0.62-0.65 (each request waits longer); 0 ms: 0.71-0.74, a fifth less proxy CPU.
       {"linger.ms", "1"},
       // At most two requests in flight on a connection: a broker reads the next request of a
       // connection only after answering the one before, so more in flight only wait there, each
