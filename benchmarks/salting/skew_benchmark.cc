@@ -95,8 +95,8 @@ class OwnedDetector : public HeatTracker {
   OwnedDetector(const DetectorConfig& config, int32_t partitions)
       : detector_(config, [partitions](const std::string&) { return partitions; }),
         heat_(detector_) {}
-  void Observe(std::string_view topic, std::string_view key, size_t bytes, absl::Time now) override {
-    heat_.Observe(topic, key, bytes, now);
+  void Observe(std::string_view topic, std::string_view key, size_t bytes) override {
+    heat_.Observe(topic, key, bytes);
   }
   std::vector<TopicHeat> Tick(absl::Time now) override { return heat_.Tick(now); }
 

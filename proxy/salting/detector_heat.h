@@ -13,7 +13,7 @@ namespace saltproxy {
 class DetectorHeat : public HeatTracker {
  public:
   explicit DetectorHeat(HotKeyDetector& detector) : detector_(detector) {}
-  void Observe(std::string_view topic, std::string_view key, size_t bytes, absl::Time) override {
+  void Observe(std::string_view topic, std::string_view key, size_t bytes) override {
     detector_.Observe(topic, key, bytes);
   }
   std::vector<TopicHeat> Tick(absl::Time now) override;

@@ -21,9 +21,10 @@ struct TopicHeat {
 class HeatTracker {
  public:
   virtual ~HeatTracker() = default;
-  // Called once per keyed record, from any ingress thread; must not block.
-  virtual void Observe(std::string_view topic, std::string_view key, size_t bytes,
-                       absl::Time now) = 0;
+  // Called once per keyed record, from any ingress thread; must not block. Takes no time: rates
+  // are counted per control step (Tick), and a clock read per record (absl::Now, 49 ns on the
+  // test machine) cost more than the count itself (16-18 ns).
+  virtual void Observe(std::string_view topic, std::string_view key, size_t bytes) = 0;
   // The control step, from one thread.
   virtual std::vector<TopicHeat> Tick(absl::Time now) = 0;
 };

@@ -212,7 +212,7 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
     return upstream_.Produce(std::move(record), -1, std::move(done));
   }
   const std::string& key = *record.key;
-  if (heat_ && first_pass) heat_->Observe(record.topic, key, PayloadSize(record), options_.clock());
+  if (heat_ && first_pass) heat_->Observe(record.topic, key, PayloadSize(record));
   const RouteEntry* entry = nullptr;
   if (auto keys = snap.keys.find(record.topic); keys != snap.keys.end()) {
     if (auto e = keys->second.find(key); e != keys->second.end()) entry = &e->second;

@@ -81,7 +81,7 @@ class FakeUpstream : public Upstream {
 
 class ScriptedHeat : public HeatTracker {
  public:
-  void Observe(std::string_view, std::string_view, size_t, absl::Time) override { ++observed; }
+  void Observe(std::string_view, std::string_view, size_t) override { ++observed; }
   std::vector<TopicHeat> Tick(absl::Time) override { return heat; }
   std::vector<TopicHeat> heat;
   int observed = 0;
