@@ -7,6 +7,7 @@
 #include <prometheus/histogram.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <shared_mutex>
 
@@ -221,6 +222,7 @@ struct Forwarder::DeliveryTally {
     if (records == 0) return;
     Count();
     for (auto& [pending, report] : reports) pending->done(report);
+    owner.untold_.fetch_sub(static_cast<int64_t>(reports.size()), std::memory_order_release);
     reports.clear();
   }
 
@@ -278,6 +280,7 @@ void Forwarder::OnDelivery(void* /*rk*/, const void* message, void* /*opaque*/) 
   if (current_tally != nullptr && &current_tally->owner == &self) {
     current_tally->Add(msg, pending->bytes);
     current_tally->reports.emplace_back(std::move(pending), std::move(report));
+    self.untold_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   DeliveryTally one(self);
@@ -473,6 +476,11 @@ absl::Status Forwarder::Flush(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   for (auto& producer : handle_->producers) {
     rd_kafka_flush(producer.get(), std::max(0, ToMillis(deadline - absl::Now())));
+  }
+  // Reports a poll thread has served but not yet passed on: their callers are told within
+  // microseconds, once that poll call returns.
+  while (untold_.load(std::memory_order_acquire) > 0 && absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   const int left = QueueDepth();
   if (left == 0) return absl::OkStatus();

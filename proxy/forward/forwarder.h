@@ -74,7 +74,8 @@ class Forwarder : public Upstream {
   using TopicCreator = std::function<absl::Status(const std::string&, int32_t)>;
   void SetTopicCreator(TopicCreator creator) { topic_creator_ = std::move(creator); }
 
-  // Waits until every queued record was delivered or failed, or the timeout passed.
+  // Waits until every queued record was delivered or failed and its caller told, or the timeout
+  // passed.
   absl::Status Flush(absl::Duration timeout);
 
   // The latest metadata snapshot (never null; empty before the first refresh).
@@ -124,6 +125,8 @@ class Forwarder : public Upstream {
   // upstream.max_queued_records and upstream.max_queued_bytes.
   std::atomic<int64_t> queued_records_{0};
   std::atomic<int64_t> queued_bytes_{0};
+  // Delivery reports served but held in a poll thread's tally, their callers not yet told.
+  std::atomic<int64_t> untold_{0};
   std::thread metadata_thread_;
 
   mutable std::mutex metadata_mu_;
