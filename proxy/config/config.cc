@@ -84,6 +84,7 @@ void ReadUpstream(YamlSection& s, UpstreamConfig& up) {
                  absl::Hours(1));
   s.ReadInt("max_queued_records", &up.max_queued_records, 1, 10'000'000);
   s.ReadUint64("max_queued_bytes", &up.max_queued_bytes, 1 << 20, 64 * kGiB);
+  s.ReadInt("producers", &up.producers, 1, 16);
   s.ReadStringMap("librdkafka", &up.librdkafka);
   if (!up.embedded && up.bootstrap_servers.empty()) {
     s.Error("bootstrap_servers",

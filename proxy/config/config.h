@@ -77,6 +77,9 @@ struct UpstreamConfig {
   // Records and bytes the upstream producer may hold before the proxy pushes back.
   int max_queued_records = 100000;
   uint64_t max_queued_bytes = 256ull << 20;
+  // librdkafka producers (each with its own connection to a broker); a partition always goes
+  // through the same one, so per-partition order holds.
+  int producers = 2;
   // Passed through to librdkafka as they are (after saltproxy's own settings, so they win).
   std::map<std::string, std::string> librdkafka;
 };

@@ -26,7 +26,6 @@ constexpr size_t kCopyMaxBytes = 512;
 // Upstream producers (see Forwarder::Handle). Two carried Kafka's ProducerPerformance (1 KiB
 // records, 8 partitions, one broker) from 0.72 to 0.79 of its direct throughput; four cost more
 // CPU (more, smaller requests and more threads waking) for no more throughput.
-constexpr int kProducers = 2;
 
 struct KafkaDeleter {
   void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
@@ -290,7 +289,7 @@ void Forwarder::OnDelivery(void* /*rk*/, const void* message, void* /*opaque*/) 
 }
 
 absl::Status Forwarder::Start() {
-  for (int i = 0; i < kProducers; ++i) {
+  for (int i = 0; i < config_.producers; ++i) {
     absl::StatusOr<rd_kafka_t*> rk = NewProducer();
     if (!rk.ok()) return rk.status();
     handle_->producers.emplace_back(*rk);

@@ -1,6 +1,7 @@
-// The forwarder: the proxy's upstream librdkafka producers (idempotent, acks=all; two, each
-// partition always through the same one, so that its records keep their order), their delivery
-// reports, push-back, and a cache of the upstream cluster's metadata.
+// The forwarder: the proxy's upstream librdkafka producers (idempotent, acks=all; as many as
+// upstream.producers, each partition always through the same one, so that its records keep
+// their order), their delivery reports, push-back, and a cache of the upstream cluster's
+// metadata.
 //
 //   ASSIGN_OR_RETURN(auto forwarder, Forwarder::Create(config.upstream, metrics));
 //   absl::Status queued = forwarder->Produce(std::move(record), partition,

@@ -87,7 +87,17 @@ TEST(ConfigTest, DefaultsApplyToAbsentFields) {
   EXPECT_EQ(config->http.threads, 2);
   EXPECT_EQ(config->http.max_in_flight_requests, 1024);
   EXPECT_EQ(config->upstream.delivery_timeout, absl::Seconds(30));
+  EXPECT_EQ(config->upstream.producers, 2);
   EXPECT_EQ(config->log_level, LogLevel::kInfo);
+}
+
+TEST(ConfigTest, UpstreamProducersAreReadWithinBounds) {
+  absl::StatusOr<Config> one = ParseConfig("upstream: {embedded: true, producers: 1}\n");
+  ASSERT_THAT(one, IsOk());
+  EXPECT_EQ(one->upstream.producers, 1);
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true, producers: 0}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("upstream.producers: expected an integer from 1 to 16")));
 }
 
 TEST(ConfigTest, HttpStreamingAndMemoryLimitsAreRead) {

@@ -79,27 +79,31 @@ class UpstreamProducersTest : public ::testing::Test {
 };
 
 TEST_F(UpstreamProducersTest, EveryPartitionKeepsProduceOrderAcrossProducers) {
-  auto forwarder = Make();
-  Reports reports;
-  constexpr int kRecords = 4000;
-  for (int i = 0; i < kRecords; ++i) {
-    // Bursts of one partition, then the next, as a client's produce requests arrive.
-    const int32_t partition = (i / 25) % 8;
-    ASSERT_THAT(forwarder->Produce(MakeRecord(i), partition, reports.Callback(i)), IsOk());
-  }
-  std::vector<Delivered> delivered = reports.Wait(kRecords);
-  ASSERT_EQ(delivered.size(), static_cast<size_t>(kRecords));
-  std::map<int32_t, std::vector<Delivered>> by_partition;
-  for (const Delivered& d : delivered) by_partition[d.partition].push_back(d);
-  EXPECT_EQ(by_partition.size(), 8u);
-  for (auto& [partition, records] : by_partition) {
-    // Reports of a partition arrive in produce order, with offsets in produce order.
-    for (size_t i = 1; i < records.size(); ++i) {
-      EXPECT_GT(records[i].sequence, records[i - 1].sequence) << "partition " << partition;
-      EXPECT_EQ(records[i].offset, records[i - 1].offset + 1) << "partition " << partition;
+  for (int producers : {2, 1, 3}) {  // upstream.producers: the default, then others
+    SCOPED_TRACE(producers);
+    config_.producers = producers;
+    auto forwarder = Make();
+    Reports reports;
+    constexpr int kRecords = 4000;
+    for (int i = 0; i < kRecords; ++i) {
+      // Bursts of one partition, then the next, as a client's produce requests arrive.
+      const int32_t partition = (i / 25) % 8;
+      ASSERT_THAT(forwarder->Produce(MakeRecord(i), partition, reports.Callback(i)), IsOk());
     }
+    std::vector<Delivered> delivered = reports.Wait(kRecords);
+    ASSERT_EQ(delivered.size(), static_cast<size_t>(kRecords));
+    std::map<int32_t, std::vector<Delivered>> by_partition;
+    for (const Delivered& d : delivered) by_partition[d.partition].push_back(d);
+    EXPECT_EQ(by_partition.size(), 8u);
+    for (auto& [partition, records] : by_partition) {
+      // Reports of a partition arrive in produce order, with offsets in produce order.
+      for (size_t i = 1; i < records.size(); ++i) {
+        EXPECT_GT(records[i].sequence, records[i - 1].sequence) << "partition " << partition;
+        EXPECT_EQ(records[i].offset, records[i - 1].offset + 1) << "partition " << partition;
+      }
+    }
+    EXPECT_EQ(forwarder->QueueDepth(), 0);
   }
-  EXPECT_EQ(forwarder->QueueDepth(), 0);
 }
 
 TEST_F(UpstreamProducersTest, QueueBoundHoldsForAllProducersTogether) {
