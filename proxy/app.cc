@@ -72,6 +72,7 @@ absl::StatusOr<TopicPolicy> PolicyFrom(const SaltPolicyConfig& c) {
   p.min_salts = c.min_salts;
   p.max_salts = c.max_salts;
   p.headroom = c.headroom;
+  p.max_salts_per_share = c.max_salts_per_share;
   p.hot_topic_pattern = c.hot_topic_pattern;
   p.hot_topic_partitions = c.hot_topic_partitions;
   if (absl::Status s = p.Validate(); !s.ok()) return s;

@@ -14,7 +14,7 @@ import sys
 def rows(path):
     for line in open(path):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 7 and cells[0][:1].isdigit():
+        if len(cells) >= 7 and cells[0][:1].isdigit() and "%" in cells[5]:
             yield cells[0], cells[1], float(cells[2]), float(cells[3]), float(cells[4])
 
 

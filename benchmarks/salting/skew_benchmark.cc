@@ -8,27 +8,30 @@
 //   hashed    hot keys (an oracle's true top keys, the same count saltproxy salted) spread
 //             blindly over their hashed salts, like a manual random-suffix fix;
 //   saltproxy the real router and the real online detector (no oracle), load-aware spreading;
-// and the share of distinct keys and of records that saltproxy salted or rerouted. Then a
+// the share of distinct keys and of records that saltproxy salted or rerouted, and the most
+// salts any key got against 2 × its true share × partitions (at least 2). Then a
 // drifting stream (the hot keys change every million records): saltproxy's worst max/mean over
 // one-second windows. Records are timestamped at a simulated 500,000 records/s; the control
 // step runs every 10 ms of simulated time; the first simulated second is warm-up.
+// SKEW_HEADROOM and SKEW_SHARE_CAP set the policy's headroom and max_salts_per_share;
+// SKEW_ONLY=1.0/16 runs one case; SKEW_DEBUG and SKEW_SALTS print per-partition and per-key detail.
 //
-// Last recorded table (2026-11-29, 2 cores; about 30 s; headroom 4):
+// Last recorded table (2026-11-29, 2 cores; about 30 s; headroom 4, no max_salts_per_share):
 //
-//   | zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted |
-//   | --- | --- | --- | --- | --- | --- | --- |
-//   | 1.0 | 16 | 1.94 | 1.61 | 1.000 | 0.0089 % | 35.1 % |
-//   | 1.0 | 64 | 5.10 | 2.27 | 1.006 | 0.0089 % | 35.1 % |
-//   | 1.0 | 256 | 18.37 | 2.40 | 1.035 | 0.0089 % | 35.1 % |
-//   | 1.2 | 16 | 3.61 | 2.52 | 1.000 | 0.0096 % | 67.8 % |
-//   | 1.2 | 64 | 12.46 | 2.35 | 1.000 | 0.0096 % | 67.8 % |
-//   | 1.2 | 256 | 48.74 | 3.42 | 1.002 | 0.0096 % | 67.8 % |
-//   | 1.5 | 16 | 6.42 | 2.16 | 1.000 | 0.0062 % | 90.3 % |
-//   | 1.5 | 64 | 24.63 | 2.51 | 1.000 | 0.0062 % | 90.3 % |
-//   | 1.5 | 256 | 98.17 | 3.04 | 1.001 | 0.0062 % | 90.3 % |
-//   | 2.0 | 16 | 9.81 | 1.80 | 1.000 | 0.0026 % | 97.7 % |
-//   | 2.0 | 64 | 38.92 | 2.15 | 1.000 | 0.0026 % | 97.7 % |
-//   | 2.0 | 256 | 155.64 | 2.60 | 1.001 | 0.0026 % | 97.7 % |
+//   | zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted | salts / 2·share·P, worst key |
+//   | --- | --- | --- | --- | --- | --- | --- | --- |
+//   | 1.0 | 16 | 1.94 | 1.61 | 1.000 | 0.0089 % | 35.1 % | 4.67 |
+//   | 1.0 | 64 | 5.10 | 2.27 | 1.006 | 0.0089 % | 35.1 % | 6.50 |
+//   | 1.0 | 256 | 18.37 | 2.40 | 1.035 | 0.0089 % | 35.1 % | 7.00 |
+//   | 1.2 | 16 | 3.61 | 2.52 | 1.000 | 0.0096 % | 67.8 % | 3.00 |
+//   | 1.2 | 64 | 12.46 | 2.35 | 1.000 | 0.0096 % | 67.8 % | 3.50 |
+//   | 1.2 | 256 | 48.74 | 3.42 | 1.002 | 0.0096 % | 67.8 % | 3.71 |
+//   | 1.5 | 16 | 6.42 | 2.16 | 1.000 | 0.0062 % | 90.3 % | 2.00 |
+//   | 1.5 | 64 | 24.63 | 2.51 | 1.000 | 0.0062 % | 90.3 % | 2.50 |
+//   | 1.5 | 256 | 98.17 | 3.04 | 1.001 | 0.0062 % | 90.3 % | 2.67 |
+//   | 2.0 | 16 | 9.81 | 1.80 | 1.000 | 0.0026 % | 97.7 % | 2.20 |
+//   | 2.0 | 64 | 38.92 | 2.15 | 1.000 | 0.0026 % | 97.7 % | 2.20 |
+//   | 2.0 | 256 | 155.64 | 2.60 | 1.001 | 0.0026 % | 97.7 % | 2.50 |
 //
 //   | zipf s | partitions | records | worst 1 s window max/mean | mean window max/mean | plain (whole run) |
 //   | --- | --- | --- | --- | --- | --- |
@@ -158,6 +161,9 @@ struct SaltproxySim {
     options.clock = [this] { return now; };
     // The proxy's default policy; SKEW_HEADROOM overrides its headroom for experiments.
     if (const char* v = std::getenv("SKEW_HEADROOM")) options.default_policy.headroom = std::atof(v);
+    if (const char* v = std::getenv("SKEW_SHARE_CAP")) {
+      options.default_policy.max_salts_per_share = std::atof(v);
+    }
     heat = MakeBenchmarkHeatTracker(partitions);
     router = std::make_unique<Router>(upstream, heat.get(), options);
   }
@@ -187,8 +193,8 @@ struct SaltproxySim {
 };
 
 void SteadyTable(const Keys& keys) {
-  std::printf("| zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf("| zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted | salts / 2·share·P, worst key |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   const uint64_t kRecords = 3'000'000;
   const uint64_t kWarmup = static_cast<uint64_t>(kRecordsPerSecond);
   std::vector<double> exponents = {1.0, 1.2, 1.5, 2.0};
@@ -227,6 +233,18 @@ void SteadyTable(const Keys& keys) {
           salts[e.key] = e.salts;
         }
       }
+      // How many salts each key got against what its true share needs: 2 × share × partitions
+      // (at least the 2 salts a salted key always has), the worst key's ratio.
+      absl::flat_hash_map<std::string, size_t> rank_of;
+      for (size_t r = 0; r < std::min<size_t>(kKeys, 100'000); ++r) rank_of[keys.names[perm.id[r]]] = r;
+      double worst_salt_ratio = 0;
+      for (const auto& [key, n] : salts) {
+        auto it = rank_of.find(key);
+        const double share = it == rank_of.end() ? 0 : zipf.Share(it->second);
+        const double bound = std::max(2.0, std::ceil(2 * share * partitions));
+        worst_salt_ratio = std::max(worst_salt_ratio, n / bound);
+        if (std::getenv("SKEW_SALTS")) std::printf("  %s share %.5f salts %d\n", key.c_str(), share, n);
+      }
       std::vector<uint64_t> hashed(partitions, 0);
       std::mt19937_64 rng(3);
       uint64_t salted_records = 0;
@@ -258,10 +276,11 @@ void SteadyTable(const Keys& keys) {
           std::printf("  p%-3d total %.3f cold %.3f\n", p, salted_loads[p] / mean, cold[p] / mean);
         }
       }
-      std::printf("| %.1f | %d | %.2f | %.2f | %.3f | %.4f %% | %.1f %% |\n", s, partitions,
+      std::printf("| %.1f | %d | %.2f | %.2f | %.3f | %.4f %% | %.1f %% | %.2f |\n", s, partitions,
                   MaxOverMean(plain), MaxOverMean(hashed), MaxOverMean(salted_loads),
                   100.0 * salted_keys / kKeys,
-                  100.0 * salted_records / static_cast<double>(kRecords - kWarmup));
+                  100.0 * salted_records / static_cast<double>(kRecords - kWarmup),
+                  worst_salt_ratio);
       std::fflush(stdout);
     }
   }

@@ -121,6 +121,7 @@ void ReadPolicy(YamlSection& s, SaltPolicyConfig& p) {
   s.ReadInt("min_salts", &p.min_salts, 1, 10000);
   s.ReadInt("max_salts", &p.max_salts, 0, 10000);
   s.ReadDouble("headroom", &p.headroom, 1.0, 100.0);
+  s.ReadDouble("max_salts_per_share", &p.max_salts_per_share, 0, 1000.0);
   s.ReadString("hot_topic_pattern", &p.hot_topic_pattern);
   s.ReadInt("hot_topic_partitions", &p.hot_topic_partitions, 1, 10000);
   if (p.max_salts != 0 && p.max_salts < p.min_salts) {

@@ -111,6 +111,7 @@ struct SaltPolicyConfig {
   int min_salts = 2;
   int max_salts = 0;  // 0: the topic's partition count
   double headroom = 4;
+  double max_salts_per_share = 0;  // 0: no cap
   std::string hot_topic_pattern = "{topic}.hot";
   int hot_topic_partitions = 16;
 };

@@ -18,6 +18,9 @@ absl::Status TopicPolicy::Validate() const {
         absl::StrCat("max_salts (", max_salts, ") is below min_salts (", min_salts, ")"));
   }
   if (headroom < 1.0) return absl::InvalidArgumentError("headroom: expected 1.0 or more");
+  if (max_salts_per_share < 0) {
+    return absl::InvalidArgumentError("max_salts_per_share: expected 0 (no cap) or more");
+  }
   if (hot_topic_pattern.find("{topic}") == std::string::npos) {
     return absl::InvalidArgumentError(
         "hot_topic_pattern: expected a name containing {topic}, e.g. {topic}.hot");
@@ -79,6 +82,10 @@ std::vector<KeyDecision> DecideTopic(const std::string& topic, const TopicPolicy
       d.destination = topic;
       cap = max_salts;
       needed = ceil_count(policy.headroom * k.rate_rps / free);
+      if (policy.max_salts_per_share > 0) {
+        needed = std::min(needed, ceil_count(policy.max_salts_per_share * k.rate_rps /
+                                             input.total_rps * input.partitions));
+      }
     }
     int32_t salts = std::clamp<int32_t>(needed, std::min(policy.min_salts, cap), cap);
     // Hysteresis: keep the current count unless the need rose above it or fell well below it.

@@ -40,6 +40,13 @@ struct TopicPolicy {
   // drifting stream (new hot keys every 2 s) at 1.11 in its worst second over 64 partitions;
   // 4 keeps it within 1.03, with the same keys salted.
   double headroom = 4;
+  // 0, or a cap on a salted key's salts of ceil(max_salts_per_share × its share of the topic's
+  // records × partitions) (min_salts still applies): fewer partitions for a consumer to read a
+  // key from, at the cost of evenness. The salts above fill the capacity the cold keys leave,
+  // so while hot keys carry less than half of a topic, a key gets more than 2 × share ×
+  // partitions; capping there left the worst partition at 1.16-1.29 × the mean in
+  // benchmarks/salting/skew_benchmark (Zipf 1.0-1.2), against 1.00-1.04 uncapped.
+  double max_salts_per_share = 0;
   // The dedicated topic's name, "{topic}" replaced by the source topic, and its partitions.
   std::string hot_topic_pattern = "{topic}.hot";
   int hot_topic_partitions = 16;

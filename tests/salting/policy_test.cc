@@ -49,6 +49,20 @@ TEST(PolicyTest, HotKeysTogetherSpanAboutHeadroomTimesThePartitions) {
   EXPECT_GE(total_salts, 3 * 64);
 }
 
+TEST(PolicyTest, MaxSaltsPerShareCapsAKeyByItsShareOfTheTopic) {
+  TopicPolicy policy;  // headroom 4: 16 partitions at 1000/s, cold keys leave 250/s free
+  auto uncapped = DecideTopic("t", policy, Input(16000, {{"a", 1000}, {"b", 3000}}), {});
+  EXPECT_EQ(uncapped[0].salts, 16);  // 4 × 1000 / 250
+  policy.max_salts_per_share = 2;
+  auto d = DecideTopic("t", policy, Input(16000, {{"a", 1000}, {"b", 3000}, {"c", 100}}), {});
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_EQ(d[0].salts, 2);  // 2 × 1000/16000 × 16
+  EXPECT_EQ(d[1].salts, 6);  // 2 × 3000/16000 × 16
+  EXPECT_EQ(d[2].salts, 2);  // min_salts still applies
+  policy.max_salts_per_share = -1;
+  EXPECT_FALSE(policy.Validate().ok());
+}
+
 TEST(PolicyTest, AbsoluteTargetIsHonoured) {
   TopicPolicy policy;
   policy.partition_target_rps = 1000;
