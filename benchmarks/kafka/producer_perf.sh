@@ -39,29 +39,10 @@ records=${1:-1000000}
 build=${2:-build}
 rounds=${3:-3}
 [ -x "$build/proxy/saltproxy" ] || { echo "no $build/proxy/saltproxy: build it first" >&2; exit 1; }
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  tests/kafka/broker.sh stop "$work/kafka" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bootstrap=$(tests/kafka/broker.sh start "$work/kafka")
-classpath=$(tests/kafka/broker.sh classpath | tail -1)
-tests/kafka/broker.sh create-topic "$work/kafka" perf 8 >/dev/null
-printf 'log_level: info\nhttp: {listen: 127.0.0.1:0}\nkafka: {listen: 127.0.0.1:0}\nupstream:\n  bootstrap_servers: %s\n' \
-  "$bootstrap" >"$work/saltproxy.yaml"
-"$build/proxy/saltproxy" --config "$work/saltproxy.yaml" 2>"$work/saltproxy.log" &
-pid=$!
-proxy=""
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/.*event=kafka_listening .*port=\([0-9]*\).*/\1/p' "$work/saltproxy.log" | head -1)
-  [ -n "$port" ] && proxy="127.0.0.1:$port" && break
-  sleep 0.1
-done
-[ -n "$proxy" ] || { cat "$work/saltproxy.log"; exit 1; }
+source benchmarks/kafka/setup.sh
+start_broker
+start_saltproxy saltproxy
+pid=$proxy_pid
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 run() {  # run TARGET SIZE COUNT [THROUGHPUT] → "records/s MB/s p50 p99"
@@ -117,7 +98,6 @@ if [ ! -x "$load" ]; then
   echo "($load is missing: cmake --build $build --target produce_load for the client-free table)"
   exit 0
 fi
-broker_pid=$(cat "$work/kafka/pid")
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
 echo
 echo "| produce_load | path | records/s | MB/s | request ms | saltproxy CPU s per 100 MB | broker CPU s per 100 MB |"

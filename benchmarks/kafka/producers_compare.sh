@@ -20,31 +20,14 @@ cd "$(dirname "$0")/../.."
 build=${1:-build}
 rounds=${2:-4}
 [ -x "$build/proxy/saltproxy" ] || { echo "no $build/proxy/saltproxy: build it first" >&2; exit 1; }
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-  tests/kafka/broker.sh stop "$work/kafka" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bootstrap=$(tests/kafka/broker.sh start "$work/kafka")
-classpath=$(tests/kafka/broker.sh classpath | tail -1)
-tests/kafka/broker.sh create-topic "$work/kafka" perf 8 >/dev/null
+source benchmarks/kafka/setup.sh
+start_broker
 declare -A addr proc
 for n in 1 2; do
-  printf 'log_level: info\nhttp: {listen: 127.0.0.1:0}\nkafka: {listen: 127.0.0.1:0}\nupstream:\n  bootstrap_servers: %s\n  producers: %s\n' \
-    "$bootstrap" "$n" >"$work/p$n.yaml"
-  "$build/proxy/saltproxy" --config "$work/p$n.yaml" 2>"$work/p$n.log" &
-  proc[$n]=$!
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    port=$(sed -n 's/.*event=kafka_listening .*port=\([0-9]*\).*/\1/p' "$work/p$n.log" | head -1)
-    [ -n "$port" ] && addr[$n]="127.0.0.1:$port" && break
-    sleep 0.1
-  done
-  [ -n "${addr[$n]:-}" ] || { cat "$work/p$n.log"; exit 1; }
+  start_saltproxy "p$n" "  producers: $n
+"
+  addr[$n]=$proxy
+  proc[$n]=$proxy_pid
 done
 
 rps() {  # rps TARGET COUNT SIZE → records/s
