@@ -1,5 +1,6 @@
 #include "proxy/kafka_server/kafka_handler.h"
 
+#include <atomic>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -23,13 +24,20 @@ int16_t KafkaErrorFor(const DeliveryReport& r) {
   return kNotEnoughReplicas;  // retriable
 }
 
-// One client partition of a Produce request, while its records are delivered.
+struct ProduceState;
+
+// One client partition of a Produce request, while its records are delivered. Its records'
+// callbacks hold it by address (the request's partitions are laid out once and never move),
+// and while records are out it keeps the request alive: no reference count or lock per record.
 struct PartitionState {
   ProducePartitionResponse response;
-  int remaining = 0;
+  std::atomic<int> remaining{0};
   bool has_sequence = false;
   ProducerPartition key;
   int32_t first_seq = 0;
+  ProduceState* owner = nullptr;
+  size_t t = 0, p = 0;
+  std::shared_ptr<ProduceState> keep;  // set while records are out, released by the last
 };
 
 // A Produce request in flight: answered when the last record's report is in.
@@ -236,10 +244,14 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
       const ProduceTopic& topic = req->topics[t];
       state->topics[t].name = topic.name;
       state->topics[t].partitions.resize(topic.partitions.size());
-      state->partitions[t].resize(topic.partitions.size());
+      // Constructed in place, never resized: record callbacks hold these by address.
+      state->partitions[t] = std::vector<PartitionState>(topic.partitions.size());
       std::optional<int32_t> partitions = upstream_.CachedPartitions(topic.name);
       for (size_t p = 0; p < topic.partitions.size(); ++p) {
         PartitionState& s = state->partitions[t][p];
+        s.owner = state.get();
+        s.t = t;
+        s.p = p;
         s.response.index = topic.partitions[p].index;
         ++state->pending;
         auto refuse = [&](int16_t code, std::string message) {
@@ -346,7 +358,9 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     for (Work& w : work) {
       int records = 0;
       for (const RecordBatch& b : w.batches) records += static_cast<int>(b.records.size());
-      state->partitions[w.t][w.p].remaining = records;
+      PartitionState& s = state->partitions[w.t][w.p];
+      s.remaining.store(records, std::memory_order_relaxed);
+      if (records > 0) s.keep = state;
       if (records == 0 && !w.batches.empty()) ready.emplace_back(w.t, w.p);
     }
   }
@@ -371,16 +385,23 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
         record.partition = record.key ? -1 : client_partition;
         for (auto& [k, v] : r.headers) record.headers.push_back({std::move(k), std::move(v)});
         const bool first = index++ == 0;
-        auto done = [state, t = w.t, p = w.p, first](const DeliveryReport& report) {
-          std::lock_guard<std::mutex> lock(state->mu);
-          PartitionState& s = state->partitions[t][p];
-          if (first && report.status.ok()) s.response.base_offset = report.offset;
-          int16_t code = KafkaErrorFor(report);
-          if (code != kNone && s.response.error == kNone) {
-            s.response.error = code;
-            s.response.error_message = std::string(report.status.message());
+        // Two words, so that the callback is stored without an allocation of its own.
+        auto done = [s = &state->partitions[w.t][w.p], first](const DeliveryReport& report) {
+          ProduceState& st = *s->owner;
+          const int16_t code = KafkaErrorFor(report);
+          if ((first && report.status.ok()) || code != kNone) {
+            std::lock_guard<std::mutex> lock(st.mu);
+            if (first && report.status.ok()) s->response.base_offset = report.offset;
+            if (code != kNone && s->response.error == kNone) {
+              s->response.error = code;
+              s->response.error_message = std::string(report.status.message());
+            }
           }
-          if (--s.remaining == 0) state->Finish(t, p);
+          if (s->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+          std::shared_ptr<ProduceState> keep;  // released after the lock, perhaps the last owner
+          std::lock_guard<std::mutex> lock(st.mu);
+          keep = std::move(s->keep);
+          st.Finish(s->t, s->p);
         };
         absl::Status queued = sink_.Submit(std::move(record), done);
         if (!queued.ok()) {
