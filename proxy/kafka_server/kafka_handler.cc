@@ -403,6 +403,8 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
           keep = std::move(s->keep);
           st.Finish(s->t, s->p);
         };
+        static_assert(sizeof(done) <= 2 * sizeof(void*),
+                      "AnyInvocable stores callbacks of up to two words without allocating");
         absl::Status queued = sink_.Submit(std::move(record), done);
         if (!queued.ok()) {
           DeliveryReport failed;
