@@ -12,27 +12,27 @@
 # runs saturate the 2-core machine (broker, proxy and load tool share it), so their latencies are
 # queueing; a last pair at a fixed 10,000 records/s compares latency below saturation.
 #
-# Last recorded tables (2026-11-29, 2 cores shared by broker, proxy and load tool; 1,000,000
-# records, 250,000 of 1 KiB; produce_load 5,000,000 and 2,000,000):
+# Last recorded tables (2026-11-29 at 7d28082, 2 cores shared by broker, proxy and load tool;
+# 1,000,000 records, 250,000 of 1 KiB; produce_load 5,000,000 and 2,000,000):
 #   | record size | path | records/s | MB/s | p50 ms | p99 ms | saltproxy CPU s per 100 MB |
 #   | --- | --- | --- | --- | --- | --- | --- |
-#   | 100 B | direct | 516262.3 | 49.23 | 119 | 248 | |
-#   | 100 B | saltproxy | 358937.5 | 34.23 | 167 | 364 | 1.01 |
-#   | 100 B | ratio | 0.70 | | | +116 | |
-#   | 1024 B | direct | 95712.1 | 93.47 | 239 | 309 | |
-#   | 1024 B | saltproxy | 72317.0 | 70.62 | 351 | 430 | 0.34 |
-#   | 1024 B | ratio | 0.76 | | | +121 | |
-#   | 100 B at 10,000/s | direct | 9972.1 | 0.95 | 4 | 32 | |
-#   | 100 B at 10,000/s | saltproxy | 9974.1 | 0.95 | 6 | 28 | |
+#   | 100 B | direct | 488997.6 | 46.63 | 58 | 145 | |
+#   | 100 B | saltproxy | 341530.1 | 32.57 | 425 | 613 | 1.04 |
+#   | 100 B | ratio | 0.70 | | | +468 | |
+#   | 1024 B | direct | 93006.0 | 90.83 | 252 | 321 | |
+#   | 1024 B | saltproxy | 66666.7 | 65.10 | 370 | 510 | 0.38 |
+#   | 1024 B | ratio | 0.72 | | | +189 | |
+#   | 100 B at 10,000/s | direct | 9968.1 | 0.95 | 4 | 10 | |
+#   | 100 B at 10,000/s | saltproxy | 9958.2 | 0.95 | 6 | 25 | |
 #
 #   | produce_load | path | records/s | MB/s | request ms | saltproxy CPU s per 100 MB | broker CPU s per 100 MB |
 #   | --- | --- | --- | --- | --- | --- | --- |
-#   | 100 B | direct | 1969925 | 196.99 | 2.62 |  | 0.49 |
-#   | 100 B | saltproxy | 922764 | 92.28 | 5.84 | 0.94 | 0.74 |
-#   | 100 B | ratio | 0.47 | | | | |
-#   | 1024 B | direct | 257605 | 263.79 | 2.11 |  | 0.35 |
-#   | 1024 B | saltproxy | 141896 | 145.30 | 4.02 | 0.26 | 0.48 |
-#   | 1024 B | ratio | 0.55 | | | | |
+#   | 100 B | direct | 1985332 | 198.53 | 2.55 |  | 0.49 |
+#   | 100 B | saltproxy | 956804 | 95.68 | 5.63 | 0.90 | 0.72 |
+#   | 100 B | ratio | 0.48 | | | | |
+#   | 1024 B | direct | 188409 | 192.93 | 2.91 |  | 0.49 |
+#   | 1024 B | saltproxy | 123206 | 126.16 | 4.64 | 0.27 | 0.60 |
+#   | 1024 B | ratio | 0.65 | | | | |
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-1000000}
