@@ -1,6 +1,7 @@
-// The Kafka listener's records leave through the Forwarder's upstream producers (two librdkafka
-// producers, a partition always through the same one): what the listener relies on, on the
-// embedded mock cluster. tests/forward has the Forwarder's other tests.
+// The Kafka listener's records leave through the Forwarder's upstream producers
+// (upstream.producers librdkafka producers, two by default, a partition always through the same
+// one): what the listener relies on, on the embedded mock cluster. tests/forward has the
+// Forwarder's other tests.
 #include <gtest/gtest.h>
 
 #include <condition_variable>
