@@ -221,8 +221,8 @@ struct Forwarder::DeliveryTally {
     if (records == 0) return;
     Count();
     for (auto& [pending, report] : reports) pending->done(report);
-    owner.untold_.fetch_sub(static_cast<int64_t>(reports.size()), std::memory_order_release);
     reports.clear();
+    owner.untold_.fetch_sub(1, std::memory_order_release);
   }
 
   void Count() {
@@ -277,9 +277,10 @@ void Forwarder::OnDelivery(void* /*rk*/, const void* message, void* /*opaque*/) 
     m.CountFailure(m.failed_family, name);
   }
   if (current_tally != nullptr && &current_tally->owner == &self) {
+    // One count per poll call that holds reports, not per report: Flush waits for it to drop.
+    if (current_tally->reports.empty()) self.untold_.fetch_add(1, std::memory_order_relaxed);
     current_tally->Add(msg, pending->bytes);
     current_tally->reports.emplace_back(std::move(pending), std::move(report));
-    self.untold_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   DeliveryTally one(self);

@@ -126,7 +126,7 @@ class Forwarder : public Upstream {
   // upstream.max_queued_records and upstream.max_queued_bytes.
   std::atomic<int64_t> queued_records_{0};
   std::atomic<int64_t> queued_bytes_{0};
-  // Delivery reports served but held in a poll thread's tally, their callers not yet told.
+  // Poll calls holding delivery reports whose callers are not yet told (see DeliveryTally).
   std::atomic<int64_t> untold_{0};
   std::thread metadata_thread_;
 
