@@ -234,6 +234,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     size_t t, p;
     std::vector<RecordBatch> batches;
     int32_t partitions;
+    int32_t records = 0;  // in all of `batches`; 0 once they are cleared as a duplicate
   };
   std::vector<Work> work;
   {
@@ -292,7 +293,9 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
           }
         }
         if (refused) continue;
-        work.push_back(Work{t, p, std::move(*batches), *partitions});
+        int32_t records = 0;
+        for (const RecordBatch& b : *batches) records += static_cast<int32_t>(b.records.size());
+        work.push_back(Work{t, p, std::move(*batches), *partitions, records});
       }
     }
   }
@@ -305,8 +308,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
   for (Work& w : work) {
     PartitionState& s = state->partitions[w.t][w.p];
     const RecordBatch& first = w.batches.front();
-    int32_t count = 0;
-    for (const RecordBatch& b : w.batches) count += static_cast<int32_t>(b.records.size());
+    const int32_t count = w.records;
     if (first.producer_id >= 0 && first.base_sequence >= 0) {
       s.has_sequence = true;
       s.key = ProducerPartition{first.producer_id, state->topics[w.t].name, s.response.index};
@@ -324,6 +326,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
       if (check.verdict != BatchVerdict::kNew) {
         s.has_sequence = false;
         w.batches.clear();  // nothing to produce
+        w.records = 0;
         switch (check.verdict) {
           case BatchVerdict::kDuplicate:
             duplicates_.Increment();
@@ -356,12 +359,10 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
       }
     }
     for (Work& w : work) {
-      int records = 0;
-      for (const RecordBatch& b : w.batches) records += static_cast<int>(b.records.size());
       PartitionState& s = state->partitions[w.t][w.p];
-      s.remaining.store(records, std::memory_order_relaxed);
-      if (records > 0) s.keep = state;
-      if (records == 0 && !w.batches.empty()) ready.emplace_back(w.t, w.p);
+      s.remaining.store(w.records, std::memory_order_relaxed);
+      if (w.records > 0) s.keep = state;
+      if (w.records == 0 && !w.batches.empty()) ready.emplace_back(w.t, w.p);
     }
   }
   lock.unlock();
@@ -370,9 +371,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     const std::string& topic = state->topics[w.t].name;
     const int32_t client_partition = state->partitions[w.t][w.p].response.index;
     int index = 0;
-    int records = 0;
-    for (const RecordBatch& b : w.batches) records += static_cast<int>(b.records.size());
-    records_in_.Increment(records);  // once a partition: the counter is shared by all threads
+    records_in_.Increment(w.records);  // once a partition: the counter is shared by all threads
     for (RecordBatch& b : w.batches) {
       for (BatchRecord& r : b.records) {
         Record record;
