@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -16,13 +17,15 @@ namespace {
 using ::saltproxy::testing::IsOk;
 using ::saltproxy::testing::StatusIs;
 
-// Collects delivery reports and lets a test wait for them with a deadline.
+// Collects delivery reports, each with the number of the record it is for (the order it was
+// produced in), and lets a test wait for them with a deadline.
 class Reports {
  public:
-  DeliveryCallback Callback() {
-    return [this](const DeliveryReport& r) {
+  DeliveryCallback Callback(int sequence = 0) {
+    return [this, sequence](const DeliveryReport& r) {
       std::lock_guard<std::mutex> lock(mu_);
       reports_.push_back(r);
+      sequences_.push_back(sequence);
       cv_.notify_all();
     };
   }
@@ -31,11 +34,16 @@ class Reports {
     cv_.wait_for(lock, std::chrono::seconds(30), [&] { return reports_.size() >= n; });
     return reports_;
   }
+  int SequenceOf(size_t i) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sequences_[i];
+  }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<DeliveryReport> reports_;
+  std::vector<int> sequences_;
 };
 
 Record MakeRecord(const std::string& topic, const std::string& key) {
@@ -80,6 +88,8 @@ TEST_F(ForwarderTest, DeliveryReportCarriesPartitionAndOffset) {
   EXPECT_EQ(r[1].offset, r[0].offset + 1);
 }
 
+// The bound holds for all upstream producers together: records go to every partition, so
+// through every producer.
 TEST_F(ForwarderTest, FullQueueIsPushedBackNotBuffered) {
   config_.max_queued_records = 5;
   config_.librdkafka["linger.ms"] = "1000";  // keep the queue full while the test fills it
@@ -88,15 +98,69 @@ TEST_F(ForwarderTest, FullQueueIsPushedBackNotBuffered) {
   int accepted = 0;
   absl::Status refused;
   for (int i = 0; i < 50 && refused.ok(); ++i) {
-    refused = forwarder->Produce(MakeRecord("orders", "k"), 0, reports.Callback());
+    refused = forwarder->Produce(MakeRecord("orders", "k"), i % 4, reports.Callback());
     if (refused.ok()) ++accepted;
   }
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted));
-  EXPECT_LE(accepted, 5);
+  EXPECT_EQ(accepted, 5);
   EXPECT_EQ(reports.Wait(accepted).size(), static_cast<size_t>(accepted));
   EXPECT_NE(metrics_.Serialize().find(
                 "saltproxy_backpressure_events_total{bound=\"upstream_queue\"} 1"),
             std::string::npos);
+  // Delivered records free their room.
+  EXPECT_THAT(forwarder->Produce(MakeRecord("orders", "k"), 3, reports.Callback()), IsOk());
+  EXPECT_EQ(reports.Wait(accepted + 1).size(), static_cast<size_t>(accepted + 1));
+}
+
+TEST_F(ForwarderTest, QueuedBytesBoundHoldsForAllProducersTogether) {
+  config_.max_queued_bytes = 1 << 20;
+  config_.librdkafka["linger.ms"] = "1000";
+  auto forwarder = Make();
+  Reports reports;
+  int accepted = 0;
+  absl::Status refused;
+  for (int i = 0; i < 50 && refused.ok(); ++i) {
+    Record r = MakeRecord("orders", "k");
+    r.value = std::string(300 << 10, 'v');  // three fit in 1 MiB, the fourth does not
+    refused = forwarder->Produce(std::move(r), i % 4, reports.Callback());
+    if (refused.ok()) ++accepted;
+  }
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(accepted, 3);
+  EXPECT_EQ(reports.Wait(accepted).size(), static_cast<size_t>(accepted));
+}
+
+TEST_F(ForwarderTest, EveryPartitionKeepsProduceOrderAcrossProducers) {
+  for (int producers : {2, 1, 3}) {  // upstream.producers: the default, then others
+    SCOPED_TRACE(producers);
+    config_.producers = producers;
+    auto forwarder = Make();
+    Reports reports;
+    constexpr int kRecords = 4000;
+    for (int i = 0; i < kRecords; ++i) {
+      // Bursts of one partition, then the next, as a client's produce requests arrive.
+      const int32_t partition = (i / 25) % 4;
+      Record r = MakeRecord("orders", "k");
+      r.value = std::to_string(i);
+      ASSERT_THAT(forwarder->Produce(std::move(r), partition, reports.Callback(i)), IsOk());
+    }
+    std::vector<DeliveryReport> delivered = reports.Wait(kRecords);
+    ASSERT_EQ(delivered.size(), static_cast<size_t>(kRecords));
+    std::map<int32_t, std::vector<std::pair<int, int64_t>>> by_partition;  // sequence, offset
+    for (size_t i = 0; i < delivered.size(); ++i) {
+      ASSERT_TRUE(delivered[i].status.ok()) << delivered[i].status;
+      by_partition[delivered[i].partition].emplace_back(reports.SequenceOf(i), delivered[i].offset);
+    }
+    EXPECT_EQ(by_partition.size(), 4u);
+    for (auto& [partition, records] : by_partition) {
+      // Reports of a partition arrive in produce order, with offsets in produce order.
+      for (size_t i = 1; i < records.size(); ++i) {
+        EXPECT_GT(records[i].first, records[i - 1].first) << "partition " << partition;
+        EXPECT_EQ(records[i].second, records[i - 1].second + 1) << "partition " << partition;
+      }
+    }
+    EXPECT_EQ(forwarder->QueueDepth(), 0);
+  }
 }
 
 double ForwardedTotal(Metrics& metrics) {
@@ -157,6 +221,9 @@ TEST_F(ForwarderTest, RecordOverMessageMaxBytesIsRefusedAtOnce) {
   big.value = std::string(2 << 20, 'x');  // over message.max.bytes (1 MB)
   EXPECT_THAT(forwarder->Produce(std::move(big), 0, reports.Callback()),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  // The value is handed to librdkafka without a copy; on an error it is the caller's again.
+  ASSERT_TRUE(big.value.has_value());  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(big.value->size(), size_t{2} << 20);
 }
 
 TEST_F(ForwarderTest, FlushWaitsForEveryQueuedRecord) {
