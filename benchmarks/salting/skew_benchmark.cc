@@ -9,40 +9,43 @@
 //             blindly over their hashed salts, like a manual random-suffix fix;
 //   saltproxy the real router and the real online detector (no oracle), load-aware spreading;
 // the share of distinct keys and of records that saltproxy salted or rerouted, and the most
-// salts any key got against 2 × its true share × partitions (at least 2). Then a
-// drifting stream (the hot keys change every million records): saltproxy's worst max/mean over
-// one-second windows. Records are timestamped at a simulated 500,000 records/s; the control
-// step runs every 10 ms of simulated time; the first simulated second is warm-up.
-// SKEW_HEADROOM and SKEW_SHARE_CAP set the policy's headroom and max_salts_per_share;
-// SKEW_ONLY=1.0/16 runs one case; SKEW_DEBUG and SKEW_SALTS print per-partition and per-key detail.
+// salts any key got against 2 × its true share × partitions (at least 2); then the same for
+// saltproxy with no share cap (max_salts_per_share: 0), fed the same records. Then a drifting
+// stream (the hot keys change every million records): the worst and mean max/mean over
+// one-second windows, for both. Records are timestamped at a simulated 500,000 records/s; the
+// control step runs every 10 ms of simulated time; the first simulated second is warm-up.
+// SKEW_HEADROOM and SKEW_SHARE_CAP set the default policy's headroom and max_salts_per_share;
+// SKEW_ONLY=1.0/16 runs one steady case; SKEW_DEBUG and SKEW_SALTS print per-partition and
+// per-key detail.
 //
-// Last recorded table (2026-11-29, 2 cores; about 30 s; headroom 4, no max_salts_per_share):
+// Last recorded table (2026-11-29, 2 cores; about 2.5 minutes; the proxy's default policy):
 //
-//   | zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted | salts / 2·share·P, worst key |
+//   | zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted | salts / 2·share·P, worst key | saltproxy, no share cap | its salts / 2·share·P |
+//   | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+//   | 1.0 | 16 | 1.94 | 1.61 | 1.000 | 0.0089 % | 35.1 % | 1.33 | 1.000 | 2.33 |
+//   | 1.0 | 64 | 5.10 | 2.27 | 1.011 | 0.0089 % | 35.1 % | 2.00 | 1.001 | 3.50 |
+//   | 1.0 | 256 | 18.37 | 2.40 | 1.044 | 0.0089 % | 35.1 % | 2.00 | 1.035 | 3.50 |
+//   | 1.2 | 16 | 3.61 | 2.52 | 1.000 | 0.0096 % | 67.8 % | 1.50 | 1.000 | 1.67 |
+//   | 1.2 | 64 | 12.46 | 2.35 | 1.000 | 0.0096 % | 67.8 % | 1.50 | 1.000 | 2.00 |
+//   | 1.2 | 256 | 48.74 | 3.42 | 1.005 | 0.0096 % | 67.8 % | 1.57 | 1.002 | 2.00 |
+//   | 1.5 | 16 | 6.42 | 2.16 | 1.000 | 0.0062 % | 90.3 % | 1.08 | 1.000 | 1.08 |
+//   | 1.5 | 64 | 24.63 | 2.51 | 1.000 | 0.0062 % | 90.3 % | 1.50 | 1.000 | 1.50 |
+//   | 1.5 | 256 | 98.17 | 3.04 | 1.001 | 0.0062 % | 90.3 % | 1.50 | 1.001 | 1.50 |
+//   | 2.0 | 16 | 9.81 | 1.80 | 1.000 | 0.0026 % | 97.7 % | 1.20 | 1.000 | 1.20 |
+//   | 2.0 | 64 | 38.92 | 2.15 | 1.000 | 0.0026 % | 97.7 % | 1.20 | 1.000 | 1.20 |
+//   | 2.0 | 256 | 155.64 | 2.60 | 1.001 | 0.0026 % | 97.7 % | 1.50 | 1.001 | 1.50 |
+//
+//   | zipf s | partitions | records | worst 1 s window max/mean | mean window max/mean | no share cap: worst | no share cap: mean | plain (whole run) |
 //   | --- | --- | --- | --- | --- | --- | --- | --- |
-//   | 1.0 | 16 | 1.94 | 1.61 | 1.000 | 0.0089 % | 35.1 % | 4.67 |
-//   | 1.0 | 64 | 5.10 | 2.27 | 1.006 | 0.0089 % | 35.1 % | 6.50 |
-//   | 1.0 | 256 | 18.37 | 2.40 | 1.035 | 0.0089 % | 35.1 % | 7.00 |
-//   | 1.2 | 16 | 3.61 | 2.52 | 1.000 | 0.0096 % | 67.8 % | 3.00 |
-//   | 1.2 | 64 | 12.46 | 2.35 | 1.000 | 0.0096 % | 67.8 % | 3.50 |
-//   | 1.2 | 256 | 48.74 | 3.42 | 1.002 | 0.0096 % | 67.8 % | 3.71 |
-//   | 1.5 | 16 | 6.42 | 2.16 | 1.000 | 0.0062 % | 90.3 % | 2.00 |
-//   | 1.5 | 64 | 24.63 | 2.51 | 1.000 | 0.0062 % | 90.3 % | 2.50 |
-//   | 1.5 | 256 | 98.17 | 3.04 | 1.001 | 0.0062 % | 90.3 % | 2.67 |
-//   | 2.0 | 16 | 9.81 | 1.80 | 1.000 | 0.0026 % | 97.7 % | 2.20 |
-//   | 2.0 | 64 | 38.92 | 2.15 | 1.000 | 0.0026 % | 97.7 % | 2.20 |
-//   | 2.0 | 256 | 155.64 | 2.60 | 1.001 | 0.0026 % | 97.7 % | 2.50 |
-//
-//   | zipf s | partitions | records | worst 1 s window max/mean | mean window max/mean | plain (whole run) |
-//   | --- | --- | --- | --- | --- | --- |
-//   | 1.2 | 16 | 6000000 | 1.005 | 1.001 | 1.57 |
-//   | 1.2 | 64 | 6000000 | 1.028 | 1.004 | 4.11 |
+//   | 1.2 | 16 | 6000000 | 1.027 | 1.009 | 1.025 | 1.005 | 1.57 |
+//   | 1.2 | 64 | 6000000 | 1.049 | 1.014 | 1.028 | 1.008 | 4.11 |
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -59,6 +62,21 @@ using ::saltproxy::testing::Zipf;
 namespace {
 
 constexpr size_t kKeys = 1'000'000;
+
+// The manual fix saltproxy replaces: a hot key's n salted keys, each on the partition the
+// default partitioner gives it (moved up to the next free partition when two salts of the key
+// collide), with records spread over them blindly.
+std::vector<int32_t> HashedSalts(const std::string& key, int32_t salts, int32_t partitions) {
+  std::vector<int32_t> result;
+  std::vector<bool> used(static_cast<size_t>(partitions), false);
+  for (int32_t i = 0; i < salts; ++i) {
+    int32_t p = DefaultPartition(SaltedKey(key, i), partitions);
+    while (used[static_cast<size_t>(p)]) p = (p + 1) % partitions;
+    used[static_cast<size_t>(p)] = true;
+    result.push_back(p);
+  }
+  return result;
+}
 constexpr double kRecordsPerSecond = 500'000;
 constexpr absl::Duration kTick = absl::Milliseconds(10);
 
@@ -153,7 +171,9 @@ struct Permutation {
 };
 
 struct SaltproxySim {
-  SaltproxySim(int32_t partitions) : upstream(partitions) {
+  // `share_cap`: the policy's max_salts_per_share, when not the default's.
+  explicit SaltproxySim(int32_t partitions, std::optional<double> share_cap = std::nullopt)
+      : upstream(partitions) {
     RouterOptions options;
     options.instance_id = "bench";
     options.control_topic = "";
@@ -164,6 +184,7 @@ struct SaltproxySim {
     if (const char* v = std::getenv("SKEW_SHARE_CAP")) {
       options.default_policy.max_salts_per_share = std::atof(v);
     }
+    if (share_cap) options.default_policy.max_salts_per_share = *share_cap;
     heat = MakeBenchmarkHeatTracker(partitions);
     router = std::make_unique<Router>(upstream, heat.get(), options);
   }
@@ -193,8 +214,8 @@ struct SaltproxySim {
 };
 
 void SteadyTable(const Keys& keys) {
-  std::printf("| zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted | salts / 2·share·P, worst key |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf("| zipf s | partitions | plain | hashed salting | saltproxy | keys salted | records salted | salts / 2·share·P, worst key | saltproxy, no share cap | its salts / 2·share·P |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   const uint64_t kRecords = 3'000'000;
   const uint64_t kWarmup = static_cast<uint64_t>(kRecordsPerSecond);
   std::vector<double> exponents = {1.0, 1.2, 1.5, 2.0};
@@ -208,8 +229,9 @@ void SteadyTable(const Keys& keys) {
       Zipf zipf(kKeys, s, 42);
       Permutation perm(7);
       SaltproxySim sim(partitions);
+      SaltproxySim uncapped(partitions, 0.0);
       std::vector<uint64_t> plain(partitions, 0);
-      std::vector<uint64_t> warm;
+      std::vector<uint64_t> warm, uncapped_warm;
       std::vector<size_t> ranks;
       ranks.reserve(kRecords);
       for (uint64_t i = 0; i < kRecords; ++i) {
@@ -217,10 +239,15 @@ void SteadyTable(const Keys& keys) {
         ranks.push_back(rank);
         const std::string& key = keys.names[perm.id[rank]];
         sim.Send(key);
-        if (i == kWarmup) warm = sim.Loads();
+        uncapped.Send(key);
+        if (i == kWarmup) {
+          warm = sim.Loads();
+          uncapped_warm = uncapped.Loads();
+        }
         if (i >= kWarmup) ++plain[DefaultPartition(key, partitions)];
       }
       std::vector<uint64_t> salted_loads = Minus(sim.Loads(), warm);
+      std::vector<uint64_t> uncapped_loads = Minus(uncapped.Loads(), uncapped_warm);
 
       // Which keys saltproxy salted, by the end; the blind baseline salts the same number of
       // true top keys with the same salt counts.
@@ -237,21 +264,27 @@ void SteadyTable(const Keys& keys) {
       // (at least the 2 salts a salted key always has), the worst key's ratio.
       absl::flat_hash_map<std::string, size_t> rank_of;
       for (size_t r = 0; r < std::min<size_t>(kKeys, 100'000); ++r) rank_of[keys.names[perm.id[r]]] = r;
-      double worst_salt_ratio = 0;
-      for (const auto& [key, n] : salts) {
-        auto it = rank_of.find(key);
-        const double share = it == rank_of.end() ? 0 : zipf.Share(it->second);
-        const double bound = std::max(2.0, std::ceil(2 * share * partitions));
-        worst_salt_ratio = std::max(worst_salt_ratio, n / bound);
-        if (std::getenv("SKEW_SALTS")) std::printf("  %s share %.5f salts %d\n", key.c_str(), share, n);
-      }
+      auto worst_salt_ratio = [&](const std::vector<SaltMapEntry>& layouts) {
+        double worst = 0;
+        for (const SaltMapEntry& e : layouts) {
+          if (e.action != RouteAction::kSalted && e.action != RouteAction::kRerouted) continue;
+          auto it = rank_of.find(e.key);
+          const double share = it == rank_of.end() ? 0 : zipf.Share(it->second);
+          const double bound = std::max(2.0, std::ceil(2 * share * partitions));
+          worst = std::max(worst, e.salts / bound);
+          if (std::getenv("SKEW_SALTS")) {
+            std::printf("  %s share %.5f salts %d\n", e.key.c_str(), share, e.salts);
+          }
+        }
+        return worst;
+      };
       std::vector<uint64_t> hashed(partitions, 0);
       std::mt19937_64 rng(3);
       uint64_t salted_records = 0;
       std::vector<std::vector<int32_t>> oracle_parts(salted_keys);
       for (size_t r = 0; r < salted_keys; ++r) {
         int32_t n = std::max(2, static_cast<int32_t>(std::ceil(1.5 * zipf.Share(r) * partitions)));
-        oracle_parts[r] = SaltPartitions(keys.names[perm.id[r]], std::min(n, partitions), partitions);
+        oracle_parts[r] = HashedSalts(keys.names[perm.id[r]], std::min(n, partitions), partitions);
       }
       for (uint64_t i = kWarmup; i < kRecords; ++i) {
         size_t rank = ranks[i];
@@ -276,48 +309,61 @@ void SteadyTable(const Keys& keys) {
           std::printf("  p%-3d total %.3f cold %.3f\n", p, salted_loads[p] / mean, cold[p] / mean);
         }
       }
-      std::printf("| %.1f | %d | %.2f | %.2f | %.3f | %.4f %% | %.1f %% | %.2f |\n", s, partitions,
-                  MaxOverMean(plain), MaxOverMean(hashed), MaxOverMean(salted_loads),
-                  100.0 * salted_keys / kKeys,
+      std::printf("| %.1f | %d | %.2f | %.2f | %.3f | %.4f %% | %.1f %% | %.2f | %.3f | %.2f |\n",
+                  s, partitions, MaxOverMean(plain), MaxOverMean(hashed),
+                  MaxOverMean(salted_loads), 100.0 * salted_keys / kKeys,
                   100.0 * salted_records / static_cast<double>(kRecords - kWarmup),
-                  worst_salt_ratio);
+                  worst_salt_ratio(entries), MaxOverMean(uncapped_loads),
+                  worst_salt_ratio(uncapped.router->Entries()));
       std::fflush(stdout);
     }
   }
 }
 
+// Windowed max/mean of one simulated proxy: the worst one-second window and the mean of all.
+struct Windows {
+  explicit Windows(std::optional<double> share_cap, int32_t partitions)
+      : sim(partitions, share_cap) {}
+  void Send(const std::string& key, uint64_t i, uint64_t window) {
+    sim.Send(key);
+    if ((i + 1) % window != 0) return;
+    std::vector<uint64_t> loads = sim.Loads();
+    if (i + 1 > window) {  // the first second is warm-up
+      double m = MaxOverMean(Minus(loads, start));
+      worst = std::max(worst, m);
+      sum += m;
+      ++count;
+    }
+    start = std::move(loads);
+  }
+  SaltproxySim sim;
+  std::vector<uint64_t> start;
+  double worst = 0, sum = 0;
+  int count = 0;
+};
+
 void DriftTable(const Keys& keys) {
-  std::printf("\n| zipf s | partitions | records | worst 1 s window max/mean | mean window max/mean | plain (whole run) |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- |\n");
+  std::printf("\n| zipf s | partitions | records | worst 1 s window max/mean | mean window max/mean | no share cap: worst | no share cap: mean | plain (whole run) |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   const uint64_t kRecords = 6'000'000;
   const uint64_t kShift = 1'000'000;
   const uint64_t kWindow = static_cast<uint64_t>(kRecordsPerSecond);
   for (double s : {1.2}) {
     for (int32_t partitions : {16, 64}) {
       Zipf zipf(kKeys, s, 11);
-      SaltproxySim sim(partitions);
+      Windows proxy(std::nullopt, partitions), uncapped(0.0, partitions);
       std::unique_ptr<Permutation> perm;
-      std::vector<uint64_t> plain(partitions, 0), window_start;
-      double worst = 0, sum = 0;
-      int windows = 0;
+      std::vector<uint64_t> plain(partitions, 0);
       for (uint64_t i = 0; i < kRecords; ++i) {
         if (i % kShift == 0) perm = std::make_unique<Permutation>(100 + i / kShift);
         const std::string& key = keys.names[perm->id[zipf.Next()]];
-        sim.Send(key);
+        proxy.Send(key, i, kWindow);
+        uncapped.Send(key, i, kWindow);
         ++plain[DefaultPartition(key, partitions)];
-        if ((i + 1) % kWindow == 0) {
-          std::vector<uint64_t> loads = sim.Loads();
-          if (i + 1 > kWindow) {  // the first second is warm-up
-            double m = MaxOverMean(Minus(loads, window_start));
-            worst = std::max(worst, m);
-            sum += m;
-            ++windows;
-          }
-          window_start = loads;
-        }
       }
-      std::printf("| %.1f | %d | %llu | %.3f | %.3f | %.2f |\n", s, partitions,
-                  static_cast<unsigned long long>(kRecords), worst, sum / windows,
+      std::printf("| %.1f | %d | %llu | %.3f | %.3f | %.3f | %.3f | %.2f |\n", s, partitions,
+                  static_cast<unsigned long long>(kRecords), proxy.worst,
+                  proxy.sum / proxy.count, uncapped.worst, uncapped.sum / uncapped.count,
                   MaxOverMean(plain));
       std::fflush(stdout);
     }

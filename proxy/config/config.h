@@ -110,8 +110,8 @@ struct SaltPolicyConfig {
   double partition_target_rps = 0;             // 0: the topic's mean partition load
   int min_salts = 2;
   int max_salts = 0;  // 0: the topic's partition count
-  double headroom = 4;
-  double max_salts_per_share = 0;  // 0: no cap
+  double headroom = 2;
+  double max_salts_per_share = 2.5;  // 0: no cap
   std::string hot_topic_pattern = "{topic}.hot";
   int hot_topic_partitions = 16;
 };

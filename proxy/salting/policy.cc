@@ -83,8 +83,14 @@ std::vector<KeyDecision> DecideTopic(const std::string& topic, const TopicPolicy
       cap = max_salts;
       needed = ceil_count(policy.headroom * k.rate_rps / free);
       if (policy.max_salts_per_share > 0) {
-        needed = std::min(needed, ceil_count(policy.max_salts_per_share * k.rate_rps /
-                                             input.total_rps * input.partitions));
+        // Never below share × partitions / hot share: the fewest with which the hot keys
+        // together reach every partition, so that they can fill every valley.
+        const double hot_share = std::min(1.0, hot_total / input.total_rps);
+        const double factor = hot_share > 0
+                                  ? std::max(policy.max_salts_per_share, 1.0 / hot_share)
+                                  : policy.max_salts_per_share;
+        needed = std::min(needed, ceil_count(factor * k.rate_rps / input.total_rps *
+                                             input.partitions));
       }
     }
     int32_t salts = std::clamp<int32_t>(needed, std::min(policy.min_salts, cap), cap);

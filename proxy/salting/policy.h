@@ -5,8 +5,9 @@
 //   TopicPolicy policy;                      // from the config file
 //   PolicyInput in{.partitions = 16, .total_rps = 16000, .hot = {{"nike", 4000}}};
 //   std::vector<KeyDecision> out = DecideTopic("clicks", policy, in, current);
-//   // The cold keys leave 1000 - 12000/16 = 250 records/s per partition free: nike needs
-//   // ceil(3 × 4000 / 250) = 48 salts, capped at the topic's 16 partitions.
+//   // The cold keys leave 1000 - 12000/16 = 250 records/s per partition free: nike would fill
+//   // it with ceil(2 × 4000 / 250) = 32 salts, capped at the topic's 16 partitions. (Alone in
+//   // carrying the hot quarter of the topic, it must reach every partition to even them.)
 #pragma once
 
 #include <cstdint>
@@ -36,17 +37,20 @@ struct TopicPolicy {
   int max_salts = 0;  // 0: the topic's partition count
   // Salts of a salted key = ceil(headroom × rate / free), where free is the capacity a partition
   // has left once the keys left alone are on it. Above 1 so that the load-aware spreading has
-  // choices. benchmarks/salting/skew_benchmark: 3 brings steady streams within 1.05, but left a
-  // drifting stream (new hot keys every 2 s) at 1.11 in its worst second over 64 partitions;
-  // 4 keeps it within 1.03, with the same keys salted.
-  double headroom = 4;
-  // 0, or a cap on a salted key's salts of ceil(max_salts_per_share × its share of the topic's
-  // records × partitions) (min_salts still applies): fewer partitions for a consumer to read a
-  // key from, at the cost of evenness. The salts above fill the capacity the cold keys leave,
-  // so while hot keys carry less than half of a topic, a key gets more than 2 × share ×
-  // partitions; capping there left the worst partition at 1.16-1.29 × the mean in
-  // benchmarks/salting/skew_benchmark (Zipf 1.0-1.2), against 1.00-1.04 uncapped.
-  double max_salts_per_share = 0;
+  // choices: with salts placed where the other hot keys are not (router.cc), 2 keeps steady
+  // and drifting streams within 1.04 in benchmarks/salting/skew_benchmark; 1 left 1.06 steady
+  // and 1.32 in a drifting stream's worst second, 1.5 left 1.11.
+  double headroom = 2;
+  // 0, or a cap on a salted key's salts of ceil(max(max_salts_per_share, 1 / H) × its share of
+  // the topic's records × partitions), H being the hot keys' share of the topic (min_salts
+  // still applies): fewer partitions for a consumer to read a key from. share × partitions / H
+  // is the fewest with which the hot keys together reach every partition; below it some
+  // partitions get no hot load and evenness is out of reach (a plain cap of 2 left Zipf 1.0
+  // over 256 partitions at 1.17 × the mean). At 2.5, benchmarks/salting/skew_benchmark keeps
+  // every steady stream within 1.05 and the drifting one within 1.05 in its worst second, with
+  // a salted key's salts at most 2 × ceil(2 × its share × partitions); at 2 the drifting stream
+  // reached 1.105 (a rising key is held at its capped count for a tick or two).
+  double max_salts_per_share = 2.5;
   // The dedicated topic's name, "{topic}" replaced by the source topic, and its partitions.
   std::string hot_topic_pattern = "{topic}.hot";
   int hot_topic_partitions = 16;

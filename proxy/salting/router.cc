@@ -45,6 +45,53 @@ std::string_view ActionName(RouteAction action) {
 
 
 
+// The partitions of a key's salts: salt 0 stays on the key's default partition (where its
+// records went while it was cold); the partitions of its current layout in that topic are kept,
+// in order, as far as they go (so that a count that grows or shrinks moves as little as it can);
+// the rest are the partitions with the least hot load planned on them, ties broken by a hash of
+// (key, partition) so that keys turning hot together spread differently. Placing salts where the
+// other hot keys are not, instead of where a hash of the salted key falls, is what lets a key
+// reach an even load with few salts: hashed salts collide and leave partitions no hot key can
+// fill (benchmarks/salting/skew_benchmark).
+std::vector<int32_t> PlaceSalts(std::string_view key, int32_t salts, int32_t partitions,
+                                const std::vector<int32_t>& keep,
+                                const std::vector<double>& planned) {
+  std::vector<int32_t> result;
+  if (salts <= 0 || partitions <= 0) return result;
+  salts = std::min(salts, partitions);
+  std::vector<bool> used(static_cast<size_t>(partitions), false);
+  auto take = [&](int32_t p) {
+    if (p < 0 || p >= partitions || used[static_cast<size_t>(p)]) return;
+    used[static_cast<size_t>(p)] = true;
+    result.push_back(p);
+  };
+  take(DefaultPartition(key, partitions));
+  for (int32_t p : keep) {
+    if (static_cast<int32_t>(result.size()) >= salts) break;
+    take(p);
+  }
+  if (static_cast<int32_t>(result.size()) < salts) {
+    const uint64_t seed = murmur2(key.data(), key.size());
+    std::vector<int32_t> candidates;
+    for (int32_t p = 0; p < partitions; ++p) {
+      if (!used[static_cast<size_t>(p)]) candidates.push_back(p);
+    }
+    auto rank = [&](int32_t p) {
+      // splitmix64 of (key hash, partition): stable across processes and builds.
+      uint64_t z = (seed << 32 | static_cast<uint32_t>(p)) + 0x9e3779b97f4a7c15ULL;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+      return std::make_pair(planned[static_cast<size_t>(p)], z ^ (z >> 31));
+    };
+    const size_t want = static_cast<size_t>(salts) - result.size();
+    std::partial_sort(candidates.begin(), candidates.begin() + static_cast<ptrdiff_t>(want),
+                      candidates.end(),
+                      [&](int32_t a, int32_t b) { return rank(a) < rank(b); });
+    for (size_t i = 0; i < want; ++i) take(candidates[i]);
+  }
+  return result;
+}
+
 }  // namespace
 
 struct Router::TopicRuntime {
@@ -288,8 +335,10 @@ void Router::Tick(absl::Time now) {
   std::vector<TopicHeat> heats;
   if (heat_) heats = heat_->Tick(now);
 
-  absl::flat_hash_set<std::string> in_transition;
-  for (const auto& t : transitions_) in_transition.insert(absl::StrCat(t->topic, "\n", t->key));
+  absl::flat_hash_map<std::string, const Transition*> in_transition;
+  for (const auto& t : transitions_) {
+    in_transition[absl::StrCat(t->topic, "\n", t->key)] = t.get();
+  }
 
   std::shared_ptr<const Snapshot> snap = Current();
   auto next = std::make_shared<Snapshot>(*snap);
@@ -375,16 +424,57 @@ void Router::Tick(absl::Time now) {
     }
     std::vector<KeyDecision> decisions = DecideTopic(heat.topic, policy, input, current);
     absl::flat_hash_set<std::string> hot_now;
+    // The hot load planned on each partition of each destination topic: first the keys whose
+    // layout stays (or is already changing), then the keys whose layout changes now, heaviest
+    // first, each placed where the load planned so far is least (PlaceSalts).
+    absl::flat_hash_map<std::string, std::vector<double>> planned;
+    auto plan = [&](const std::string& destination, int32_t partitions) -> std::vector<double>& {
+      std::vector<double>& load = planned[destination];
+      if (load.size() != static_cast<size_t>(partitions)) {
+        load.assign(static_cast<size_t>(partitions), 0.0);
+      }
+      return load;
+    };
+    auto add_plan = [&](const std::string& destination, int32_t partitions,
+                        const std::vector<int32_t>& parts, double rate) {
+      if (parts.empty() || partitions <= 0) return;
+      std::vector<double>& load = plan(destination, partitions);
+      for (int32_t p : parts) {
+        if (p >= 0 && p < partitions) {
+          load[static_cast<size_t>(p)] += rate / static_cast<double>(parts.size());
+        }
+      }
+    };
+    std::vector<KeyDecision*> changing;
     for (KeyDecision& d : decisions) {
       hot_now.insert(d.key);
-      if (in_transition.contains(absl::StrCat(heat.topic, "\n", d.key))) continue;
+      if (auto t = in_transition.find(absl::StrCat(heat.topic, "\n", d.key));
+          t != in_transition.end()) {
+        add_plan(t->second->next.destination, t->second->next_destination->partitions,
+                 t->second->next.partitions, d.rate_rps);
+        continue;
+      }
       auto cur = current.find(d.key);
       if (cur != current.end() && cur->second.action == d.action &&
           cur->second.destination == d.destination && cur->second.salts == d.salts) {
         // Same layout: only the rate shown in the map moves.
-        next->keys[heat.topic][d.key].map.rate_rps = d.rate_rps;
+        RouteEntry& entry = next->keys[heat.topic][d.key];
+        entry.map.rate_rps = d.rate_rps;
+        if (entry.destination) {
+          add_plan(entry.map.destination, entry.destination->partitions, entry.map.partitions,
+                   d.rate_rps);
+        }
         continue;
       }
+      changing.push_back(&d);
+    }
+    std::stable_sort(changing.begin(), changing.end(), [](const KeyDecision* a,
+                                                          const KeyDecision* b) {
+      return a->rate_rps > b->rate_rps;
+    });
+    for (KeyDecision* change : changing) {
+      const KeyDecision& d = *change;
+      auto cur = current.find(d.key);
       std::shared_ptr<TopicRuntime> dest = TopicFor(d.destination);
       if (!dest && d.action == RouteAction::kRerouted) {
         absl::Status created =
@@ -403,7 +493,13 @@ void Router::Tick(absl::Time now) {
       layout.action = d.action;
       layout.destination = d.destination;
       layout.salts = std::min(d.salts, dest->partitions);
-      layout.partitions = SaltPartitions(d.key, layout.salts, dest->partitions);
+      std::vector<int32_t> keep;
+      if (cur != current.end() && cur->second.destination == d.destination) {
+        keep = next->keys[heat.topic][d.key].map.partitions;
+      }
+      layout.partitions = PlaceSalts(d.key, layout.salts, dest->partitions, keep,
+                                     plan(d.destination, dest->partitions));
+      add_plan(d.destination, dest->partitions, layout.partitions, d.rate_rps);
       layout.rate_rps = d.rate_rps;
       std::string_view what = cur == current.end()                      ? "key_hot"
                               : cur->second.action != d.action          ? "key_rerouted"

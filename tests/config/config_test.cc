@@ -47,7 +47,7 @@ salting:
   tick: 50ms
   defaults: {strategy: salt, max_salts: 8}
   topics:
-    clicks: {min_salts: 4, max_salts_per_share: 2}
+    clicks: {min_salts: 4, max_salts_per_share: 3}
     audit: {strategy: "off"}
 )");
   ASSERT_THAT(config, IsOk());
@@ -56,8 +56,8 @@ salting:
   EXPECT_EQ(config->salting.topics.at("clicks").strategy, "salt");  // inherited
   EXPECT_EQ(config->salting.topics.at("clicks").max_salts, 8);       // inherited
   EXPECT_EQ(config->salting.topics.at("clicks").min_salts, 4);
-  EXPECT_EQ(config->salting.topics.at("clicks").max_salts_per_share, 2);
-  EXPECT_EQ(config->salting.defaults.max_salts_per_share, 0);  // no cap unless asked
+  EXPECT_EQ(config->salting.topics.at("clicks").max_salts_per_share, 3);
+  EXPECT_EQ(config->salting.defaults.max_salts_per_share, 2.5);
   EXPECT_EQ(config->salting.topics.at("audit").strategy, "off");
 }
 

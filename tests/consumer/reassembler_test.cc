@@ -68,8 +68,11 @@ class RouterModel {
     if (action == "cooled") {
       next.partitions = {DefaultPartition(key, kPartitions)};
     } else {
-      next.partitions = SaltPartitions(key, salts, action == "rerouted" ? kHotPartitions
-                                                                         : kPartitions);
+      // Salt 0 on the key's default partition, the others after it (the proxy chooses them;
+      // the reassembler reads them from the layout, whatever they are).
+      const int32_t n = action == "rerouted" ? kHotPartitions : kPartitions;
+      const int32_t first = DefaultPartition(key, n);
+      for (int32_t i = 0; i < salts; ++i) next.partitions.push_back((first + i) % n);
     }
     if (!k.layout) {
       k.next_seq = 0;  // a new runtime

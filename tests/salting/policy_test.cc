@@ -16,6 +16,7 @@ PolicyInput Input(double total, std::vector<KeyRate> hot, int32_t partitions = 1
 TEST(PolicyTest, SaltsFillTheCapacityColdKeysLeaveFree) {
   TopicPolicy policy;
   policy.headroom = 1.0;
+  policy.max_salts_per_share = 0;
   // 16 partitions at a mean of 1000/s; the cold keys put 12000/16 = 750/s on each, leaving 250:
   // a 1000/s key needs 4 partitions' worth of free capacity.
   auto d = DecideTopic("t", policy, Input(16000, {{"a", 1000}, {"b", 3000}}), {});
@@ -29,13 +30,15 @@ TEST(PolicyTest, SaltsFillTheCapacityColdKeysLeaveFree) {
 TEST(PolicyTest, HeadroomMultipliesTheSalts) {
   TopicPolicy policy;
   policy.headroom = 2.0;
+  policy.max_salts_per_share = 0;
   auto d = DecideTopic("t", policy, Input(16000, {{"a", 1000}, {"b", 3000}}), {});
   EXPECT_EQ(d[0].salts, 8);
   EXPECT_EQ(d[1].salts, 16);  // capped at the topic's partitions
 }
 
 TEST(PolicyTest, HotKeysTogetherSpanAboutHeadroomTimesThePartitions) {
-  TopicPolicy policy;  // headroom 4
+  TopicPolicy policy;  // headroom 2
+  policy.max_salts_per_share = 0;
   std::vector<KeyRate> hot;
   for (int i = 1; i <= 40; ++i) hot.push_back({"k" + std::to_string(i), 1000.0 / i});
   double hot_total = 0;
@@ -46,19 +49,50 @@ TEST(PolicyTest, HotKeysTogetherSpanAboutHeadroomTimesThePartitions) {
     total_salts += k.salts;
     EXPECT_LT(k.salts, 64) << k.key << " should not need every partition";
   }
-  EXPECT_GE(total_salts, 3 * 64);
+  EXPECT_GE(total_salts, 2 * 64);
+}
+
+TEST(PolicyTest, ByDefaultAKeyGetsAFewTimesItsShareOfThePartitions) {
+  TopicPolicy policy;
+  std::vector<KeyRate> hot;
+  for (int i = 1; i <= 40; ++i) hot.push_back({"k" + std::to_string(i), 1000.0 / i});
+  double hot_total = 0;
+  for (const auto& k : hot) hot_total += k.rate_rps;
+  // Hot keys carrying 80 % of the topic: at most 2.5 × share × partitions. Carrying a third:
+  // at most share × partitions / (1/3), the fewest with which they reach every partition.
+  for (auto [total, factor] : {std::pair{1.25 * hot_total, 2.5}, {3 * hot_total, 3.0}}) {
+    auto d = DecideTopic("t", policy, Input(total, hot, 64), {});
+    ASSERT_EQ(d.size(), hot.size());
+    int total_salts = 0;
+    for (size_t i = 0; i < d.size(); ++i) {
+      const double bound = std::max(2.0, std::ceil(factor * hot[i].rate_rps / total * 64));
+      EXPECT_LE(d[i].salts, bound) << d[i].key << " of " << total;
+      EXPECT_GE(d[i].salts, 2) << d[i].key;
+      total_salts += d[i].salts;
+    }
+    EXPECT_GE(total_salts, 64) << "the hot keys must reach every partition";
+  }
 }
 
 TEST(PolicyTest, MaxSaltsPerShareCapsAKeyByItsShareOfTheTopic) {
-  TopicPolicy policy;  // headroom 4: 16 partitions at 1000/s, cold keys leave 250/s free
-  auto uncapped = DecideTopic("t", policy, Input(16000, {{"a", 1000}, {"b", 3000}}), {});
-  EXPECT_EQ(uncapped[0].salts, 16);  // 4 × 1000 / 250
+  // 16 partitions at a mean of 500/s; the cold keys put 3900/16 on each, leaving 256/s free.
+  const std::vector<KeyRate> hot = {{"a", 1000}, {"b", 3000}, {"c", 100}};
+  TopicPolicy policy;  // headroom 2
+  policy.max_salts_per_share = 0;
+  auto uncapped = DecideTopic("t", policy, Input(8000, hot), {});
+  EXPECT_EQ(uncapped[0].salts, 8);   // 2 × 1000 / 256
+  EXPECT_EQ(uncapped[1].salts, 16);  // 2 × 3000 / 256, capped at the partitions
   policy.max_salts_per_share = 2;
-  auto d = DecideTopic("t", policy, Input(16000, {{"a", 1000}, {"b", 3000}, {"c", 100}}), {});
+  auto d = DecideTopic("t", policy, Input(8000, hot), {});
   ASSERT_EQ(d.size(), 3u);
-  EXPECT_EQ(d[0].salts, 2);  // 2 × 1000/16000 × 16
-  EXPECT_EQ(d[1].salts, 6);  // 2 × 3000/16000 × 16
-  EXPECT_EQ(d[2].salts, 2);  // min_salts still applies
+  EXPECT_EQ(d[0].salts, 4);   // 2 × 1000/8000 × 16
+  EXPECT_EQ(d[1].salts, 12);  // 2 × 3000/8000 × 16
+  EXPECT_EQ(d[2].salts, 2);   // min_salts still applies
+  // The same keys in a topic of 16000/s carry a quarter of it: the cap rises to share ×
+  // partitions / (4100/16000), so that together they still reach all 16 partitions.
+  d = DecideTopic("t", policy, Input(16000, hot), {});
+  EXPECT_EQ(d[0].salts, 4);   // 1000/4100 × 16 = 3.9
+  EXPECT_EQ(d[1].salts, 12);  // 3000/4100 × 16 = 11.7
   policy.max_salts_per_share = -1;
   EXPECT_FALSE(policy.Validate().ok());
 }

@@ -180,7 +180,10 @@ TEST_F(RouterTest, HotKeyIsSaltedOverDistinctPartitionsWithHeaders) {
   std::vector<DeliveryReport> reports;
   Send("nike", 60, &reports);
   upstream.DeliverAll();
-  std::vector<int32_t> expected = SaltPartitions("nike", 6, 16);
+  ASSERT_EQ(router().Entries().size(), 1u);
+  std::vector<int32_t> expected = router().Entries()[0].partitions;
+  ASSERT_EQ(expected.size(), 6u);
+  EXPECT_EQ(expected[0], DefaultPartition("nike", 16));
   std::set<int32_t> used;
   for (size_t i = 0; i < upstream.produced.size(); ++i) {
     const Produced& p = upstream.produced[i];
@@ -198,10 +201,53 @@ TEST_F(RouterTest, HotKeyIsSaltedOverDistinctPartitionsWithHeaders) {
   EXPECT_EQ(used.size(), 6u);
 }
 
+TEST_F(RouterTest, HotKeysTakeThePartitionsOtherHotKeysLeave) {
+  // Two keys of 4,000/s: 16,000 - 8,000 cold leaves 1,250/s free per partition, so each gets
+  // ceil(1.5 × 4000 / 1250) = 5 salts, 10 of the 16 partitions. Placed where the other's load
+  // is not, they share no partition but their own default ones; placed by hashing the salted
+  // keys (murmur2 of SaltedKey(key, i), probing past the key's own collisions) both would have
+  // partition 15, neither key's default.
+  SetHot({{"nike", 4000}, {"adidas", 4000}});
+  Settle();
+  std::map<std::string, std::vector<int32_t>> parts;
+  for (const SaltMapEntry& e : router().Entries()) parts[e.key] = e.partitions;
+  ASSERT_EQ(parts["nike"].size(), 5u);
+  ASSERT_EQ(parts["adidas"].size(), 5u);
+  for (const auto& [key, list] : parts) {
+    EXPECT_EQ(list[0], DefaultPartition(key, 16)) << key;
+    EXPECT_EQ(std::set<int32_t>(list.begin(), list.end()).size(), list.size()) << key;
+  }
+  const std::set<int32_t> defaults = {DefaultPartition("nike", 16),
+                                      DefaultPartition("adidas", 16)};
+  for (int32_t p : parts["nike"]) {
+    if (std::find(parts["adidas"].begin(), parts["adidas"].end(), p) != parts["adidas"].end()) {
+      EXPECT_TRUE(defaults.contains(p)) << "both keys salted onto partition " << p;
+    }
+  }
+}
+
+TEST_F(RouterTest, AKeyWhoseSaltCountGrowsKeepsItsPartitions) {
+  SetHot({{"nike", 4000}});  // 6 salts
+  Settle();
+  ASSERT_EQ(router().Entries().size(), 1u);
+  const std::vector<int32_t> before = router().Entries()[0].partitions;
+  ASSERT_EQ(before.size(), 6u);
+  // 8,000/s: 16,000 - 8,000 cold leaves 1,250/s free: ceil(1.5 × 8000 / 1250) = 10 salts.
+  SetHot({{"nike", 8000}});
+  Settle();
+  ASSERT_EQ(router().Entries().size(), 1u);
+  const std::vector<int32_t> after = router().Entries()[0].partitions;
+  ASSERT_EQ(after.size(), 10u);
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), after.begin()));
+  EXPECT_EQ(std::set<int32_t>(after.begin(), after.end()).size(), after.size());
+}
+
 TEST_F(RouterTest, LoadAwareSpreadingFillsTheLeastLoadedSalt) {
   SetHot({{"nike", 4000}});
   Settle();
-  std::vector<int32_t> salts = SaltPartitions("nike", 6, 16);
+  ASSERT_EQ(router().Entries().size(), 1u);
+  std::vector<int32_t> salts = router().Entries()[0].partitions;
+  ASSERT_EQ(salts.size(), 6u);
   // Load one of nike's partitions with cold traffic: nike's records must avoid it.
   int loaded = salts[2];
   for (int i = 0; i < 10000 && static_cast<int>(router().PartitionCounts("clicks")[loaded]) < 300; ++i) {
@@ -256,7 +302,8 @@ TEST_F(RouterTest, SaltMapCarriesCutOverPointsOfThePreviousLayout) {
   EXPECT_EQ(e.key, "nike");
   EXPECT_EQ(e.action, RouteAction::kSalted);
   EXPECT_EQ(e.salts, 6);
-  EXPECT_EQ(e.partitions, SaltPartitions("nike", 6, 16));
+  ASSERT_EQ(e.partitions.size(), 6u);
+  EXPECT_EQ(e.partitions[0], DefaultPartition("nike", 16));
   EXPECT_EQ(e.since_seq, 0);
   ASSERT_EQ(e.cutover.size(), 1u);
   EXPECT_EQ(e.cutover[0].topic, "clicks");
