@@ -79,7 +79,20 @@ absl::StatusOr<TopicPolicy> PolicyFrom(const SaltPolicyConfig& c) {
   return p;
 }
 
-DetectorConfig DetectorConfigFrom(const DetectionConfig& c) {
+TopicThresholds ThresholdsOf(const SaltPolicyConfig& p) {
+  TopicThresholds t;
+  t.hot_rps = p.hot_rps;
+  t.hot_share = p.hot_share;
+  t.hot_partition_share = p.hot_partition_share;
+  t.hot_min_rps = p.hot_min_rps;
+  t.partition_capacity_rps = p.partition_capacity_rps;
+  t.cold_ratio = p.cold_ratio;
+  t.hold_down = p.hold_down;
+  return t;
+}
+
+DetectorConfig DetectorConfigFrom(const Config& config) {
+  const DetectionConfig& c = config.detection;
   DetectorConfig d;
   d.epsilon = c.epsilon;
   d.delta = c.delta;
@@ -95,6 +108,10 @@ DetectorConfig DetectorConfigFrom(const DetectionConfig& c) {
   d.cold_ratio = c.cold_ratio;
   d.hold_down = c.hold_down;
   d.max_topics = c.max_topics;
+  for (const auto& [topic, policy] : config.salting.topics) {
+    TopicThresholds t = ThresholdsOf(policy);
+    if (!(t == TopicThresholds())) d.topic_thresholds[topic] = t;
+  }
   return d;
 }
 
@@ -166,7 +183,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
       return cluster->CreateTopic(topic, partitions);
     });
   }
-  DetectorConfig detection = DetectorConfigFrom(config.detection);
+  DetectorConfig detection = DetectorConfigFrom(config);
   if (absl::Status s = detection.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("detection: ", s.message()));
   }
@@ -304,6 +321,8 @@ std::vector<std::string> NeedsRestart(const Config& a, const Config& b) {
           "upstream.max_queued_records/bytes");
   differs(a.salting.control_topic != b.salting.control_topic, "salting.control_topic");
   differs(!(a.detection == b.detection), "detection");
+  differs(DetectorConfigFrom(a).topic_thresholds != DetectorConfigFrom(b).topic_thresholds,
+          "the hot and cold thresholds of salting.topics");
   differs(a.salting.tick != b.salting.tick, "salting.tick");
   differs(a.salting.max_held_records_per_key != b.salting.max_held_records_per_key,
           "salting.max_held_records_per_key");

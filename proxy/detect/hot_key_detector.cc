@@ -74,6 +74,25 @@ thread_local LocalEntry t_last_detector{0, nullptr};
 
 }  // namespace
 
+Thresholds DetectorConfig::ThresholdsFor(std::string_view topic) const {
+  Thresholds t{hot_rps, hot_share, hot_partition_share, hot_min_rps,
+               partition_capacity_rps, cold_ratio, hold_down};
+  if (topic_thresholds.empty()) return t;
+  auto it = topic_thresholds.find(Sv(topic));
+  if (it == topic_thresholds.end()) return t;
+  const TopicThresholds& o = it->second;
+  if (o.hot_rps || o.hot_share || o.hot_partition_share) {
+    t.hot_rps = o.hot_rps.value_or(0);
+    t.hot_share = o.hot_share.value_or(0);
+    t.hot_partition_share = o.hot_partition_share.value_or(0);
+  }
+  if (o.hot_min_rps) t.hot_min_rps = *o.hot_min_rps;
+  if (o.partition_capacity_rps) t.partition_capacity_rps = *o.partition_capacity_rps;
+  if (o.cold_ratio) t.cold_ratio = *o.cold_ratio;
+  if (o.hold_down) t.hold_down = *o.hold_down;
+  return t;
+}
+
 absl::Status DetectorConfig::Validate() const {
   if (absl::StatusOr<SketchShape> s = SketchShape::ForErrorBound(epsilon, delta, max_sketch_bytes);
       !s.ok()) {
@@ -83,16 +102,31 @@ absl::Status DetectorConfig::Validate() const {
     return absl::InvalidArgumentError("half_life: expected a positive duration");
   }
   if (top_k < 1) return absl::InvalidArgumentError("top_k: expected 1 or more");
-  if (hot_rps < 0 || hot_share < 0 || hot_partition_share < 0 || partition_capacity_rps < 0 ||
-      hot_min_rps < 0) {
-    return absl::InvalidArgumentError("hot thresholds: expected 0 (unset) or more");
-  }
-  if (hot_rps == 0 && hot_share == 0 && hot_partition_share == 0) {
-    return absl::InvalidArgumentError(
-        "set one hot threshold: hot_rps, hot_share or hot_partition_share");
-  }
-  if (!(cold_ratio > 0 && cold_ratio <= 1)) {
-    return absl::InvalidArgumentError("cold_ratio: expected a number in (0, 1]");
+  auto check = [](const Thresholds& t, const std::string& where) -> absl::Status {
+    if (t.hot_rps < 0 || t.hot_share < 0 || t.hot_partition_share < 0 ||
+        t.partition_capacity_rps < 0 || t.hot_min_rps < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "hot thresholds: expected 0 (unset) or more"));
+    }
+    if (t.hot_rps == 0 && t.hot_share == 0 && t.hot_partition_share == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "set one hot threshold: hot_rps, hot_share or hot_partition_share"));
+    }
+    if (!(t.cold_ratio > 0 && t.cold_ratio <= 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "cold_ratio: expected a number in (0, 1]"));
+    }
+    if (t.hold_down < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "hold_down: expected 0 or more"));
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = check(ThresholdsFor(""), ""); !s.ok()) return s;
+  for (const auto& [topic, unused] : topic_thresholds) {
+    if (absl::Status s = check(ThresholdsFor(topic), absl::StrCat("topic ", topic, ": "));
+        !s.ok()) {
+      return s;
+    }
   }
   if (max_topics < 1) return absl::InvalidArgumentError("max_topics: expected 1 or more");
   if (offer_queue < 16) return absl::InvalidArgumentError("offer_queue: expected 16 or more");
@@ -420,15 +454,16 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
     const double mean_size = records > 0 ? bytes / records : 0;
     const int32_t partitions =
         std::max<int32_t>(1, partitions_of_ ? partitions_of_(topic.name) : 1);
-    double hot = config_.hot_rps;
-    if (hot <= 0 && config_.hot_share > 0) hot = config_.hot_share * rate;
+    const Thresholds th = config_.ThresholdsFor(topic.name);
+    double hot = th.hot_rps;
+    if (hot <= 0 && th.hot_share > 0) hot = th.hot_share * rate;
     if (hot <= 0) {
-      double capacity = config_.partition_capacity_rps > 0 ? config_.partition_capacity_rps
-                                                           : rate / partitions;
-      hot = config_.hot_partition_share * capacity;
+      double capacity =
+          th.partition_capacity_rps > 0 ? th.partition_capacity_rps : rate / partitions;
+      hot = th.hot_partition_share * capacity;
     }
-    hot = std::max(hot, config_.hot_min_rps);
-    const double cold = config_.cold_ratio * hot;
+    hot = std::max(hot, th.hot_min_rps);
+    const double cold = th.cold_ratio * hot;
     // Offer keys above a quarter of the cold threshold (each thread sees only part of a key).
     const double offer_count = std::max(2.0, 0.25 * cold / to_rate / std::max<size_t>(1, parts.size()));
     offer_threshold_[index].store(
@@ -468,7 +503,7 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
                           rate > 0 ? c.rate / rate : 0, now});
       } else if (c.hot && c.rate < cold) {
         if (c.below_since == absl::InfinitePast()) c.below_since = now;
-        if (now - c.below_since >= config_.hold_down) {
+        if (now - c.below_since >= th.hold_down) {
           c.hot = false;
           c.hot_since = absl::InfinitePast();
           events.push_back({HotKeyEvent::Kind::kCold, topic.name, key, c.rate,
@@ -484,7 +519,7 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
       k.error_bound_rps = shape_.epsilon() * rate;
       k.share = rate > 0 ? c.rate / rate : 0;
       double capacity =
-          config_.partition_capacity_rps > 0 ? config_.partition_capacity_rps : rate / partitions;
+          th.partition_capacity_rps > 0 ? th.partition_capacity_rps : rate / partitions;
       k.partition_share = capacity > 0 ? c.rate / capacity : 0;
       k.hot = c.hot;
       k.hot_since = c.hot_since;

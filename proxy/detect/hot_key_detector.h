@@ -27,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -38,6 +39,31 @@
 #include "proxy/detect/sketch.h"
 
 namespace saltproxy {
+
+// A topic's own hot and cold thresholds (salting.topics in the config file). Unset fields keep
+// the detector's; a topic that sets any of hot_rps, hot_share and hot_partition_share takes all
+// three from here (unset ones 0), so that the one it sets is the one that applies.
+struct TopicThresholds {
+  std::optional<double> hot_rps;
+  std::optional<double> hot_share;
+  std::optional<double> hot_partition_share;
+  std::optional<double> hot_min_rps;
+  std::optional<double> partition_capacity_rps;
+  std::optional<double> cold_ratio;
+  std::optional<absl::Duration> hold_down;
+  bool operator==(const TopicThresholds&) const = default;
+};
+
+// The thresholds in force for one topic.
+struct Thresholds {
+  double hot_rps = 0;
+  double hot_share = 0;
+  double hot_partition_share = 0;
+  double hot_min_rps = 0;
+  double partition_capacity_rps = 0;
+  double cold_ratio = 0;
+  absl::Duration hold_down;
+};
 
 struct DetectorConfig {
   // The sketch: estimates exceed true counts by at most epsilon × the topic's count with
@@ -67,8 +93,11 @@ struct DetectorConfig {
   int max_topics = 1000;
   // Offers per thread per control step waiting for the control step; beyond it they drop.
   int offer_queue = 4096;
+  // Topics whose thresholds differ from the ones above.
+  absl::flat_hash_map<std::string, TopicThresholds> topic_thresholds;
 
   absl::Status Validate() const;
+  Thresholds ThresholdsFor(std::string_view topic) const;
 };
 
 struct HotKeyEvent {

@@ -75,6 +75,34 @@ TEST(ConfigTest, BadSaltingPolicyNamesTopicAndField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("{topic}")));
 }
 
+TEST(ConfigTest, ATopicCanHaveItsOwnHotAndColdThresholds) {
+  absl::StatusOr<Config> config = ParseConfig(R"(
+upstream: {embedded: true}
+detection: {hot_share: 0.001, hold_down: 10s}
+salting:
+  topics:
+    payments: {hot_rps: 200, cold_ratio: 0.25, hold_down: 1m}
+    clicks: {min_salts: 3}
+)");
+  ASSERT_THAT(config, IsOk());
+  const SaltPolicyConfig& payments = config->salting.topics.at("payments");
+  EXPECT_EQ(payments.hot_rps, 200);
+  EXPECT_EQ(payments.cold_ratio, 0.25);
+  EXPECT_EQ(payments.hold_down, absl::Minutes(1));
+  EXPECT_FALSE(payments.hot_share.has_value());  // detection's, unless set here
+  EXPECT_FALSE(config->salting.topics.at("clicks").hold_down.has_value());
+  // Only per topic: the defaults for every topic are detection's.
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting:\n  defaults: {hot_rps: 5}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hot_rps")));
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting:\n  topics:\n"
+                          "    payments: {cold_ratio: 3}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("salting.topics.payments.cold_ratio")));
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting:\n  topics:\n"
+                          "    payments: {hot_share: 0}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("set one hot threshold")));
+}
+
 TEST(ConfigTest, DemoFileIsValidAndEmbedded) {
   absl::StatusOr<Config> config =
       LoadConfigFile(std::string(SALTPROXY_SOURCE_DIR) + "/config/demo.yaml");

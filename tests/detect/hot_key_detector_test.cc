@@ -90,6 +90,48 @@ TEST_F(DetectorTest, ConfigValidationExplains) {
   EXPECT_FALSE(bad.Validate().ok());
 }
 
+TEST_F(DetectorTest, ATopicsOwnThresholdsApplyToItAlone) {
+  // "calm" holds a key hot only at half of its records; "t" at the fixture's 5 %.
+  config.topic_thresholds["calm"].hot_share = 0.5;
+  config.topic_thresholds["calm"].hold_down = absl::ZeroDuration();
+  ASSERT_TRUE(config.Validate().ok());
+  for (int tick = 0; tick < 30; ++tick) {
+    for (int i = 0; i < kPerTick; ++i) {
+      std::string key = i % 5 == 0 ? "hot" : "cold-" + std::to_string(i % 5000);
+      detector().Observe("t", key, 10);
+      detector().Observe("calm", key, 10);
+    }
+    now += kTick;
+    detector().Tick(now);
+  }
+  std::map<std::string, const TopicHeatView*> topics;
+  for (const TopicHeatView& t : detector().Snapshot()->topics) topics[t.topic] = &t;
+  ASSERT_EQ(topics.size(), 2u);
+  auto hot_in = [&](const std::string& topic) {
+    for (const TrackedKey& k : topics[topic]->keys) {
+      if (k.key == "hot") return k.hot;
+    }
+    return false;
+  };
+  EXPECT_TRUE(hot_in("t"));      // 20 % of the records, over 5 %
+  EXPECT_FALSE(hot_in("calm"));  // 20 %, under 50 %
+  EXPECT_NEAR(topics["calm"]->hot_threshold_rps, 10 * topics["t"]->hot_threshold_rps,
+              0.1 * topics["calm"]->hot_threshold_rps);
+  EXPECT_EQ(config.ThresholdsFor("calm").hold_down, absl::ZeroDuration());
+  EXPECT_EQ(config.ThresholdsFor("t").hold_down, config.hold_down);
+  // Setting one hot threshold of a topic clears the detector's others for it.
+  config.hot_rps = 100;
+  EXPECT_EQ(config.ThresholdsFor("calm").hot_rps, 0);
+  EXPECT_EQ(config.ThresholdsFor("t").hot_rps, 100);
+}
+
+TEST_F(DetectorTest, ATopicsBadThresholdIsNamedInTheError) {
+  config.topic_thresholds["clicks"].cold_ratio = 2;
+  absl::Status s = config.Validate();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("topic clicks: cold_ratio"), std::string::npos) << s.message();
+}
+
 TEST_F(DetectorTest, RatesAreRecordsPerSecond) {
   for (int i = 0; i < 50; ++i) Step(/*hot_every=*/5);  // "hot" is 20 % of 10,000/s
   const TopicHeatView& t = detector().Snapshot()->topics.at(0);
