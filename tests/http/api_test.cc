@@ -243,6 +243,13 @@ TEST_F(HttpApiTest, ReloadAppliesWithoutDroppingConnections) {
   next.http.threads = 7;  // needs a restart: refused whole
   EXPECT_FALSE(app_->Reload(next).ok());
   EXPECT_EQ(app_->config().http.threads, 2);
+  // A topic's own hot and cold thresholds live in the detector, as detection's do.
+  next = app_->config();
+  next.salting.topics["orders"].hold_down = absl::Minutes(1);
+  absl::Status refused = app_->Reload(next);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("thresholds of salting.topics"));
+  EXPECT_FALSE(app_->config().salting.topics.contains("orders"));
 }
 
 TEST_F(HttpApiTest, MetricsExposeRequestsAndForwardedRecords) {
