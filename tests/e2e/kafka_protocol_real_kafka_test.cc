@@ -81,6 +81,7 @@ TEST_F(KafkaProtocolRealKafkaTest, KcatProducesThroughSaltproxyWithEveryCodec) {
   const std::vector<std::string> codecs = {"none", "gzip", "snappy", "lz4", "zstd"};
   const int kPerRun = 40;
   int n = 0;
+  std::string outputs;  // every kcat run's output, shown if a record goes missing
   for (const std::string& codec : codecs) {
     for (bool idempotent : {false, true}) {
       std::string input = ::testing::TempDir() + "/kcat-input.txt";
@@ -97,11 +98,12 @@ TEST_F(KafkaProtocolRealKafkaTest, KcatProducesThroughSaltproxyWithEveryCodec) {
       std::string output;
       while (fgets(buf, sizeof buf, pipe)) output += buf;
       ASSERT_EQ(pclose(pipe), 0) << command << "\n" << output;
+      absl::StrAppend(&outputs, command, "\n", output);
     }
   }
   absl::StatusOr<std::vector<ConsumedRecord>> records =
       kafka_->ConsumeAll(topic, n, absl::Seconds(60));
-  ASSERT_THAT(records, IsOk());
+  ASSERT_THAT(records, IsOk()) << outputs;
   ASSERT_EQ(records->size(), static_cast<size_t>(n));  // nothing lost
   std::sort(records->begin(), records->end(), [](const ConsumedRecord& a, const ConsumedRecord& b) {
     return std::tie(a.partition, a.offset) < std::tie(b.partition, b.offset);

@@ -231,8 +231,22 @@ absl::StatusOr<std::vector<ConsumedRecord>> RealKafka::ConsumeAll(const std::str
   }
   rd_kafka_consumer_close(rk.get());
   if (expected >= 0 && static_cast<int>(records.size()) < expected) {
+    // Whether the records are missing from the topic or were only not read: what each
+    // partition holds now, against what was read from it.
+    std::vector<int64_t> read(ends->size(), 0);
+    for (const ConsumedRecord& r : records) {
+      if (r.partition >= 0 && static_cast<size_t>(r.partition) < read.size()) ++read[r.partition];
+    }
+    std::string partitions;
+    absl::StatusOr<std::vector<int64_t>> now = EndOffsets(topic);
+    for (size_t p = 0; p < read.size(); ++p) {
+      absl::StrAppend(&partitions, p ? ", " : "", p, ": read ", read[p], " of ",
+                      now.ok() && p < now->size() ? absl::StrCat((*now)[p]) : "?");
+    }
     return absl::DeadlineExceededError(absl::StrCat("read ", records.size(), " of ", expected,
-                                                    " records of ", topic, " before the deadline"));
+                                                    " records of ", topic,
+                                                    " before the deadline (partition ",
+                                                    partitions, ")"));
   }
   return records;
 }
