@@ -40,8 +40,9 @@ struct PartitionState {
   std::shared_ptr<ProduceState> keep;  // set while records are out, released by the last
 };
 
-// A Produce request in flight: answered when the last record's report is in.
-struct ProduceState {
+// A Produce request in flight: answered when the last record's report is in (and, for an
+// idempotent producer, when the batches before each of its own are settled).
+struct ProduceState : std::enable_shared_from_this<ProduceState> {
   std::mutex mu;
   std::vector<ProduceTopicResponse> topics;
   std::vector<std::vector<PartitionState>> partitions;  // by topic, by partition, as asked
@@ -52,16 +53,42 @@ struct ProduceState {
   FrameReply reply{nullptr};
   ProducerRegistry* producers = nullptr;
 
-  void Finish(size_t t, size_t p) {  // mu held
+  // A partition's records are all reported. mu held; what the registry hands back goes to
+  // `run`, for the caller to run once it has let go of mu.
+  void Finish(size_t t, size_t p, ProducerRegistry::Deferred* run) {
     PartitionState& s = partitions[t][p];
-    topics[t].partitions[p] = s.response;
     if (s.has_sequence) {
-      if (s.response.error == kNone) {
-        producers->Complete(s.key, s.first_seq, s.response.base_offset);
+      if (s.response.error != kNone) {
+        producers->Fail(s.key, s.first_seq, run);
       } else {
-        producers->Fail(s.key, s.first_seq);
+        auto settled = [self = shared_from_this(), t, p](bool written) {
+          std::lock_guard<std::mutex> lock(self->mu);
+          if (!written) self->EarlierBatchFailed(t, p);
+          self->Settle(t, p);
+        };
+        switch (producers->Complete(s.key, s.first_seq, s.response.base_offset,
+                                    std::move(settled), run)) {
+          case Settlement::kWaiting:
+            return;  // `settled` answers it
+          case Settlement::kEarlierFailed:
+            EarlierBatchFailed(t, p);
+            break;
+          case Settlement::kSettled:
+            break;
+        }
       }
     }
+    Settle(t, p);
+  }
+  // Written, but a batch before it was not: as a broker, which would not have taken it.
+  void EarlierBatchFailed(size_t t, size_t p) {  // mu held
+    ProducePartitionResponse& r = partitions[t][p].response;
+    r.error = kOutOfOrderSequenceNumber;
+    r.error_message = "an earlier batch of this producer and partition failed; resend from it";
+    r.base_offset = -1;
+  }
+  void Settle(size_t t, size_t p) {  // mu held
+    topics[t].partitions[p] = partitions[t][p].response;
     if (--pending == 0) Answer();
   }
   void Answer() {
@@ -321,7 +348,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
             dup.has_sequence = false;  // the first attempt already settled the window
             dup.response.error = offset >= 0 ? kNone : kRequestTimedOut;
             dup.response.base_offset = offset;
-            state->Finish(t, p);
+            state->Settle(t, p);
           });
       if (check.verdict != BatchVerdict::kNew) {
         s.has_sequence = false;
@@ -398,9 +425,13 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
           }
           if (s->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
           std::shared_ptr<ProduceState> keep;  // released after the lock, perhaps the last owner
-          std::lock_guard<std::mutex> lock(st.mu);
-          keep = std::move(s->keep);
-          st.Finish(s->t, s->p);
+          ProducerRegistry::Deferred run;
+          {
+            std::lock_guard<std::mutex> lock(st.mu);
+            keep = std::move(s->keep);
+            st.Finish(s->t, s->p, &run);
+          }
+          for (auto& settle : run) settle();
         };
         static_assert(sizeof(done) <= 2 * sizeof(void*),
                       "AnyInvocable stores callbacks of up to two words without allocating");
@@ -413,10 +444,13 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
       }
     }
   }
+  ProducerRegistry::Deferred run;
   lock.lock();
-  for (const auto& [t, p] : ready) state->Finish(t, p);
+  for (const auto& [t, p] : ready) state->Finish(t, p, &run);
   // acks=0: no answer at all, as a broker gives none.
   if (!state->respond) state->reply.NoResponse();
+  lock.unlock();
+  for (auto& settle : run) settle();
 }
 
 }  // namespace saltproxy

@@ -68,59 +68,78 @@ BatchCheck ProducerRegistry::Begin(const ProducerPartition& key, int16_t epoch, 
   PartitionState& state = it->second;
   for (Batch& b : state.batches) {
     if (b.first_seq == first_seq && b.last_seq == last_seq) {
-      if (b.done) return {BatchVerdict::kDuplicate, b.base_offset};
+      if (b.settled) return {BatchVerdict::kDuplicate, b.base_offset};
       if (waiter) b.waiters.push_back(std::move(waiter));
       return {BatchVerdict::kDuplicatePending};
     }
   }
   if (first_seq != state.next_seq) return {BatchVerdict::kOutOfOrder};
   state.batches.push_back(Batch{first_seq, last_seq});
-  if (state.batches.size() > kWindow) state.batches.pop_front();
+  // Forget the oldest settled batches beyond the window; unsettled ones stay until they settle
+  // (a client has at most a few batches in flight per partition).
+  while (state.batches.size() > kWindow && state.batches.front().settled) {
+    state.batches.pop_front();
+  }
   // Sequences wrap at INT32_MAX back to 0, as the protocol says.
   state.next_seq = last_seq == INT32_MAX ? 0 : last_seq + 1;
   return {BatchVerdict::kNew};
 }
 
-void ProducerRegistry::Complete(const ProducerPartition& key, int32_t first_seq,
-                                int64_t base_offset) {
-  std::vector<Waiter> waiters;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto p = producers_.find(key.producer_id);
-    if (p == producers_.end()) return;
-    auto s = p->second.partitions.find(PartitionKey(key));
-    if (s == p->second.partitions.end()) return;
-    for (Batch& b : s->second.batches) {
-      if (b.first_seq == first_seq) {
-        b.done = true;
-        b.base_offset = base_offset;
-        waiters.swap(b.waiters);
-      }
-    }
+Settlement ProducerRegistry::Complete(const ProducerPartition& key, int32_t first_seq,
+                                      int64_t base_offset, Settled settled, Deferred* run) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto p = producers_.find(key.producer_id);
+  // A producer forgotten (least recently used) while its batch was in flight: nothing is known
+  // of the batches before it.
+  if (p == producers_.end()) return Settlement::kSettled;
+  auto s = p->second.partitions.find(PartitionKey(key));
+  // Gone from the window: an earlier batch failed and took it along (or a newer epoch began).
+  if (s == p->second.partitions.end()) return Settlement::kEarlierFailed;
+  std::list<Batch>& batches = s->second.batches;
+  auto self = batches.end();
+  for (auto b = batches.begin(); b != batches.end(); ++b) {
+    if (b->first_seq == first_seq) self = b;
   }
-  for (Waiter& w : waiters) w(base_offset);
+  if (self == batches.end()) return Settlement::kEarlierFailed;
+  self->done = true;
+  self->base_offset = base_offset;
+  // Settle, in order, every written batch no unwritten one precedes.
+  for (Batch& b : batches) {
+    if (b.settled) continue;
+    if (!b.done) break;
+    b.settled = true;
+    if (&b != &*self && b.on_settled) {
+      run->push_back([f = std::move(b.on_settled)] { f(true); });
+    }
+    for (Waiter& w : b.waiters) run->push_back([w = std::move(w), o = b.base_offset] { w(o); });
+    b.waiters.clear();
+  }
+  if (self->settled) return Settlement::kSettled;
+  self->on_settled = std::move(settled);
+  return Settlement::kWaiting;
 }
 
-void ProducerRegistry::Fail(const ProducerPartition& key, int32_t first_seq) {
-  std::vector<Waiter> waiters;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto p = producers_.find(key.producer_id);
-    if (p == producers_.end()) return;
-    auto s = p->second.partitions.find(PartitionKey(key));
-    if (s == p->second.partitions.end()) return;
-    PartitionState& state = s->second;
-    for (auto it = state.batches.begin(); it != state.batches.end(); ++it) {
-      if (it->first_seq == first_seq) {
-        waiters.swap(it->waiters);
-        // The client retries this batch (and resends the ones after it): expect it again.
-        state.next_seq = first_seq;
-        state.batches.erase(it, state.batches.end());
-        break;
+void ProducerRegistry::Fail(const ProducerPartition& key, int32_t first_seq, Deferred* run) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto p = producers_.find(key.producer_id);
+  if (p == producers_.end()) return;
+  auto s = p->second.partitions.find(PartitionKey(key));
+  if (s == p->second.partitions.end()) return;
+  PartitionState& state = s->second;
+  for (auto it = state.batches.begin(); it != state.batches.end(); ++it) {
+    if (it->first_seq != first_seq) continue;
+    // The client resends this batch and the ones after it: expect it again, and let every
+    // batch after it that waits (written or not), and every duplicate waiting, hear it failed.
+    for (auto later = it; later != state.batches.end(); ++later) {
+      if (later->on_settled) {
+        run->push_back([f = std::move(later->on_settled)] { f(false); });
       }
+      for (Waiter& w : later->waiters) run->push_back([w = std::move(w)] { w(-1); });
     }
+    state.next_seq = first_seq;
+    state.batches.erase(it, state.batches.end());
+    break;
   }
-  for (Waiter& w : waiters) w(-1);
 }
 
 size_t ProducerRegistry::producers() const {

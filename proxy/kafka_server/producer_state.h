@@ -8,6 +8,14 @@
 //   - any other sequence is OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch is
 //     INVALID_PRODUCER_EPOCH.
 //
+// And, as a broker's log gives it, a batch is acknowledged only once every earlier batch of its
+// partition is written: pipelined batches are written upstream side by side, so a later one can
+// be written while an earlier one fails. Answering the later one with success would tell the
+// client the earlier one was written too (librdkafka then reports its records delivered without
+// resending them): so a written batch waits for the batches before it (Settlement::kWaiting),
+// and is answered OUT_OF_ORDER_SEQUENCE_NUMBER if one of them failed, which makes the client
+// resend from the failed one.
+//
 // A producer id the registry does not know (issued before a restart) is adopted at the batch's
 // sequence, so clients survive a proxy restart. Memory is bounded: at most max_producers
 // producers, the least recently used forgotten first, and kWindow batches per partition.
@@ -40,6 +48,12 @@ struct ProducerPartition {
   }
 };
 
+enum class Settlement {
+  kSettled,        // it and every earlier batch of its partition are written: answer it
+  kWaiting,        // an earlier batch is in flight: `settled` runs when the outcome is known
+  kEarlierFailed,  // an earlier batch failed: answer OUT_OF_ORDER_SEQUENCE_NUMBER
+};
+
 enum class BatchVerdict {
   kNew,              // produce it, then Complete() or Fail()
   kDuplicate,        // answer `base_offset` without producing
@@ -56,8 +70,13 @@ struct BatchCheck {
 class ProducerRegistry {
  public:
   static constexpr size_t kWindow = 5;  // batches remembered per partition, as brokers do
-  // Runs when the first attempt of a duplicate completes: its base offset, or -1 if it failed.
+  // Runs when the first attempt of a duplicate settles: its base offset, or -1 if it failed.
   using Waiter = std::function<void(int64_t base_offset)>;
+  // Runs when a batch that waited for earlier ones settles: true if they were all written.
+  using Settled = std::function<void(bool written)>;
+  // Callbacks that Complete and Fail hand back instead of running, so that their caller runs
+  // them once it holds no lock of its own.
+  using Deferred = std::vector<std::function<void()>>;
 
   explicit ProducerRegistry(size_t max_producers);
 
@@ -72,9 +91,14 @@ class ProducerRegistry {
   // `waiter` is kept only for kDuplicatePending.
   BatchCheck Begin(const ProducerPartition& key, int16_t epoch, int32_t first_seq,
                    int32_t last_seq, Waiter waiter = nullptr);
-  void Complete(const ProducerPartition& key, int32_t first_seq, int64_t base_offset);
-  // The first attempt failed: forget it so that the client's retry is accepted as new.
-  void Fail(const ProducerPartition& key, int32_t first_seq);
+  // The batch was written at `base_offset`. `settled` is kept only for kWaiting. Batches after
+  // it that were waiting for it, and duplicates waiting for them, are added to `run`.
+  Settlement Complete(const ProducerPartition& key, int32_t first_seq, int64_t base_offset,
+                      Settled settled, Deferred* run);
+  // The batch failed: forget it and every later batch, so that the client's resends are accepted
+  // as new; those later batches, and duplicates waiting for any of them, settle as failed (added
+  // to `run`).
+  void Fail(const ProducerPartition& key, int32_t first_seq, Deferred* run);
 
   size_t producers() const;
 
@@ -83,13 +107,16 @@ class ProducerRegistry {
     int32_t first_seq;
     int32_t last_seq;
     int64_t base_offset = -1;
-    bool done = false;
+    bool done = false;     // written
+    bool settled = false;  // written, and every batch before it too
+    Settled on_settled;    // a written batch waiting for earlier ones
     std::vector<Waiter> waiters;
   };
   struct PartitionState {
     int16_t epoch = 0;
     int32_t next_seq = 0;
-    std::list<Batch> batches;  // newest last, at most kWindow
+    // Newest last: the last kWindow settled ones, and any unsettled ones after them.
+    std::list<Batch> batches;
   };
   struct Producer {
     int16_t epoch = 0;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 namespace saltproxy {
 namespace {
 
@@ -10,6 +12,19 @@ class ProducerRegistryTest : public ::testing::Test {
   ProducerRegistry registry{100};
   ProducerRegistry::Issued id = registry.Init();
   ProducerPartition Key(int32_t partition = 0) { return {id.producer_id, "t", partition}; }
+  // Complete, running what it hands back at once (the handler runs it after its own lock).
+  Settlement Complete(int32_t first_seq, int64_t offset,
+                      ProducerRegistry::Settled settled = nullptr) {
+    ProducerRegistry::Deferred run;
+    Settlement s = registry.Complete(Key(), first_seq, offset, std::move(settled), &run);
+    for (auto& f : run) f();
+    return s;
+  }
+  void Fail(int32_t first_seq) {
+    ProducerRegistry::Deferred run;
+    registry.Fail(Key(), first_seq, &run);
+    for (auto& f : run) f();
+  }
 };
 
 TEST_F(ProducerRegistryTest, InitIssuesDistinctIdsAtEpochZero) {
@@ -31,7 +46,7 @@ TEST_F(ProducerRegistryTest, ConsecutiveBatchesAreNew) {
 
 TEST_F(ProducerRegistryTest, RetriedBatchIsAnsweredWithTheFirstOffset) {
   ASSERT_EQ(registry.Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
-  registry.Complete(Key(), 0, 1234);
+  EXPECT_EQ(Complete(0, 1234), Settlement::kSettled);
   BatchCheck again = registry.Begin(Key(), 0, 0, 9);
   EXPECT_EQ(again.verdict, BatchVerdict::kDuplicate);
   EXPECT_EQ(again.base_offset, 1234);
@@ -43,8 +58,45 @@ TEST_F(ProducerRegistryTest, RetryWhileTheFirstIsInFlightWaitsForIt) {
   EXPECT_EQ(registry.Begin(Key(), 0, 0, 9, [&](int64_t o) { answered = o; }).verdict,
             BatchVerdict::kDuplicatePending);
   EXPECT_EQ(answered, -2);
-  registry.Complete(Key(), 0, 77);
+  Complete(0, 77);
   EXPECT_EQ(answered, 77);
+}
+
+TEST_F(ProducerRegistryTest, AWrittenBatchWaitsForTheBatchesBeforeIt) {
+  ASSERT_EQ(registry.Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(registry.Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
+  std::optional<bool> second;
+  EXPECT_EQ(Complete(10, 500, [&](bool written) { second = written; }), Settlement::kWaiting);
+  EXPECT_FALSE(second.has_value()) << "answered before the batch before it was written";
+  // A retry of the waiting batch waits too: answering it would acknowledge the first batch.
+  int64_t retried = -2;
+  EXPECT_EQ(registry.Begin(Key(), 0, 10, 19, [&](int64_t o) { retried = o; }).verdict,
+            BatchVerdict::kDuplicatePending);
+  EXPECT_EQ(Complete(0, 490), Settlement::kSettled);
+  EXPECT_EQ(second, true);
+  EXPECT_EQ(retried, 500);
+}
+
+TEST_F(ProducerRegistryTest, ABatchWrittenAfterAnEarlierOneFailedIsNotAcknowledged) {
+  // Three batches in flight; the first fails upstream. The second was written before the
+  // failure was known, the third after: neither may be answered with success, or the client
+  // would take the first for written.
+  ASSERT_EQ(registry.Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(registry.Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(registry.Begin(Key(), 0, 20, 29).verdict, BatchVerdict::kNew);
+  std::optional<bool> second;
+  int64_t second_retry = -2;
+  ASSERT_EQ(Complete(10, 500, [&](bool written) { second = written; }), Settlement::kWaiting);
+  ASSERT_EQ(registry.Begin(Key(), 0, 10, 19, [&](int64_t o) { second_retry = o; }).verdict,
+            BatchVerdict::kDuplicatePending);
+  Fail(0);
+  EXPECT_EQ(second, false);
+  EXPECT_EQ(second_retry, -1);
+  EXPECT_EQ(Complete(20, 510), Settlement::kEarlierFailed);
+  // The client resends from the failed batch: all three are new again.
+  EXPECT_EQ(registry.Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  EXPECT_EQ(registry.Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
+  EXPECT_EQ(registry.Begin(Key(), 0, 20, 29).verdict, BatchVerdict::kNew);
 }
 
 TEST_F(ProducerRegistryTest, GapIsOutOfOrder) {
@@ -66,7 +118,7 @@ TEST_F(ProducerRegistryTest, PartitionsHaveTheirOwnSequences) {
 TEST_F(ProducerRegistryTest, FailedBatchCanBeRetriedAsNew) {
   ASSERT_EQ(registry.Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
   ASSERT_EQ(registry.Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
-  registry.Fail(Key(), 0);
+  Fail(0);
   EXPECT_EQ(registry.Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
   EXPECT_EQ(registry.Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
 }
@@ -74,7 +126,7 @@ TEST_F(ProducerRegistryTest, FailedBatchCanBeRetriedAsNew) {
 TEST_F(ProducerRegistryTest, OnlyTheLastFiveBatchesAreRemembered) {
   for (int32_t b = 0; b < 6; ++b) {
     ASSERT_EQ(registry.Begin(Key(), 0, b * 10, b * 10 + 9).verdict, BatchVerdict::kNew);
-    registry.Complete(Key(), b * 10, b * 100);
+    ASSERT_EQ(Complete(b * 10, b * 100), Settlement::kSettled);
   }
   EXPECT_EQ(registry.Begin(Key(), 0, 50, 59).verdict, BatchVerdict::kDuplicate);
   EXPECT_EQ(registry.Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kDuplicate);
