@@ -329,6 +329,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
   // Idempotence, and what needs no sending, under the state's lock: a pending duplicate's waiter
   // takes it too, so it cannot settle a partition before the shape below is fixed.
   std::vector<std::pair<size_t, size_t>> ready;  // partitions with nothing to wait for
+  ProducerRegistry::Deferred run;  // what the registry settles, run once the lock is let go
   std::unique_lock<std::mutex> lock(state->mu);
   // One sequence range per partition of the request (clients send one batch per partition per
   // request; several are checked as one range).
@@ -349,7 +350,8 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
             dup.response.error = offset >= 0 ? kNone : kRequestTimedOut;
             dup.response.base_offset = offset;
             state->Settle(t, p);
-          });
+          },
+          &run);
       if (check.verdict != BatchVerdict::kNew) {
         s.has_sequence = false;
         w.batches.clear();  // nothing to produce
@@ -444,7 +446,6 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
       }
     }
   }
-  ProducerRegistry::Deferred run;
   lock.lock();
   for (const auto& [t, p] : ready) state->Finish(t, p, &run);
   // acks=0: no answer at all, as a broker gives none.

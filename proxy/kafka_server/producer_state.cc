@@ -15,7 +15,20 @@ std::string ProducerRegistry::PartitionKey(const ProducerPartition& key) {
   return absl::StrCat(key.topic, "\n", key.partition);
 }
 
-ProducerRegistry::Producer& ProducerRegistry::Touch(int64_t producer_id, int16_t epoch) {
+void ProducerRegistry::Abandon(absl::flat_hash_map<std::string, PartitionState>& partitions,
+                               Deferred* run) {
+  for (auto& [name, state] : partitions) {
+    for (Batch& b : state.batches) {
+      if (b.on_settled) run->push_back([f = std::move(b.on_settled)] { f(false); });
+      for (Waiter& w : b.waiters) run->push_back([w = std::move(w)] { w(-1); });
+      b.waiters.clear();
+    }
+  }
+  partitions.clear();
+}
+
+ProducerRegistry::Producer& ProducerRegistry::Touch(int64_t producer_id, int16_t epoch,
+                                                    Deferred* run) {
   auto it = producers_.find(producer_id);
   if (it != producers_.end()) {
     lru_.erase(it->second.lru);
@@ -24,7 +37,11 @@ ProducerRegistry::Producer& ProducerRegistry::Touch(int64_t producer_id, int16_t
     return it->second;
   }
   while (producers_.size() >= max_producers_ && !lru_.empty()) {
-    producers_.erase(lru_.back());
+    auto evicted = producers_.find(lru_.back());
+    if (evicted != producers_.end()) {
+      Abandon(evicted->second.partitions, run);
+      producers_.erase(evicted);
+    }
     lru_.pop_back();
   }
   lru_.push_front(producer_id);
@@ -35,26 +52,45 @@ ProducerRegistry::Producer& ProducerRegistry::Touch(int64_t producer_id, int16_t
 }
 
 ProducerRegistry::Issued ProducerRegistry::Init(int64_t current_id, int16_t current_epoch) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (current_id >= 0 && current_epoch >= 0 && current_epoch < INT16_MAX) {
-    Producer& p = Touch(current_id, current_epoch);
-    p.epoch = static_cast<int16_t>(current_epoch + 1);
-    p.partitions.clear();
-    return {current_id, p.epoch};
+  Deferred run;  // batches of the old epoch still waiting settle as failed, outside the lock
+  Issued issued;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (current_id >= 0 && current_epoch >= 0 && current_epoch < INT16_MAX) {
+      Producer& p = Touch(current_id, current_epoch, &run);
+      p.epoch = static_cast<int16_t>(current_epoch + 1);
+      Abandon(p.partitions, &run);
+      issued = {current_id, p.epoch};
+    } else {
+      int64_t id = next_id_++;
+      Touch(id, 0, &run);
+      issued = {id, 0};
+    }
   }
-  int64_t id = next_id_++;
-  Touch(id, 0);
-  return {id, 0};
+  for (auto& f : run) f();
+  return issued;
 }
 
 BatchCheck ProducerRegistry::Begin(const ProducerPartition& key, int16_t epoch, int32_t first_seq,
-                                   int32_t last_seq, Waiter waiter) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Producer& producer = Touch(key.producer_id, epoch);
+                                   int32_t last_seq, Waiter waiter, Deferred* run) {
+  Deferred local;
+  BatchCheck check;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    check = BeginLocked(key, epoch, first_seq, last_seq, std::move(waiter), run ? run : &local);
+  }
+  for (auto& f : local) f();
+  return check;
+}
+
+BatchCheck ProducerRegistry::BeginLocked(const ProducerPartition& key, int16_t epoch,
+                                         int32_t first_seq, int32_t last_seq, Waiter waiter,
+                                         Deferred* run) {
+  Producer& producer = Touch(key.producer_id, epoch, run);
   if (epoch < producer.epoch) return {BatchVerdict::kInvalidEpoch};
   if (epoch > producer.epoch) {
     producer.epoch = epoch;
-    producer.partitions.clear();
+    Abandon(producer.partitions, run);
   }
   std::string pkey = PartitionKey(key);
   auto it = producer.partitions.find(pkey);

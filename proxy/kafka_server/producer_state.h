@@ -88,9 +88,11 @@ class ProducerRegistry {
   // the same id at the next epoch.
   Issued Init(int64_t current_id = -1, int16_t current_epoch = -1);
 
-  // `waiter` is kept only for kDuplicatePending.
+  // `waiter` is kept only for kDuplicatePending. A newer epoch (or a producer forgotten to make
+  // room) abandons the batches still waiting: they settle as failed, through `run` (without
+  // one, before Begin returns).
   BatchCheck Begin(const ProducerPartition& key, int16_t epoch, int32_t first_seq,
-                   int32_t last_seq, Waiter waiter = nullptr);
+                   int32_t last_seq, Waiter waiter = nullptr, Deferred* run = nullptr);
   // The batch was written at `base_offset`. `settled` is kept only for kWaiting. Batches after
   // it that were waiting for it, and duplicates waiting for them, are added to `run`.
   Settlement Complete(const ProducerPartition& key, int32_t first_seq, int64_t base_offset,
@@ -123,7 +125,12 @@ class ProducerRegistry {
     absl::flat_hash_map<std::string, PartitionState> partitions;  // "topic\npartition"
     std::list<int64_t>::iterator lru;
   };
-  Producer& Touch(int64_t producer_id, int16_t epoch);
+  Producer& Touch(int64_t producer_id, int16_t epoch, Deferred* run);
+  BatchCheck BeginLocked(const ProducerPartition& key, int16_t epoch, int32_t first_seq,
+                         int32_t last_seq, Waiter waiter, Deferred* run);
+  // Settles every batch still waiting in `partitions` as failed, through `run`.
+  static void Abandon(absl::flat_hash_map<std::string, PartitionState>& partitions,
+                      Deferred* run);
   static std::string PartitionKey(const ProducerPartition& key);
 
   const size_t max_producers_;

@@ -99,6 +99,27 @@ TEST_F(ProducerRegistryTest, ABatchWrittenAfterAnEarlierOneFailedIsNotAcknowledg
   EXPECT_EQ(registry.Begin(Key(), 0, 20, 29).verdict, BatchVerdict::kNew);
 }
 
+TEST_F(ProducerRegistryTest, ANewEpochSettlesTheOldEpochsWaitingBatchesAsFailed) {
+  // A batch waiting for an earlier one when the client moves to a new epoch must still be
+  // answered (the connection answers in request order: one that never is stalls it).
+  ASSERT_EQ(registry.Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(registry.Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
+  std::optional<bool> second;
+  ASSERT_EQ(Complete(10, 500, [&](bool written) { second = written; }), Settlement::kWaiting);
+  registry.Init(id.producer_id, id.epoch);
+  EXPECT_EQ(second, false);
+  EXPECT_EQ(Complete(0, 490), Settlement::kEarlierFailed);
+  // The same through a batch of the newer epoch arriving first.
+  ASSERT_EQ(registry.Begin(Key(1), 1, 0, 9).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(registry.Begin(Key(1), 1, 10, 19).verdict, BatchVerdict::kNew);
+  std::optional<bool> third;
+  ProducerRegistry::Deferred run;
+  ASSERT_EQ(registry.Complete(Key(1), 10, 600, [&](bool written) { third = written; }, &run),
+            Settlement::kWaiting);
+  EXPECT_EQ(registry.Begin(Key(1), 2, 0, 0).verdict, BatchVerdict::kNew);
+  EXPECT_EQ(third, false);
+}
+
 TEST_F(ProducerRegistryTest, GapIsOutOfOrder) {
   ASSERT_EQ(registry.Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
   EXPECT_EQ(registry.Begin(Key(), 0, 12, 20).verdict, BatchVerdict::kOutOfOrder);
