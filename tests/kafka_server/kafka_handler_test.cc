@@ -1,0 +1,161 @@
+// The Kafka handler against a sink that delivers when the test says, so that the order in which
+// an idempotent producer's batches are written, and what each is answered, is in the test's
+// hands.
+#include "proxy/kafka_server/kafka_handler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "proxy/kafka/protocol.h"
+#include "proxy/kafka/record_batch.h"
+#include "proxy/kafka/wire.h"
+
+namespace saltproxy {
+namespace {
+
+using namespace ::saltproxy::kafka;  // NOLINT: the protocol's names, as the handler uses them
+
+class HeldSink : public RecordSink {
+ public:
+  absl::Status Submit(Record&& record, DeliveryCallback done) override {
+    records.push_back(std::move(record));
+    callbacks.push_back(std::move(done));
+    return absl::OkStatus();
+  }
+  void LookupTopic(const std::string&,
+                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
+    done(1);
+  }
+  void Deliver(size_t i, int64_t offset) {
+    DeliveryReport r;
+    r.topic = records[i].topic;
+    r.partition = 0;
+    r.offset = offset;
+    callbacks[i](r);
+  }
+  void Fail(size_t i) {
+    DeliveryReport r;
+    r.topic = records[i].topic;
+    r.status = absl::DeadlineExceededError("message timed out");  // possibly written, to a client
+    callbacks[i](r);
+  }
+  std::vector<Record> records;
+  std::vector<DeliveryCallback> callbacks;
+};
+
+class OnePartitionUpstream : public Upstream {
+ public:
+  absl::Status Produce(Record&&, int32_t, DeliveryCallback) override {
+    return absl::UnimplementedError("not here");
+  }
+  std::optional<int32_t> CachedPartitions(const std::string& topic) const override {
+    if (topic == "t") return 1;
+    return std::nullopt;
+  }
+  void LookupTopic(const std::string&,
+                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
+    done(1);
+  }
+  Topics KnownTopics() const override { return {}; }
+  absl::Status CreateTopic(const std::string&, int32_t,
+                           const std::map<std::string, std::string>&) override {
+    return absl::OkStatus();
+  }
+};
+
+struct Answer {
+  int16_t error = -1;
+  int64_t base_offset = -1;
+};
+
+class KafkaHandlerTest : public ::testing::Test {
+ protected:
+  // Produce v7 of one batch of one record, sequence `seq`, from the registry's producer.
+  void Produce(int32_t correlation, int32_t seq) {
+    RecordBatch batch;
+    batch.producer_id = id.producer_id;
+    batch.producer_epoch = id.epoch;
+    batch.base_sequence = seq;
+    BatchRecord r;
+    r.key = "k";
+    r.value = absl::StrCat("v", seq);
+    batch.records.push_back(r);
+    WireWriter w;
+    w.Int16(kProduce);
+    w.Int16(7);
+    w.Int32(correlation);
+    w.NullableString(std::string("test"), false);
+    w.NullableString(std::nullopt, false);  // no transactional id
+    w.Int16(-1);                            // acks=all
+    w.Int32(30000);
+    w.ArrayLength(1, false);
+    w.String("t", false);
+    w.ArrayLength(1, false);
+    w.Int32(0);
+    w.NullableBytes(EncodeRecordBatch(batch, Compression::kNone), false);
+    handler.Handle(w.data(), 1, FrameReply([this](FrameReply::Kind, std::string payload) {
+                     WireReader in(payload);
+                     int32_t correlation = in.Int32();
+                     in.ArrayLength(false);
+                     in.String(false);
+                     in.ArrayLength(false);
+                     in.Int32();
+                     Answer a;
+                     a.error = in.Int16();
+                     a.base_offset = in.Int64();
+                     answers[correlation] = a;
+                   }));
+  }
+
+  Metrics metrics;
+  HeldSink sink;
+  OnePartitionUpstream upstream;
+  ProducerRegistry registry{100};
+  ProducerRegistry::Issued id = registry.Init();
+  KafkaHandler handler{KafkaHandlerOptions{}, sink, upstream, registry, metrics};
+  std::map<int32_t, Answer> answers;  // by correlation id
+};
+
+TEST_F(KafkaHandlerTest, ABatchWrittenBeforeTheOneBeforeItIsAnsweredAfterIt) {
+  Produce(1, 0);
+  Produce(2, 1);
+  ASSERT_EQ(sink.records.size(), 2u);
+  sink.Deliver(1, 8);  // the second batch is written first
+  EXPECT_FALSE(answers.contains(2)) << "acknowledged before the batch before it was written";
+  sink.Deliver(0, 7);
+  ASSERT_TRUE(answers.contains(1) && answers.contains(2));
+  EXPECT_EQ(answers[1].error, kNone);
+  EXPECT_EQ(answers[1].base_offset, 7);
+  EXPECT_EQ(answers[2].error, kNone);
+  EXPECT_EQ(answers[2].base_offset, 8);
+}
+
+TEST_F(KafkaHandlerTest, ABatchWrittenAfterTheOneBeforeItFailedIsNotAcknowledged) {
+  // Answered "written", the second batch would tell librdkafka the first was written too, and
+  // it would report the first batch's record delivered without resending it.
+  Produce(1, 0);
+  Produce(2, 1);
+  ASSERT_EQ(sink.records.size(), 2u);
+  sink.Deliver(1, 8);
+  sink.Fail(0);
+  ASSERT_TRUE(answers.contains(1) && answers.contains(2));
+  EXPECT_EQ(answers[1].error, kRequestTimedOut);
+  EXPECT_EQ(answers[2].error, kOutOfOrderSequenceNumber);
+  // The client resends from the first batch: both are taken as new and written.
+  answers.clear();
+  Produce(3, 0);
+  Produce(4, 1);
+  ASSERT_EQ(sink.records.size(), 4u);
+  sink.Deliver(2, 9);
+  sink.Deliver(3, 10);
+  EXPECT_EQ(answers[3].error, kNone);
+  EXPECT_EQ(answers[4].error, kNone);
+  EXPECT_EQ(answers[4].base_offset, 10);
+}
+
+}  // namespace
+}  // namespace saltproxy
