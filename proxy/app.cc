@@ -79,18 +79,6 @@ absl::StatusOr<TopicPolicy> PolicyFrom(const SaltPolicyConfig& c) {
   return p;
 }
 
-TopicThresholds ThresholdsOf(const SaltPolicyConfig& p) {
-  TopicThresholds t;
-  t.hot_rps = p.hot_rps;
-  t.hot_share = p.hot_share;
-  t.hot_partition_share = p.hot_partition_share;
-  t.hot_min_rps = p.hot_min_rps;
-  t.partition_capacity_rps = p.partition_capacity_rps;
-  t.cold_ratio = p.cold_ratio;
-  t.hold_down = p.hold_down;
-  return t;
-}
-
 DetectorConfig DetectorConfigFrom(const Config& config) {
   const DetectionConfig& c = config.detection;
   DetectorConfig d;
@@ -100,17 +88,16 @@ DetectorConfig DetectorConfigFrom(const Config& config) {
   d.conservative_update = c.conservative_update;
   d.half_life = c.half_life;
   d.top_k = c.top_k;
-  d.hot_rps = c.hot_rps;
-  d.hot_share = c.hot_share;
-  d.hot_partition_share = c.hot_partition_share;
-  d.hot_min_rps = c.hot_min_rps;
-  d.partition_capacity_rps = c.partition_capacity_rps;
-  d.cold_ratio = c.cold_ratio;
-  d.hold_down = c.hold_down;
+  d.thresholds = {.hot_rps = c.hot_rps,
+                  .hot_share = c.hot_share,
+                  .hot_partition_share = c.hot_partition_share,
+                  .hot_min_rps = c.hot_min_rps,
+                  .partition_capacity_rps = c.partition_capacity_rps,
+                  .cold_ratio = c.cold_ratio,
+                  .hold_down = c.hold_down};
   d.max_topics = c.max_topics;
   for (const auto& [topic, policy] : config.salting.topics) {
-    TopicThresholds t = ThresholdsOf(policy);
-    if (!(t == TopicThresholds())) d.topic_thresholds[topic] = t;
+    if (!(policy.thresholds == TopicThresholds())) d.topic_thresholds[topic] = policy.thresholds;
   }
   return d;
 }

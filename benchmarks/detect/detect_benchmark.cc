@@ -136,7 +136,7 @@ void DetectionDelay() {
   // records and a half-life of 50,000 records, as in the skew benchmark.
   DetectorConfig config;
   config.half_life = absl::Milliseconds(100);
-  config.hot_min_rps = 0;
+  config.thresholds.hot_min_rps = 0;
   HotKeyDetector detector(config);
   Zipf zipf(kKeys, 1.0, 5);
   const auto& keys = Keys();

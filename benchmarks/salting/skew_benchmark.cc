@@ -132,8 +132,8 @@ class OwnedDetector : public HeatTracker {
 DetectorConfig BenchmarkDetectorConfig() {
   DetectorConfig config;
   config.half_life = absl::Milliseconds(100);
-  config.hot_min_rps = 0;
-  if (const char* v = std::getenv("SKEW_HOT_SHARE")) config.hot_share = std::atof(v);
+  config.thresholds.hot_min_rps = 0;
+  if (const char* v = std::getenv("SKEW_HOT_SHARE")) config.thresholds.hot_share = std::atof(v);
   if (const char* v = std::getenv("SKEW_HALF_LIFE_MS")) config.half_life = absl::Milliseconds(std::atoi(v));
   return config;
 }

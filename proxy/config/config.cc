@@ -116,26 +116,26 @@ void ReadDetection(YamlSection& s, DetectionConfig& d) {
 }
 
 // A topic's own detection thresholds (salting.topics.<topic>), each read only when present.
-void ReadTopicThresholds(YamlSection& s, SaltPolicyConfig& p) {
+void ReadTopicThresholds(YamlSection& s, TopicThresholds& t) {
   auto read = [&](const char* key, std::optional<double>* out, double min, double max) {
     if (!s.Has(key)) return;
     double v = 0;
     s.ReadDouble(key, &v, min, max);
     *out = v;
   };
-  read("hot_rps", &p.hot_rps, 0, 1e12);
-  read("hot_share", &p.hot_share, 0, 1);
-  read("hot_partition_share", &p.hot_partition_share, 0, 1e6);
-  read("hot_min_rps", &p.hot_min_rps, 0, 1e12);
-  read("partition_capacity_rps", &p.partition_capacity_rps, 0, 1e12);
-  read("cold_ratio", &p.cold_ratio, 0.01, 1);
+  read("hot_rps", &t.hot_rps, 0, 1e12);
+  read("hot_share", &t.hot_share, 0, 1);
+  read("hot_partition_share", &t.hot_partition_share, 0, 1e6);
+  read("hot_min_rps", &t.hot_min_rps, 0, 1e12);
+  read("partition_capacity_rps", &t.partition_capacity_rps, 0, 1e12);
+  read("cold_ratio", &t.cold_ratio, 0.01, 1);
   if (s.Has("hold_down")) {
     absl::Duration d;
     s.ReadDuration("hold_down", &d, absl::ZeroDuration(), absl::Hours(24));
-    p.hold_down = d;
+    t.hold_down = d;
   }
-  if ((p.hot_rps || p.hot_share || p.hot_partition_share) && p.hot_rps.value_or(0) == 0 &&
-      p.hot_share.value_or(0) == 0 && p.hot_partition_share.value_or(0) == 0) {
+  if ((t.hot_rps || t.hot_share || t.hot_partition_share) && t.hot_rps.value_or(0) == 0 &&
+      t.hot_share.value_or(0) == 0 && t.hot_partition_share.value_or(0) == 0) {
     s.Error("hot_share", "set one hot threshold above 0: hot_rps, hot_share or hot_partition_share");
   }
 }
@@ -173,7 +173,7 @@ void ReadSalting(YamlSection& s, SaltingConfig& salting) {
   // Each topic's overrides start from the defaults.
   topics.ForEachKey([&](const std::string& name, YamlSection& section) {
     SaltPolicyConfig policy = salting.defaults;
-    ReadTopicThresholds(section, policy);
+    ReadTopicThresholds(section, policy.thresholds);
     ReadPolicy(section, policy);
     salting.topics[name] = policy;
   });

@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "proxy/common/log.h"
+#include "proxy/detect/thresholds.h"
 
 namespace saltproxy {
 
@@ -115,14 +116,7 @@ struct SaltPolicyConfig {
   std::string hot_topic_pattern = "{topic}.hot";
   int hot_topic_partitions = 16;
   // A topic's own hot and cold thresholds (under salting.topics only); unset: detection's.
-  // Setting any of the three hot_* thresholds takes all three from here (unset ones 0).
-  std::optional<double> hot_rps;
-  std::optional<double> hot_share;
-  std::optional<double> hot_partition_share;
-  std::optional<double> hot_min_rps;
-  std::optional<double> partition_capacity_rps;
-  std::optional<double> cold_ratio;
-  std::optional<absl::Duration> hold_down;
+  TopicThresholds thresholds;
 };
 
 struct SaltingConfig {

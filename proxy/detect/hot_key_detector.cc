@@ -75,22 +75,9 @@ thread_local LocalEntry t_last_detector{0, nullptr};
 }  // namespace
 
 Thresholds DetectorConfig::ThresholdsFor(std::string_view topic) const {
-  Thresholds t{hot_rps, hot_share, hot_partition_share, hot_min_rps,
-               partition_capacity_rps, cold_ratio, hold_down};
-  if (topic_thresholds.empty()) return t;
+  if (topic_thresholds.empty()) return thresholds;
   auto it = topic_thresholds.find(Sv(topic));
-  if (it == topic_thresholds.end()) return t;
-  const TopicThresholds& o = it->second;
-  if (o.hot_rps || o.hot_share || o.hot_partition_share) {
-    t.hot_rps = o.hot_rps.value_or(0);
-    t.hot_share = o.hot_share.value_or(0);
-    t.hot_partition_share = o.hot_partition_share.value_or(0);
-  }
-  if (o.hot_min_rps) t.hot_min_rps = *o.hot_min_rps;
-  if (o.partition_capacity_rps) t.partition_capacity_rps = *o.partition_capacity_rps;
-  if (o.cold_ratio) t.cold_ratio = *o.cold_ratio;
-  if (o.hold_down) t.hold_down = *o.hold_down;
-  return t;
+  return it == topic_thresholds.end() ? thresholds : thresholds.With(it->second);
 }
 
 absl::Status DetectorConfig::Validate() const {
@@ -121,7 +108,7 @@ absl::Status DetectorConfig::Validate() const {
     }
     return absl::OkStatus();
   };
-  if (absl::Status s = check(ThresholdsFor(""), ""); !s.ok()) return s;
+  if (absl::Status s = check(thresholds, ""); !s.ok()) return s;
   for (const auto& [topic, unused] : topic_thresholds) {
     if (absl::Status s = check(ThresholdsFor(topic), absl::StrCat("topic ", topic, ": "));
         !s.ok()) {

@@ -27,7 +27,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,33 +36,9 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "proxy/detect/sketch.h"
+#include "proxy/detect/thresholds.h"
 
 namespace saltproxy {
-
-// A topic's own hot and cold thresholds (salting.topics in the config file). Unset fields keep
-// the detector's; a topic that sets any of hot_rps, hot_share and hot_partition_share takes all
-// three from here (unset ones 0), so that the one it sets is the one that applies.
-struct TopicThresholds {
-  std::optional<double> hot_rps;
-  std::optional<double> hot_share;
-  std::optional<double> hot_partition_share;
-  std::optional<double> hot_min_rps;
-  std::optional<double> partition_capacity_rps;
-  std::optional<double> cold_ratio;
-  std::optional<absl::Duration> hold_down;
-  bool operator==(const TopicThresholds&) const = default;
-};
-
-// The thresholds in force for one topic.
-struct Thresholds {
-  double hot_rps = 0;
-  double hot_share = 0;
-  double hot_partition_share = 0;
-  double hot_min_rps = 0;
-  double partition_capacity_rps = 0;
-  double cold_ratio = 0;
-  absl::Duration hold_down;
-};
 
 struct DetectorConfig {
   // The sketch: estimates exceed true counts by at most epsilon × the topic's count with
@@ -78,17 +53,8 @@ struct DetectorConfig {
   absl::Duration half_life = absl::Seconds(2);
   // Keys tracked per topic (the hot ones and the nearest to hot).
   int top_k = 256;
-  // The hot threshold, in records/s, is the first of these that is set (non-zero):
-  double hot_rps = 0;              // an absolute rate
-  double hot_share = 0.001;        // a share of the topic's rate
-  double hot_partition_share = 0;  // a share of one partition's capacity
-  // ...and never below this floor, so that a quiet topic's noise is never salted.
-  double hot_min_rps = 5;
-  // One partition's capacity in records/s; 0: the topic's mean partition rate (rate/partitions).
-  double partition_capacity_rps = 0;
-  // A hot key turns cold after staying below cold_ratio × the hot threshold for hold_down.
-  double cold_ratio = 0.5;
-  absl::Duration hold_down = absl::Seconds(10);
+  // When a key turns hot and cold (thresholds.h), for every topic but those in topic_thresholds.
+  Thresholds thresholds;
   // Topics tracked; records of further topics are not counted (and a metric says so).
   int max_topics = 1000;
   // Offers per thread per control step waiting for the control step; beyond it they drop.

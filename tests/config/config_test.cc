@@ -86,11 +86,11 @@ salting:
 )");
   ASSERT_THAT(config, IsOk());
   const SaltPolicyConfig& payments = config->salting.topics.at("payments");
-  EXPECT_EQ(payments.hot_rps, 200);
-  EXPECT_EQ(payments.cold_ratio, 0.25);
-  EXPECT_EQ(payments.hold_down, absl::Minutes(1));
-  EXPECT_FALSE(payments.hot_share.has_value());  // detection's, unless set here
-  EXPECT_FALSE(config->salting.topics.at("clicks").hold_down.has_value());
+  EXPECT_EQ(payments.thresholds.hot_rps, 200);
+  EXPECT_EQ(payments.thresholds.cold_ratio, 0.25);
+  EXPECT_EQ(payments.thresholds.hold_down, absl::Minutes(1));
+  EXPECT_FALSE(payments.thresholds.hot_share.has_value());  // detection's, unless set here
+  EXPECT_FALSE(config->salting.topics.at("clicks").thresholds.hold_down.has_value());
   // Only per topic: the defaults for every topic are detection's.
   EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting:\n  defaults: {hot_rps: 5}\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hot_rps")));

@@ -27,11 +27,11 @@ class DetectorTest : public ::testing::Test {
  protected:
   DetectorTest() {
     config.half_life = absl::Seconds(1);
-    config.hot_rps = 0;
-    config.hot_partition_share = 0;
-    config.hot_share = 0.05;  // hot at 5 % of the topic
-    config.cold_ratio = 0.5;
-    config.hold_down = absl::Seconds(2);
+    config.thresholds.hot_rps = 0;
+    config.thresholds.hot_partition_share = 0;
+    config.thresholds.hot_share = 0.05;  // hot at 5 % of the topic
+    config.thresholds.cold_ratio = 0.5;
+    config.thresholds.hold_down = absl::Seconds(2);
     config.epsilon = 1e-3;
     config.max_sketch_bytes = 1 << 20;
   }
@@ -80,10 +80,10 @@ class DetectorTest : public ::testing::Test {
 TEST_F(DetectorTest, ConfigValidationExplains) {
   EXPECT_TRUE(config.Validate().ok());
   DetectorConfig bad = config;
-  bad.hot_share = 0;
+  bad.thresholds.hot_share = 0;
   EXPECT_FALSE(bad.Validate().ok());
   bad = config;
-  bad.cold_ratio = 2;
+  bad.thresholds.cold_ratio = 2;
   EXPECT_FALSE(bad.Validate().ok());
   bad = config;
   bad.epsilon = 0;
@@ -118,9 +118,9 @@ TEST_F(DetectorTest, ATopicsOwnThresholdsApplyToItAlone) {
   EXPECT_NEAR(topics["calm"]->hot_threshold_rps, 10 * topics["t"]->hot_threshold_rps,
               0.1 * topics["calm"]->hot_threshold_rps);
   EXPECT_EQ(config.ThresholdsFor("calm").hold_down, absl::ZeroDuration());
-  EXPECT_EQ(config.ThresholdsFor("t").hold_down, config.hold_down);
+  EXPECT_EQ(config.ThresholdsFor("t").hold_down, config.thresholds.hold_down);
   // Setting one hot threshold of a topic clears the detector's others for it.
-  config.hot_rps = 100;
+  config.thresholds.hot_rps = 100;
   EXPECT_EQ(config.ThresholdsFor("calm").hot_rps, 0);
   EXPECT_EQ(config.ThresholdsFor("t").hot_rps, 100);
 }
@@ -169,12 +169,12 @@ TEST_F(DetectorTest, KeyThatStopsDecaysToColdAfterTheHoldDown) {
   while (Count(HotKeyEvent::Kind::kCold) == 0 && now - stopped < absl::Seconds(30)) Step(0);
   ASSERT_EQ(Count(HotKeyEvent::Kind::kCold), 1);
   // Not before it decayed below the cold threshold and stayed there for the hold-down.
-  EXPECT_GE(now - stopped, config.hold_down);
-  EXPECT_LE(now - stopped, config.hold_down + absl::Seconds(5));
+  EXPECT_GE(now - stopped, config.thresholds.hold_down);
+  EXPECT_LE(now - stopped, config.thresholds.hold_down + absl::Seconds(5));
 }
 
 TEST_F(DetectorTest, ZipfHeavyHittersMatchExactCounts) {
-  config.hot_share = 0.01;
+  config.thresholds.hot_share = 0.01;
   Zipf zipf(100000, 1.2, 1);
   absl::flat_hash_map<size_t, int> exact;
   for (int tick = 0; tick < 100; ++tick) {
@@ -204,7 +204,7 @@ TEST_F(DetectorTest, ZipfHeavyHittersMatchExactCounts) {
 
 TEST_F(DetectorTest, MemoryIsBoundedWhateverTheNumberOfKeys) {
   config.top_k = 16;
-  config.hot_share = 0.001;
+  config.thresholds.hot_share = 0.001;
   for (int tick = 0; tick < 20; ++tick) {
     for (int i = 0; i < 5000; ++i) detector().Observe("t", "k" + std::to_string(tick * 5000 + i), 1);
     now += kTick;
@@ -246,7 +246,7 @@ TEST_F(DetectorTest, ObserveBatchCountsAsObserveOnEachKey) {
   // The same Zipf stream, record by record into one detector and in batches of every size
   // (1 to 100: shorter and longer than the batch's groups of 16) into another, with decay steps
   // between: the same topics, rates, tracked keys and hot keys.
-  config.hot_share = 0.01;
+  config.thresholds.hot_share = 0.01;
   config.top_k = 1 << 20;  // none dropped: which of two keys of equal rates goes is arbitrary
   HotKeyDetector one(config), batched(config);
   Zipf zipf(20000, 1.1, 8);

@@ -245,7 +245,7 @@ TEST_F(HttpApiTest, ReloadAppliesWithoutDroppingConnections) {
   EXPECT_EQ(app_->config().http.threads, 2);
   // A topic's own hot and cold thresholds live in the detector, as detection's do.
   next = app_->config();
-  next.salting.topics["orders"].hold_down = absl::Minutes(1);
+  next.salting.topics["orders"].thresholds.hold_down = absl::Minutes(1);
   absl::Status refused = app_->Reload(next);
   EXPECT_FALSE(refused.ok());
   EXPECT_THAT(std::string(refused.message()), HasSubstr("thresholds of salting.topics"));
