@@ -61,13 +61,14 @@ struct ProduceState : std::enable_shared_from_this<ProduceState> {
       if (s.response.error != kNone) {
         producers->Fail(s.key, s.first_seq, run);
       } else {
-        auto settled = [self = shared_from_this(), t, p](bool written) {
-          std::lock_guard<std::mutex> lock(self->mu);
-          if (!written) self->EarlierBatchFailed(t, p);
-          self->Settle(t, p);
+        auto wait = [this, t, p]() -> ProducerRegistry::Settled {
+          return [self = shared_from_this(), t, p](bool written) {
+            std::lock_guard<std::mutex> lock(self->mu);
+            if (!written) self->EarlierBatchFailed(t, p);
+            self->Settle(t, p);
+          };
         };
-        switch (producers->Complete(s.key, s.first_seq, s.response.base_offset,
-                                    std::move(settled), run)) {
+        switch (producers->Complete(s.key, s.first_seq, s.response.base_offset, wait, run)) {
           case Settlement::kWaiting:
             return;  // `settled` answers it
           case Settlement::kEarlierFailed:

@@ -122,7 +122,8 @@ BatchCheck ProducerRegistry::BeginLocked(const ProducerPartition& key, int16_t e
 }
 
 Settlement ProducerRegistry::Complete(const ProducerPartition& key, int32_t first_seq,
-                                      int64_t base_offset, Settled settled, Deferred* run) {
+                                      int64_t base_offset, absl::FunctionRef<Settled()> wait,
+                                      Deferred* run) {
   std::lock_guard<std::mutex> lock(mu_);
   auto p = producers_.find(key.producer_id);
   // A producer forgotten (least recently used) while its batch was in flight: nothing is known
@@ -151,7 +152,7 @@ Settlement ProducerRegistry::Complete(const ProducerPartition& key, int32_t firs
     b.waiters.clear();
   }
   if (self->settled) return Settlement::kSettled;
-  self->on_settled = std::move(settled);
+  self->on_settled = wait();
   return Settlement::kWaiting;
 }
 

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 
 namespace saltproxy {
 
@@ -93,10 +94,11 @@ class ProducerRegistry {
   // one, before Begin returns).
   BatchCheck Begin(const ProducerPartition& key, int16_t epoch, int32_t first_seq,
                    int32_t last_seq, Waiter waiter = nullptr, Deferred* run = nullptr);
-  // The batch was written at `base_offset`. `settled` is kept only for kWaiting. Batches after
+  // The batch was written at `base_offset`. `wait` is called only for kWaiting, for the
+  // callback to keep (most batches settle at once: no callback is made for them). Batches after
   // it that were waiting for it, and duplicates waiting for them, are added to `run`.
   Settlement Complete(const ProducerPartition& key, int32_t first_seq, int64_t base_offset,
-                      Settled settled, Deferred* run);
+                      absl::FunctionRef<Settled()> wait, Deferred* run);
   // The batch failed: forget it and every later batch, so that the client's resends are accepted
   // as new; those later batches, and duplicates waiting for any of them, settle as failed (added
   // to `run`).

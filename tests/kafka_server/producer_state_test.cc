@@ -16,7 +16,8 @@ class ProducerRegistryTest : public ::testing::Test {
   Settlement Complete(int32_t first_seq, int64_t offset,
                       ProducerRegistry::Settled settled = nullptr) {
     ProducerRegistry::Deferred run;
-    Settlement s = registry.Complete(Key(), first_seq, offset, std::move(settled), &run);
+    Settlement s = registry.Complete(
+        Key(), first_seq, offset, [&] { return std::move(settled); }, &run);
     for (auto& f : run) f();
     return s;
   }
@@ -114,7 +115,9 @@ TEST_F(ProducerRegistryTest, ANewEpochSettlesTheOldEpochsWaitingBatchesAsFailed)
   ASSERT_EQ(registry.Begin(Key(1), 1, 10, 19).verdict, BatchVerdict::kNew);
   std::optional<bool> third;
   ProducerRegistry::Deferred run;
-  ASSERT_EQ(registry.Complete(Key(1), 10, 600, [&](bool written) { third = written; }, &run),
+  ASSERT_EQ(registry.Complete(
+                Key(1), 10, 600,
+                [&]() -> ProducerRegistry::Settled { return [&](bool w) { third = w; }; }, &run),
             Settlement::kWaiting);
   EXPECT_EQ(registry.Begin(Key(1), 2, 0, 0).verdict, BatchVerdict::kNew);
   EXPECT_EQ(third, false);
