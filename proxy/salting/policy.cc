@@ -57,6 +57,13 @@ std::vector<KeyDecision> DecideTopic(const std::string& topic, const TopicPolicy
   const double cold_per_partition =
       std::max(0.0, input.total_rps - hot_total) / input.partitions;
   const double free = std::max(target - cold_per_partition, 0.05 * target);
+  // The cap on a salted key's salts, × its share × partitions (0: none). Never below
+  // 1 / hot share: share × partitions / hot share is the fewest with which the hot keys together
+  // reach every partition, so that they can fill every valley.
+  const double hot_share = std::min(1.0, hot_total / input.total_rps);
+  const double share_cap = policy.max_salts_per_share > 0 && hot_share > 0
+                               ? std::max(policy.max_salts_per_share, 1.0 / hot_share)
+                               : policy.max_salts_per_share;
 
   for (const KeyRate& k : input.hot) {
     auto ceil_count = [](double x) {
@@ -82,14 +89,8 @@ std::vector<KeyDecision> DecideTopic(const std::string& topic, const TopicPolicy
       d.destination = topic;
       cap = max_salts;
       needed = ceil_count(policy.headroom * k.rate_rps / free);
-      if (policy.max_salts_per_share > 0) {
-        // Never below share × partitions / hot share: the fewest with which the hot keys
-        // together reach every partition, so that they can fill every valley.
-        const double hot_share = std::min(1.0, hot_total / input.total_rps);
-        const double factor = hot_share > 0
-                                  ? std::max(policy.max_salts_per_share, 1.0 / hot_share)
-                                  : policy.max_salts_per_share;
-        needed = std::min(needed, ceil_count(factor * k.rate_rps / input.total_rps *
+      if (share_cap > 0) {
+        needed = std::min(needed, ceil_count(share_cap * k.rate_rps / input.total_rps *
                                              input.partitions));
       }
     }
