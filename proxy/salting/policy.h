@@ -47,9 +47,9 @@ struct TopicPolicy {
   // is the fewest with which the hot keys together reach every partition; below it some
   // partitions get no hot load and evenness is out of reach (a plain cap of 2 left Zipf 1.0
   // over 256 partitions at 1.17 × the mean). At 2.5, benchmarks/salting/skew_benchmark keeps
-  // every steady stream within 1.05 and the drifting one within 1.05 in its worst second, with
+  // every steady stream within 1.05 and the drifting one within 1.06 in its worst second, with
   // a salted key's salts at most 2 × ceil(2 × its share × partitions); at 2 the drifting stream
-  // reached 1.105 (a rising key is held at its capped count for a tick or two).
+  // reached 1.105.
   double max_salts_per_share = 2.5;
   // The dedicated topic's name, "{topic}" replaced by the source topic, and its partitions.
   std::string hot_topic_pattern = "{topic}.hot";
