@@ -85,6 +85,8 @@ void ReadUpstream(YamlSection& s, UpstreamConfig& up) {
   s.ReadInt("max_queued_records", &up.max_queued_records, 1, 10'000'000);
   s.ReadUint64("max_queued_bytes", &up.max_queued_bytes, 1 << 20, 64 * kGiB);
   s.ReadInt("producers", &up.producers, 1, 16);
+  s.ReadDuration("statistics_interval", &up.statistics_interval, absl::ZeroDuration(),
+                 absl::Hours(24));
   s.ReadStringMap("librdkafka", &up.librdkafka);
   if (!up.embedded && up.bootstrap_servers.empty()) {
     s.Error("bootstrap_servers",

@@ -81,6 +81,10 @@ struct UpstreamConfig {
   // librdkafka producers (each with its own connection to a broker); a partition always goes
   // through the same one, so per-partition order holds.
   int producers = 2;
+  // How often librdkafka's statistics feed the upstream request metrics (UpstreamStats);
+  // zero turns them off. Each document lists every partition the proxy writes to, so with many
+  // thousands of them a longer interval costs less.
+  absl::Duration statistics_interval = absl::Seconds(10);
   // Passed through to librdkafka as they are (after saltproxy's own settings, so they win).
   std::map<std::string, std::string> librdkafka;
 };

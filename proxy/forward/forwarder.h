@@ -39,6 +39,8 @@ struct rd_kafka_s;
 
 namespace saltproxy {
 
+class UpstreamStats;
+
 // What the proxy knows of the upstream cluster, refreshed in the background.
 struct ClusterMetadata {
   std::string cluster_id;
@@ -117,6 +119,7 @@ class Forwarder : public Upstream {
   std::string bootstrap_servers_;
   std::unique_ptr<Handle> handle_;
   std::unique_ptr<ForwardMetrics> metrics_;
+  std::unique_ptr<UpstreamStats> stats_;  // fed by librdkafka's statistics, on poll threads
   TopicCreator topic_creator_;
 
   std::atomic<bool> stopping_{false};

@@ -130,6 +130,17 @@ TEST(ConfigTest, UpstreamProducersAreReadWithinBounds) {
                        HasSubstr("upstream.producers: expected an integer from 1 to 16")));
 }
 
+TEST(ConfigTest, UpstreamStatisticsIntervalIsReadAndZeroTurnsThemOff) {
+  absl::StatusOr<Config> defaults = ParseConfig("upstream: {embedded: true}\n");
+  ASSERT_THAT(defaults, IsOk());
+  EXPECT_EQ(defaults->upstream.statistics_interval, absl::Seconds(10));
+  absl::StatusOr<Config> off = ParseConfig("upstream: {embedded: true, statistics_interval: 0s}\n");
+  ASSERT_THAT(off, IsOk());
+  EXPECT_EQ(off->upstream.statistics_interval, absl::ZeroDuration());
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true, statistics_interval: -1s}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("upstream.statistics_interval")));
+}
+
 TEST(ConfigTest, HttpStreamingAndMemoryLimitsAreRead) {
   absl::StatusOr<Config> defaults = ParseConfig("upstream: {embedded: true}\n");
   ASSERT_THAT(defaults, IsOk());

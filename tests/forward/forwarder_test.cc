@@ -237,5 +237,28 @@ TEST_F(ForwarderTest, FlushWaitsForEveryQueuedRecord) {
   EXPECT_EQ(reports.Wait(0).size(), 100u);  // every caller told before Flush returns
 }
 
+// librdkafka's statistics reach the upstream request metrics: every partition's records went
+// out in Produce requests, at least one per partition (librdkafka puts one in each).
+TEST_F(ForwarderTest, StatisticsCountTheProduceRequestsSent) {
+  config_.statistics_interval = absl::Milliseconds(100);
+  auto forwarder = Make();
+  Reports reports;
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_THAT(forwarder->Produce(MakeRecord("orders", "k"), i % 4, reports.Callback()), IsOk());
+  }
+  ASSERT_EQ(reports.Wait(40).size(), 40u);
+  auto requests = [&] {
+    const std::string text = metrics_.Serialize();
+    const std::string name = "\nsaltproxy_upstream_produce_requests_total ";
+    size_t at = text.find(name);
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + name.size()));
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (requests() < 4 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_GE(requests(), 4);
+  EXPECT_LE(requests(), 40);
+  EXPECT_NE(metrics_.Serialize().find("saltproxy_upstream_rtt_seconds "), std::string::npos);
+}
+
 }  // namespace
 }  // namespace saltproxy
