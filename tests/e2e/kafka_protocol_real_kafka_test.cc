@@ -120,7 +120,9 @@ TEST_F(KafkaProtocolRealKafkaTest, KcatProducesThroughSaltproxyWithEveryCodec) {
     EXPECT_EQ(r.Header("codec"), value.substr(0, value.find('-')));
     EXPECT_EQ(r.partition, DefaultPartition(*r.key, 6)) << *r.key;
     auto it = last.find(*r.key);
-    if (it != last.end()) EXPECT_GT(number, it->second) << "out of order for " << *r.key;
+    if (it != last.end()) {
+      EXPECT_GT(number, it->second) << "out of order for " << *r.key;
+    }
     last[*r.key] = number;
   }
 }
@@ -175,7 +177,9 @@ TEST_F(KafkaProtocolRealKafkaTest, JavaProducerWithDefaultSettingsAndLz4AndZstd)
     EXPECT_EQ(*r.key, absl::StrCat("key-", number % 7));
     EXPECT_EQ(r.partition, DefaultPartition(*r.key, 6));
     std::string order_key = codec + "/" + *r.key;
-    if (last.contains(order_key)) EXPECT_GT(number, last[order_key]) << order_key;
+    if (last.contains(order_key)) {
+      EXPECT_GT(number, last[order_key]) << order_key;
+    }
     last[order_key] = number;
   }
 }
@@ -209,7 +213,9 @@ TEST_F(KafkaProtocolRealKafkaTest, KafkajsProducerFromNpm) {
     int number = std::stoi(r.value->substr(r.value->find('-') + 1));
     EXPECT_EQ(*r.key, absl::StrCat("key-", number % 7));
     EXPECT_EQ(r.partition, DefaultPartition(*r.key, 6));
-    if (last.contains(*r.key)) EXPECT_GT(number, last[*r.key]) << *r.key;
+    if (last.contains(*r.key)) {
+      EXPECT_GT(number, last[*r.key]) << *r.key;
+    }
     last[*r.key] = number;
   }
 }
