@@ -7,32 +7,36 @@
 #
 # (after cmake --build <build-dir> --target saltproxy produce_load; build-dir defaults to build)
 #
-# Each case runs `rounds` times (3), alternating direct and proxied, and the table shows the best
-# run of each, so that JVM warm-up and the shared machine's noise weigh on both sides alike. Unthrottled
-# runs saturate the 2-core machine (broker, proxy and load tool share it), so their latencies are
-# queueing; a last pair at a fixed 10,000 records/s compares latency below saturation.
+# Each case runs `rounds` times (3), alternating direct and proxied, after one unmeasured warm-up
+# of each, and the table shows the best run of each, so that JVM warm-up and the shared
+# machine's noise weigh on both sides alike. Unthrottled runs saturate the 2-core machine
+# (broker, proxy and load tool share it), so their latencies are queueing; a last pair at a
+# fixed 10,000 records/s compares latency below saturation. Beside throughput: the Java client's
+# mean request latency (its --print-metrics), the Produce requests the broker received per
+# 100 MB (the client's own direct; saltproxy's upstream ones, saltproxy_upstream_produce_requests_total,
+# through it), and broker and saltproxy CPU per 100 MB.
 #
-# Last recorded tables (2026-11-29 at 7d28082, 2 cores shared by broker, proxy and load tool;
-# 1,000,000 records, 250,000 of 1 KiB; produce_load 5,000,000 and 2,000,000):
-#   | record size | path | records/s | MB/s | p50 ms | p99 ms | saltproxy CPU s per 100 MB |
-#   | --- | --- | --- | --- | --- | --- | --- |
-#   | 100 B | direct | 488997.6 | 46.63 | 58 | 145 | |
-#   | 100 B | saltproxy | 341530.1 | 32.57 | 425 | 613 | 1.04 |
-#   | 100 B | ratio | 0.70 | | | +468 | |
-#   | 1024 B | direct | 93006.0 | 90.83 | 252 | 321 | |
-#   | 1024 B | saltproxy | 66666.7 | 65.10 | 370 | 510 | 0.38 |
-#   | 1024 B | ratio | 0.72 | | | +189 | |
-#   | 100 B at 10,000/s | direct | 9968.1 | 0.95 | 4 | 10 | |
-#   | 100 B at 10,000/s | saltproxy | 9958.2 | 0.95 | 6 | 25 | |
+# Last recorded tables (2026-11-30, 2 cores shared by broker, proxy and load tool; 1,000,000
+# records, 250,000 of 1 KiB; produce_load 5,000,000 and 2,000,000):
+#   | record size | path | records/s | MB/s | p50 ms | p99 ms | client request ms | requests to the broker per 100 MB | broker CPU s per 100 MB | saltproxy CPU s per 100 MB |
+#   | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+#   | 100 B | direct | 480538.2 | 45.83 | 48 | 119 | 6.1 | 1110 | 0.76 |  |
+#   | 100 B | saltproxy | 336247.5 | 32.07 | 449 | 648 | 13.2 | 3349 | 1.04 | 1.10 |
+#   | 100 B | ratio | 0.70 | | | +529 | | | | |
+#   | 1024 B | direct | 85440.9 | 83.44 | 285 | 360 | 5.1 | 818 | 0.48 |  |
+#   | 1024 B | saltproxy | 65121.1 | 63.59 | 356 | 595 | 8.4 | 2605 | 0.65 | 0.39 |
+#   | 1024 B | ratio | 0.76 | | | +235 | | | | |
+#   | 100 B at 10,000/s | direct | 10000.0 | 0.95 | 5 | 12 | 1.669 | | | |
+#   | 100 B at 10,000/s | saltproxy | 9992.0 | 0.95 | 6 | 19 | 3.058 | | | |
 #
 #   | produce_load | path | records/s | MB/s | request ms | saltproxy CPU s per 100 MB | broker CPU s per 100 MB |
 #   | --- | --- | --- | --- | --- | --- | --- |
-#   | 100 B | direct | 1985332 | 198.53 | 2.55 |  | 0.49 |
-#   | 100 B | saltproxy | 956804 | 95.68 | 5.63 | 0.90 | 0.72 |
-#   | 100 B | ratio | 0.48 | | | | |
-#   | 1024 B | direct | 188409 | 192.93 | 2.91 |  | 0.49 |
-#   | 1024 B | saltproxy | 123206 | 126.16 | 4.64 | 0.27 | 0.60 |
-#   | 1024 B | ratio | 0.65 | | | | |
+#   | 100 B | direct | 1482077 | 148.21 | 3.50 |  | 0.65 |
+#   | 100 B | saltproxy | 802402 | 80.24 | 6.74 | 0.94 | 1.00 |
+#   | 100 B | ratio | 0.54 | | | | |
+#   | 1024 B | direct | 175725 | 179.94 | 3.16 |  | 0.53 |
+#   | 1024 B | saltproxy | 153997 | 157.69 | 3.69 | 0.28 | 0.38 |
+#   | 1024 B | ratio | 0.88 | | | | |
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-1000000}
@@ -41,15 +45,39 @@ rounds=${3:-3}
 [ -x "$build/proxy/saltproxy" ] || { echo "no $build/proxy/saltproxy: build it first" >&2; exit 1; }
 source benchmarks/kafka/setup.sh
 start_broker
-start_saltproxy saltproxy
+# Statistics often enough that the upstream request count is current when a run ends.
+start_saltproxy saltproxy "  statistics_interval: 200ms
+"
 pid=$proxy_pid
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-run() {  # run TARGET SIZE COUNT [THROUGHPUT] → "records/s MB/s p50 p99"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+upstream_requests() {
+  curl -s "http://$proxy_http/metrics" | awk '$1 == "saltproxy_upstream_produce_requests_total" {print $2}'
+}
+# run TARGET SIZE COUNT [THROUGHPUT] → "records/s MB/s p50 p99 request-ms requests"
+# (request-ms and requests: the Java client's mean request latency and its request count)
+run() {
   java -Xmx512m -cp "$classpath" org.apache.kafka.tools.ProducerPerformance --topic perf \
-    --num-records "$3" --record-size "$2" --throughput "${4:--1}" \
-    --producer-props bootstrap.servers="$1" 2>/dev/null | tail -1 |
-    sed -E 's/.* ([0-9.]+) records\/sec \(([0-9.]+) MB\/sec\).* ([0-9]+) ms 50th, [0-9]+ ms 95th, ([0-9]+) ms 99th.*/\1 \2 \3 \4/'
+    --num-records "$3" --record-size "$2" --throughput "${4:--1}" --print-metrics \
+    --producer-props bootstrap.servers="$1" 2>/dev/null | awk '
+      /records sent/ { line = $0 }
+      /^producer-metrics:request-latency-avg:/ { ms = $NF }
+      /^producer-metrics:request-total:/ { n = $NF }
+      END { print line " @@ " ms " " n }' |
+    sed -E 's/.* ([0-9.]+) records\/sec \(([0-9.]+) MB\/sec\).* ([0-9]+) ms 50th, [0-9]+ ms 95th, ([0-9]+) ms 99th.* @@ ([0-9.]+) ([0-9.]+)/\1 \2 \3 \4 \5 \6/'
+}
+# measure PATH SIZE COUNT → the run's figures, then: requests to the broker, broker ticks,
+# saltproxy ticks (the broker's requests are the client's direct, the proxy's upstream through it)
+measure() {
+  local target=$bootstrap b0 p0 u0 r u1
+  [ "$1" = saltproxy ] && target=$proxy
+  b0=$(ticks "$broker_pid") p0=$(ticks "$pid") u0=$(upstream_requests)
+  r=$(run "$target" "$2" "$3")
+  sleep 0.5  # the proxy's last statistics of the run
+  u1=$(upstream_requests)
+  local requests
+  requests=$(awk -v r="$r" -v u0="$u0" -v u1="$u1" -v p="$1" 'BEGIN{split(r, x, " "); print (p == "direct") ? x[6] : u1 - u0}')
+  echo "$r $requests $(( $(ticks "$broker_pid") - b0 )) $(( $(ticks "$pid") - p0 ))"
 }
 better() {  # keep the run with more records/s
   if [ -z "$1" ] || awk -v a="$1" -v b="$2" 'BEGIN{split(a,x," "); split(b,y," "); exit !(y[1] > x[1])}'; then
@@ -60,35 +88,41 @@ better() {  # keep the run with more records/s
 }
 
 hz=$(getconf CLK_TCK)
-echo "| record size | path | records/s | MB/s | p50 ms | p99 ms | saltproxy CPU s per 100 MB |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+# Warm-up, unmeasured: the broker's JIT compiles the code paths of each client's requests the
+# first time it sees them (seconds of CPU), which would land on whichever run came first.
+for path in direct saltproxy; do measure "$path" 100 200000 >/dev/null; done
+echo "| record size | path | records/s | MB/s | p50 ms | p99 ms | client request ms | requests to the broker per 100 MB | broker CPU s per 100 MB | saltproxy CPU s per 100 MB |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for size in 100 1024; do
   count=$records
   [ "$size" -gt 100 ] && count=$((records / 4))
-  direct="" proxied="" cpu=""
+  declare -A best=()
   for _ in $(seq 1 "$rounds"); do
-    direct=$(better "$direct" "$(run "$bootstrap" "$size" "$count")")
-    before=$(cpu_ticks)
-    r=$(run "$proxy" "$size" "$count")
-    after=$(cpu_ticks)
-    mb=$(awk -v c="$count" -v s="$size" 'BEGIN{print c*s/1e6}')
-    cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v mb="$mb" 'BEGIN{printf "%.2f", t/hz/mb*100}')
-    proxied=$(better "$proxied" "$r $cpu")  # the CPU figure of the run the table shows
+    for path in direct saltproxy; do
+      best[$path]=$(better "${best[$path]:-}" "$(measure "$path" "$size" "$count")")
+    done
   done
-  read -r d_rps d_mbs d_p50 d_p99 <<<"$direct"
-  read -r p_rps p_mbs p_p50 p_p99 cpu <<<"$proxied"
-  echo "| $size B | direct | $d_rps | $d_mbs | $d_p50 | $d_p99 | |"
-  echo "| $size B | saltproxy | $p_rps | $p_mbs | $p_p50 | $p_p99 | $cpu |"
+  for path in direct saltproxy; do
+    read -r rps mbs p50 p99 req_ms _ requests broker proxy_ticks <<<"${best[$path]}"
+    awk -v s="$size" -v p="$path" -v rps="$rps" -v mbs="$mbs" -v p50="$p50" -v p99="$p99" \
+      -v ms="$req_ms" -v n="$requests" -v b="$broker" -v t="$proxy_ticks" -v hz="$hz" \
+      -v mb="$(awk -v c="$count" -v z="$size" 'BEGIN{print c*z/1e6}')" \
+      'BEGIN{printf "| %s B | %s | %s | %s | %s | %s | %.1f | %.0f | %.2f | %s |\n", s, p, rps, mbs, p50, p99,
+             ms, n/mb*100, b/hz/mb*100, (p == "direct") ? "" : sprintf("%.2f", t/hz/mb*100)}'
+  done
+  read -r d_rps _ _ d_p99 _ <<<"${best[direct]}"
+  read -r p_rps _ _ p_p99 _ <<<"${best[saltproxy]}"
   awk -v d="$d_rps" -v p="$p_rps" -v dp="$d_p99" -v pp="$p_p99" -v s="$size" \
-    'BEGIN{printf "| %s B | ratio | %.2f | | | %+d | |\n", s, p/d, pp-dp}'
+    'BEGIN{printf "| %s B | ratio | %.2f | | | %+d | | | | |\n", s, p/d, pp-dp}'
+  unset best
 done
 # Latency below saturation: the same 100-byte records at a fixed 10,000 records/s.
 direct=$(run "$bootstrap" 100 50000 10000)
 proxied=$(run "$proxy" 100 50000 10000)
-read -r d_rps d_mbs d_p50 d_p99 <<<"$direct"
-read -r p_rps p_mbs p_p50 p_p99 <<<"$proxied"
-echo "| 100 B at 10,000/s | direct | $d_rps | $d_mbs | $d_p50 | $d_p99 | |"
-echo "| 100 B at 10,000/s | saltproxy | $p_rps | $p_mbs | $p_p50 | $p_p99 | |"
+read -r d_rps d_mbs d_p50 d_p99 d_ms _ <<<"$direct"
+read -r p_rps p_mbs p_p50 p_p99 p_ms _ <<<"$proxied"
+echo "| 100 B at 10,000/s | direct | $d_rps | $d_mbs | $d_p50 | $d_p99 | $d_ms | | | |"
+echo "| 100 B at 10,000/s | saltproxy | $p_rps | $p_mbs | $p_p50 | $p_p99 | $p_ms | | | |"
 
 # The same request shape from produce_load (benchmarks/kafka/produce_load.cc), a client that
 # costs almost no CPU: what saltproxy itself costs, and its capacity when the client does not

@@ -3,7 +3,8 @@
 #
 #   source benchmarks/kafka/setup.sh
 #   start_broker                     # sets bootstrap, classpath, broker_pid
-#   start_saltproxy NAME [YAML]      # YAML appended under upstream:; sets proxy and proxy_pid
+#   start_saltproxy NAME [YAML]      # YAML appended under upstream:; sets proxy, proxy_pid and
+#                                    # proxy_http (its HTTP listener, for /metrics)
 
 work=$(mktemp -d)
 saltproxy_pids=()
@@ -32,7 +33,11 @@ start_saltproxy() {
   proxy=""
   for _ in $(seq 1 100); do
     port=$(sed -n 's/.*event=kafka_listening .*port=\([0-9]*\).*/\1/p' "$work/$name.log" | head -1)
-    [ -n "$port" ] && proxy="127.0.0.1:$port" && return 0
+    if [ -n "$port" ]; then
+      proxy="127.0.0.1:$port"
+      proxy_http="127.0.0.1:$(sed -n 's/.*event=http_listening .*port=\([0-9]*\).*/\1/p' "$work/$name.log" | head -1)"
+      return 0
+    fi
     sleep 0.1
   done
   cat "$work/$name.log" >&2
