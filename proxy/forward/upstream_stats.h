@@ -36,7 +36,8 @@ class UpstreamStats {
 
   // One statistics document of upstream producer `producer` (librdkafka's cumulative counters
   // per broker connection). The counters move by what grew since that producer's previous
-  // document; the gauges take the request-weighted means of every producer's latest window.
+  // document; the gauges take the means of every producer's latest windows, weighted by what
+  // each window counted (requests for the round trip, records for the queue time).
   // InvalidArgument for a document that is not librdkafka's statistics (nothing changes).
   absl::Status Apply(int producer, std::string_view json);
 

@@ -67,7 +67,7 @@ TEST_F(UpstreamStatsTest, ACounterThatStartsAgainNeverMovesBackwards) {
   EXPECT_EQ(Value("saltproxy_upstream_sent_bytes_total"), 5200);
 }
 
-TEST_F(UpstreamStatsTest, LatenciesAreRequestWeightedMeansOfTheLatestWindows) {
+TEST_F(UpstreamStatsTest, LatenciesAreWeightedMeansOfTheLatestWindows) {
   // Producer 0: 3 requests of 1 ms each; producer 1: 1 request of 5 ms. Mean: 2 ms.
   ASSERT_THAT(stats_.Apply(0, Doc(Broker("b1:9092/1", 3, 0, 3000, 3, 600, 3))), IsOk());
   ASSERT_THAT(stats_.Apply(1, Doc(Broker("b1:9092/1", 1, 0, 5000, 1, 200, 1))), IsOk());
