@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kafka's own ProducerPerformance (Java kafka-clients, default settings: idempotent, acks=all)
 # against a real broker, direct and through saltproxy's Kafka listener, in one run, for 100-byte
-# and 1 KiB records: records/s, MB/s, p50/p99 latency, and saltproxy's CPU per MB/s.
+# and 1 KiB records: records/s, MB/s, p50/p99 latency, and CPU per 100 MB.
 #
 #   benchmarks/kafka/producer_perf.sh [records] [build-dir] [rounds]
 #
@@ -14,29 +14,31 @@
 # fixed 10,000 records/s compares latency below saturation. Beside throughput: the Java client's
 # mean request latency (its --print-metrics), the Produce requests the broker received per
 # 100 MB (the client's own direct; saltproxy's upstream ones, saltproxy_upstream_produce_requests_total,
-# through it), and broker and saltproxy CPU per 100 MB.
+# through it), broker and saltproxy CPU per 100 MB, and the whole machine's.
 #
 # Last recorded tables (2026-11-30, 2 cores shared by broker, proxy and load tool; 1,000,000
-# records, 250,000 of 1 KiB; produce_load 5,000,000 and 2,000,000):
-#   | record size | path | records/s | MB/s | p50 ms | p99 ms | client request ms | requests to the broker per 100 MB | broker CPU s per 100 MB | saltproxy CPU s per 100 MB |
-#   | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-#   | 100 B | direct | 480538.2 | 45.83 | 48 | 119 | 6.1 | 1110 | 0.76 |  |
-#   | 100 B | saltproxy | 336247.5 | 32.07 | 449 | 648 | 13.2 | 3349 | 1.04 | 1.10 |
-#   | 100 B | ratio | 0.70 | | | +529 | | | | |
-#   | 1024 B | direct | 85440.9 | 83.44 | 285 | 360 | 5.1 | 818 | 0.48 |  |
-#   | 1024 B | saltproxy | 65121.1 | 63.59 | 356 | 595 | 8.4 | 2605 | 0.65 | 0.39 |
-#   | 1024 B | ratio | 0.76 | | | +235 | | | | |
-#   | 100 B at 10,000/s | direct | 10000.0 | 0.95 | 5 | 12 | 1.669 | | | |
-#   | 100 B at 10,000/s | saltproxy | 9992.0 | 0.95 | 6 | 19 | 3.058 | | | |
+# records, 250,000 of 1 KiB; produce_load 5,000,000 and 2,000,000). *machine CPU*: every process,
+# the load tool's JVM included; in the ratio row, direct's over saltproxy's (what the CPU alone
+# allows on a saturated machine):
+#   | record size | path | records/s | MB/s | p50 ms | p99 ms | client request ms | requests to the broker per 100 MB | broker CPU s per 100 MB | saltproxy CPU s per 100 MB | machine CPU s per 100 MB |
+#   | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+#   | 100 B | direct | 424989.4 | 40.53 | 74 | 351 | 7.0 | 1138 | 0.85 |  | 5.69 |
+#   | 100 B | saltproxy | 299850.1 | 28.60 | 391 | 693 | 15.9 | 3655 | 1.17 | 1.39 | 7.59 |
+#   | 100 B | ratio | 0.71 | | | +342 | | | | | 0.75 |
+#   | 1024 B | direct | 83920.8 | 81.95 | 282 | 402 | 5.3 | 821 | 0.50 |  | 2.63 |
+#   | 1024 B | saltproxy | 61440.2 | 60.00 | 426 | 518 | 8.9 | 2605 | 0.71 | 0.47 | 3.32 |
+#   | 1024 B | ratio | 0.73 | | | +116 | | | | | 0.79 |
+#   | 100 B at 10,000/s | direct | 9990.0 | 0.95 | 5 | 22 | 1.878 | | | | |
+#   | 100 B at 10,000/s | saltproxy | 9992.0 | 0.95 | 6 | 28 | 2.853 | | | | |
 #
 #   | produce_load | path | records/s | MB/s | request ms | saltproxy CPU s per 100 MB | broker CPU s per 100 MB |
 #   | --- | --- | --- | --- | --- | --- | --- |
-#   | 100 B | direct | 1482077 | 148.21 | 3.50 |  | 0.65 |
-#   | 100 B | saltproxy | 802402 | 80.24 | 6.74 | 0.94 | 1.00 |
-#   | 100 B | ratio | 0.54 | | | | |
-#   | 1024 B | direct | 175725 | 179.94 | 3.16 |  | 0.53 |
-#   | 1024 B | saltproxy | 153997 | 157.69 | 3.69 | 0.28 | 0.38 |
-#   | 1024 B | ratio | 0.88 | | | | |
+#   | 100 B | direct | 1749712 | 174.97 | 2.92 |  | 0.55 |
+#   | 100 B | saltproxy | 792437 | 79.24 | 6.82 | 0.94 | 1.01 |
+#   | 100 B | ratio | 0.45 | | | | |
+#   | 1024 B | direct | 165842 | 169.82 | 3.35 |  | 0.57 |
+#   | 1024 B | saltproxy | 147633 | 151.18 | 3.87 | 0.28 | 0.44 |
+#   | 1024 B | ratio | 0.89 | | | | |
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-1000000}
@@ -51,6 +53,7 @@ start_saltproxy saltproxy "  statistics_interval: 200ms
 pid=$proxy_pid
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }  # every process
 upstream_requests() {
   curl -s "http://$proxy_http/metrics" | awk '$1 == "saltproxy_upstream_produce_requests_total" {print $2}'
 }
@@ -67,17 +70,20 @@ run() {
     sed -E 's/.* ([0-9.]+) records\/sec \(([0-9.]+) MB\/sec\).* ([0-9]+) ms 50th, [0-9]+ ms 95th, ([0-9]+) ms 99th.* @@ ([0-9.]+) ([0-9.]+)/\1 \2 \3 \4 \5 \6/'
 }
 # measure PATH SIZE COUNT → the run's figures, then: requests to the broker, broker ticks,
-# saltproxy ticks (the broker's requests are the client's direct, the proxy's upstream through it)
+# saltproxy ticks, machine ticks (the broker's requests are the client's direct, the proxy's
+# upstream through it; the machine's ticks count every process, the load tool's JVM included)
 measure() {
-  local target=$bootstrap b0 p0 u0 r u1
+  local target=$bootstrap b0 p0 u0 m0 r u1
   [ "$1" = saltproxy ] && target=$proxy
-  b0=$(ticks "$broker_pid") p0=$(ticks "$pid") u0=$(upstream_requests)
+  b0=$(ticks "$broker_pid") p0=$(ticks "$pid") u0=$(upstream_requests) m0=$(machine_ticks)
   r=$(run "$target" "$2" "$3")
+  local m1
+  m1=$(machine_ticks)
   sleep 0.5  # the proxy's last statistics of the run
   u1=$(upstream_requests)
   local requests
   requests=$(awk -v r="$r" -v u0="$u0" -v u1="$u1" -v p="$1" 'BEGIN{split(r, x, " "); print (p == "direct") ? x[6] : u1 - u0}')
-  echo "$r $requests $(( $(ticks "$broker_pid") - b0 )) $(( $(ticks "$pid") - p0 ))"
+  echo "$r $requests $(( $(ticks "$broker_pid") - b0 )) $(( $(ticks "$pid") - p0 )) $((m1 - m0))"
 }
 better() {  # keep the run with more records/s
   if [ -z "$1" ] || awk -v a="$1" -v b="$2" 'BEGIN{split(a,x," "); split(b,y," "); exit !(y[1] > x[1])}'; then
@@ -91,8 +97,8 @@ hz=$(getconf CLK_TCK)
 # Warm-up, unmeasured: the broker's JIT compiles the code paths of each client's requests the
 # first time it sees them (seconds of CPU), which would land on whichever run came first.
 for path in direct saltproxy; do measure "$path" 100 200000 >/dev/null; done
-echo "| record size | path | records/s | MB/s | p50 ms | p99 ms | client request ms | requests to the broker per 100 MB | broker CPU s per 100 MB | saltproxy CPU s per 100 MB |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| record size | path | records/s | MB/s | p50 ms | p99 ms | client request ms | requests to the broker per 100 MB | broker CPU s per 100 MB | saltproxy CPU s per 100 MB | machine CPU s per 100 MB |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for size in 100 1024; do
   count=$records
   [ "$size" -gt 100 ] && count=$((records / 4))
@@ -103,17 +109,19 @@ for size in 100 1024; do
     done
   done
   for path in direct saltproxy; do
-    read -r rps mbs p50 p99 req_ms _ requests broker proxy_ticks <<<"${best[$path]}"
+    read -r rps mbs p50 p99 req_ms _ requests broker proxy_ticks machine <<<"${best[$path]}"
     awk -v s="$size" -v p="$path" -v rps="$rps" -v mbs="$mbs" -v p50="$p50" -v p99="$p99" \
-      -v ms="$req_ms" -v n="$requests" -v b="$broker" -v t="$proxy_ticks" -v hz="$hz" \
+      -v ms="$req_ms" -v n="$requests" -v b="$broker" -v t="$proxy_ticks" -v m="$machine" -v hz="$hz" \
       -v mb="$(awk -v c="$count" -v z="$size" 'BEGIN{print c*z/1e6}')" \
-      'BEGIN{printf "| %s B | %s | %s | %s | %s | %s | %.1f | %.0f | %.2f | %s |\n", s, p, rps, mbs, p50, p99,
-             ms, n/mb*100, b/hz/mb*100, (p == "direct") ? "" : sprintf("%.2f", t/hz/mb*100)}'
+      'BEGIN{printf "| %s B | %s | %s | %s | %s | %s | %.1f | %.0f | %.2f | %s | %.2f |\n", s, p, rps, mbs, p50, p99,
+             ms, n/mb*100, b/hz/mb*100, (p == "direct") ? "" : sprintf("%.2f", t/hz/mb*100), m/hz/mb*100}'
   done
-  read -r d_rps _ _ d_p99 _ <<<"${best[direct]}"
-  read -r p_rps _ _ p_p99 _ <<<"${best[saltproxy]}"
-  awk -v d="$d_rps" -v p="$p_rps" -v dp="$d_p99" -v pp="$p_p99" -v s="$size" \
-    'BEGIN{printf "| %s B | ratio | %.2f | | | %+d | | | | |\n", s, p/d, pp-dp}'
+  read -r d_rps _ _ d_p99 _ _ _ _ _ d_machine <<<"${best[direct]}"
+  read -r p_rps _ _ p_p99 _ _ _ _ _ p_machine <<<"${best[saltproxy]}"
+  # The last column of the ratio row: direct's machine CPU over saltproxy's, the ratio the CPU
+  # alone would allow on a saturated machine.
+  awk -v d="$d_rps" -v p="$p_rps" -v dp="$d_p99" -v pp="$p_p99" -v s="$size" -v dm="$d_machine" -v pm="$p_machine" \
+    'BEGIN{printf "| %s B | ratio | %.2f | | | %+d | | | | | %.2f |\n", s, p/d, pp-dp, dm/pm}'
   unset best
 done
 # Latency below saturation: the same 100-byte records at a fixed 10,000 records/s.
@@ -121,8 +129,8 @@ direct=$(run "$bootstrap" 100 50000 10000)
 proxied=$(run "$proxy" 100 50000 10000)
 read -r d_rps d_mbs d_p50 d_p99 d_ms _ <<<"$direct"
 read -r p_rps p_mbs p_p50 p_p99 p_ms _ <<<"$proxied"
-echo "| 100 B at 10,000/s | direct | $d_rps | $d_mbs | $d_p50 | $d_p99 | $d_ms | | | |"
-echo "| 100 B at 10,000/s | saltproxy | $p_rps | $p_mbs | $p_p50 | $p_p99 | $p_ms | | | |"
+echo "| 100 B at 10,000/s | direct | $d_rps | $d_mbs | $d_p50 | $d_p99 | $d_ms | | | | |"
+echo "| 100 B at 10,000/s | saltproxy | $p_rps | $p_mbs | $p_p50 | $p_p99 | $p_ms | | | | |"
 
 # The same request shape from produce_load (benchmarks/kafka/produce_load.cc), a client that
 # costs almost no CPU: what saltproxy itself costs, and its capacity when the client does not
