@@ -1,6 +1,5 @@
 #include "proxy/forward/upstream_stats.h"
 
-#include <algorithm>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -90,9 +89,11 @@ absl::Status UpstreamStats::Apply(int producer, std::string_view text) {
   int64_t requests = 0, bytes = 0;
   for (Now& n : now) {
     Seen& seen = seen_[{producer, n.name}];
-    // Counters only grow; a broker object librdkafka made anew starts again from zero.
-    requests += std::max<int64_t>(0, n.produce_requests - seen.produce_requests);
-    bytes += std::max<int64_t>(0, n.sent_bytes - seen.sent_bytes);
+    // librdkafka's counters only grow, unless it made the broker object anew: then they start
+    // again from zero, and all of the new value is new.
+    auto grown = [](int64_t now, int64_t before) { return now >= before ? now - before : now; };
+    requests += grown(n.produce_requests, seen.produce_requests);
+    bytes += grown(n.sent_bytes, seen.sent_bytes);
     seen.produce_requests = n.produce_requests;
     seen.sent_bytes = n.sent_bytes;
     seen.window = n.window;
