@@ -88,13 +88,7 @@ DetectorConfig DetectorConfigFrom(const Config& config) {
   d.conservative_update = c.conservative_update;
   d.half_life = c.half_life;
   d.top_k = c.top_k;
-  d.thresholds = {.hot_rps = c.hot_rps,
-                  .hot_share = c.hot_share,
-                  .hot_partition_share = c.hot_partition_share,
-                  .hot_min_rps = c.hot_min_rps,
-                  .partition_capacity_rps = c.partition_capacity_rps,
-                  .cold_ratio = c.cold_ratio,
-                  .hold_down = c.hold_down};
+  d.thresholds = c.thresholds;
   d.max_topics = c.max_topics;
   for (const auto& [topic, policy] : config.salting.topics) {
     if (!(policy.thresholds == TopicThresholds())) d.topic_thresholds[topic] = policy.thresholds;

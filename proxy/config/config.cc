@@ -95,6 +95,26 @@ void ReadUpstream(YamlSection& s, UpstreamConfig& up) {
   s.Finish();
 }
 
+// The thresholds' keys and bounds, read under detection (every key, into Thresholds) and under
+// salting.topics.<topic> (the keys present, into TopicThresholds).
+struct ThresholdKey {
+  const char* key;
+  double min, max;
+  double Thresholds::*global;
+  std::optional<double> TopicThresholds::*topic;
+};
+constexpr ThresholdKey kThresholdKeys[] = {
+    {"hot_rps", 0, 1e12, &Thresholds::hot_rps, &TopicThresholds::hot_rps},
+    {"hot_share", 0, 1, &Thresholds::hot_share, &TopicThresholds::hot_share},
+    {"hot_partition_share", 0, 1000, &Thresholds::hot_partition_share,
+     &TopicThresholds::hot_partition_share},
+    {"hot_min_rps", 0, 1e12, &Thresholds::hot_min_rps, &TopicThresholds::hot_min_rps},
+    {"partition_capacity_rps", 0, 1e12, &Thresholds::partition_capacity_rps,
+     &TopicThresholds::partition_capacity_rps},
+    {"cold_ratio", 0.01, 1, &Thresholds::cold_ratio, &TopicThresholds::cold_ratio},
+};
+constexpr absl::Duration kMaxHoldDown = absl::Hours(24);
+
 void ReadDetection(YamlSection& s, DetectionConfig& d) {
   s.ReadDouble("epsilon", &d.epsilon, 1e-9, 0.5);
   s.ReadDouble("delta", &d.delta, 1e-9, 0.5);
@@ -102,15 +122,11 @@ void ReadDetection(YamlSection& s, DetectionConfig& d) {
   s.ReadBool("conservative_update", &d.conservative_update);
   s.ReadDuration("half_life", &d.half_life, absl::Milliseconds(100), absl::Hours(1));
   s.ReadInt("top_k", &d.top_k, 1, 100000);
-  s.ReadDouble("hot_rps", &d.hot_rps, 0, 1e12);
-  s.ReadDouble("hot_share", &d.hot_share, 0, 1);
-  s.ReadDouble("hot_partition_share", &d.hot_partition_share, 0, 1000);
-  s.ReadDouble("hot_min_rps", &d.hot_min_rps, 0, 1e12);
-  s.ReadDouble("partition_capacity_rps", &d.partition_capacity_rps, 0, 1e12);
-  s.ReadDouble("cold_ratio", &d.cold_ratio, 0.01, 1);
-  s.ReadDuration("hold_down", &d.hold_down, absl::ZeroDuration(), absl::Hours(24));
+  Thresholds& t = d.thresholds;
+  for (const ThresholdKey& k : kThresholdKeys) s.ReadDouble(k.key, &(t.*k.global), k.min, k.max);
+  s.ReadDuration("hold_down", &t.hold_down, absl::ZeroDuration(), kMaxHoldDown);
   s.ReadInt("max_topics", &d.max_topics, 1, 100000);
-  if (d.hot_rps == 0 && d.hot_share == 0 && d.hot_partition_share == 0) {
+  if (t.hot_rps == 0 && t.hot_share == 0 && t.hot_partition_share == 0) {
     s.Error("hot_partition_share",
             "set one hot threshold: hot_rps, hot_share or hot_partition_share");
   }
@@ -119,21 +135,15 @@ void ReadDetection(YamlSection& s, DetectionConfig& d) {
 
 // A topic's own detection thresholds (salting.topics.<topic>), each read only when present.
 void ReadTopicThresholds(YamlSection& s, TopicThresholds& t) {
-  auto read = [&](const char* key, std::optional<double>* out, double min, double max) {
-    if (!s.Has(key)) return;
+  for (const ThresholdKey& k : kThresholdKeys) {
+    if (!s.Has(k.key)) continue;
     double v = 0;
-    s.ReadDouble(key, &v, min, max);
-    *out = v;
-  };
-  read("hot_rps", &t.hot_rps, 0, 1e12);
-  read("hot_share", &t.hot_share, 0, 1);
-  read("hot_partition_share", &t.hot_partition_share, 0, 1e6);
-  read("hot_min_rps", &t.hot_min_rps, 0, 1e12);
-  read("partition_capacity_rps", &t.partition_capacity_rps, 0, 1e12);
-  read("cold_ratio", &t.cold_ratio, 0.01, 1);
+    s.ReadDouble(k.key, &v, k.min, k.max);
+    t.*k.topic = v;
+  }
   if (s.Has("hold_down")) {
     absl::Duration d;
-    s.ReadDuration("hold_down", &d, absl::ZeroDuration(), absl::Hours(24));
+    s.ReadDuration("hold_down", &d, absl::ZeroDuration(), kMaxHoldDown);
     t.hold_down = d;
   }
   if ((t.hot_rps || t.hot_share || t.hot_partition_share) && t.hot_rps.value_or(0) == 0 &&

@@ -97,14 +97,8 @@ struct DetectionConfig {
   bool conservative_update = true;
   absl::Duration half_life = absl::Seconds(2);
   int top_k = 256;
-  // The hot threshold is the first of these that is non-zero.
-  double hot_rps = 0;
-  double hot_share = 0.001;
-  double hot_partition_share = 0;
-  double hot_min_rps = 5;
-  double partition_capacity_rps = 0;  // 0: the topic's mean partition rate
-  double cold_ratio = 0.5;
-  absl::Duration hold_down = absl::Seconds(10);
+  // hot_rps, hot_share, … hold_down: when a key turns hot and cold (thresholds.h).
+  Thresholds thresholds;
   int max_topics = 1000;
   bool operator==(const DetectionConfig&) const = default;
 };

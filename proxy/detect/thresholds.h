@@ -36,6 +36,7 @@ struct Thresholds {
   // A hot key turns cold after staying below cold_ratio × the hot threshold for hold_down.
   double cold_ratio = 0.5;
   absl::Duration hold_down = absl::Seconds(10);
+  bool operator==(const Thresholds&) const = default;
 
   // These, with a topic's overrides applied.
   Thresholds With(const TopicThresholds& o) const {

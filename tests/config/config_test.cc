@@ -103,6 +103,31 @@ salting:
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("set one hot threshold")));
 }
 
+// detection's thresholds and a topic's are read by the same keys, within the same bounds.
+TEST(ConfigTest, DetectionThresholdsAreReadWithinTheBoundsATopicsAre) {
+  absl::StatusOr<Config> config = ParseConfig(R"(
+upstream: {embedded: true}
+detection: {hot_rps: 250, hot_share: 0, hot_min_rps: 7, partition_capacity_rps: 900,
+            cold_ratio: 0.3, hold_down: 4s}
+)");
+  ASSERT_THAT(config, IsOk());
+  Thresholds expected;
+  expected.hot_rps = 250;
+  expected.hot_share = 0;
+  expected.hot_min_rps = 7;
+  expected.partition_capacity_rps = 900;
+  expected.cold_ratio = 0.3;
+  expected.hold_down = absl::Seconds(4);
+  EXPECT_EQ(config->detection.thresholds, expected);
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\ndetection: {hot_partition_share: 2000}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("detection.hot_partition_share")));
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting:\n  topics:\n"
+                          "    payments: {hot_partition_share: 2000}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("salting.topics.payments.hot_partition_share")));
+}
+
 TEST(ConfigTest, DemoFileIsValidAndEmbedded) {
   absl::StatusOr<Config> config =
       LoadConfigFile(std::string(SALTPROXY_SOURCE_DIR) + "/config/demo.yaml");
