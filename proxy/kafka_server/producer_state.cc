@@ -15,14 +15,16 @@ std::string ProducerRegistry::PartitionKey(const ProducerPartition& key) {
   return absl::StrCat(key.topic, "\n", key.partition);
 }
 
+void ProducerRegistry::SettleFailed(Batch& b, Deferred* run) {
+  if (b.on_settled) run->push_back([f = std::move(b.on_settled)] { f(false); });
+  for (Waiter& w : b.waiters) run->push_back([w = std::move(w)] { w(-1); });
+  b.waiters.clear();
+}
+
 void ProducerRegistry::Abandon(absl::flat_hash_map<std::string, PartitionState>& partitions,
                                Deferred* run) {
   for (auto& [name, state] : partitions) {
-    for (Batch& b : state.batches) {
-      if (b.on_settled) run->push_back([f = std::move(b.on_settled)] { f(false); });
-      for (Waiter& w : b.waiters) run->push_back([w = std::move(w)] { w(-1); });
-      b.waiters.clear();
-    }
+    for (Batch& b : state.batches) SettleFailed(b, run);
   }
   partitions.clear();
 }
@@ -110,7 +112,9 @@ BatchCheck ProducerRegistry::BeginLocked(const ProducerPartition& key, int16_t e
     }
   }
   if (first_seq != state.next_seq) return {BatchVerdict::kOutOfOrder};
-  state.batches.push_back(Batch{first_seq, last_seq});
+  Batch& batch = state.batches.emplace_back();
+  batch.first_seq = first_seq;
+  batch.last_seq = last_seq;
   // Forget the oldest settled batches beyond the window; unsettled ones stay until they settle
   // (a client has at most a few batches in flight per partition).
   while (state.batches.size() > kWindow && state.batches.front().settled) {
@@ -167,12 +171,7 @@ void ProducerRegistry::Fail(const ProducerPartition& key, int32_t first_seq, Def
     if (it->first_seq != first_seq) continue;
     // The client resends this batch and the ones after it: expect it again, and let every
     // batch after it that waits (written or not), and every duplicate waiting, hear it failed.
-    for (auto later = it; later != state.batches.end(); ++later) {
-      if (later->on_settled) {
-        run->push_back([f = std::move(later->on_settled)] { f(false); });
-      }
-      for (Waiter& w : later->waiters) run->push_back([w = std::move(w)] { w(-1); });
-    }
+    for (auto later = it; later != state.batches.end(); ++later) SettleFailed(*later, run);
     state.next_seq = first_seq;
     state.batches.erase(it, state.batches.end());
     break;

@@ -130,6 +130,8 @@ class ProducerRegistry {
   Producer& Touch(int64_t producer_id, int16_t epoch, Deferred* run);
   BatchCheck BeginLocked(const ProducerPartition& key, int16_t epoch, int32_t first_seq,
                          int32_t last_seq, Waiter waiter, Deferred* run);
+  // Hands the batch's waiting callback and duplicates' waiters to `run`, told it failed.
+  static void SettleFailed(Batch& b, Deferred* run);
   // Settles every batch still waiting in `partitions` as failed, through `run`.
   static void Abandon(absl::flat_hash_map<std::string, PartitionState>& partitions,
                       Deferred* run);
