@@ -62,6 +62,8 @@ using ::saltproxy::testing::Zipf;
 namespace {
 
 constexpr size_t kKeys = 1'000'000;
+constexpr double kRecordsPerSecond = 500'000;
+constexpr absl::Duration kTick = absl::Milliseconds(10);
 
 // The manual fix saltproxy replaces: a hot key's n salted keys, each on the partition the
 // default partitioner gives it (moved up to the next free partition when two salts of the key
@@ -77,8 +79,6 @@ std::vector<int32_t> HashedSalts(const std::string& key, int32_t salts, int32_t 
   }
   return result;
 }
-constexpr double kRecordsPerSecond = 500'000;
-constexpr absl::Duration kTick = absl::Milliseconds(10);
 
 // Delivers every record at once, in order, with per-partition offsets.
 class InstantUpstream : public Upstream {
