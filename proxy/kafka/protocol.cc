@@ -137,13 +137,9 @@ std::string EncodeMetadataResponse(const MetadataResponse& r, int16_t version) {
 }
 
 absl::StatusOr<ProduceRequest> DecodeProduceRequest(WireReader& in, int16_t version) {
-  if (version < 3) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Produce v", version, " (message format v0/v1) is not served; use v3+"));
-  }
   const bool flexible = version >= 9;
   ProduceRequest req;
-  req.transactional_id = in.NullableString(flexible);
+  if (version >= 3) req.transactional_id = in.NullableString(flexible);
   req.acks = in.Int16();
   req.timeout_ms = in.Int32();
   int32_t topics = in.ArrayLength(flexible);
@@ -191,7 +187,7 @@ std::string EncodeProduceResponse(const std::vector<ProduceTopicResponse>& topic
     }
     if (flexible) w.EmptyTaggedFields();
   }
-  w.Int32(0);  // throttle_time_ms
+  if (version >= 1) w.Int32(0);  // throttle_time_ms
   if (flexible) w.EmptyTaggedFields();
   return std::move(w.data());
 }

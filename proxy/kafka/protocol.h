@@ -93,7 +93,8 @@ struct MetadataResponse {
 };
 std::string EncodeMetadataResponse(const MetadataResponse& response, int16_t version);
 
-// Produce v3-v12.
+// Produce v0-v12. v0-v2 (message formats v0 and v1, no transactional id) are decoded only to be
+// answered UNSUPPORTED_VERSION per partition.
 struct ProducePartition {
   int32_t index = 0;
   std::optional<std::string_view> records;  // a view into the request frame

@@ -251,6 +251,24 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     LogEvent(LogLevel::kWarn, "kafka_bad_produce", {{"reason", req.status().message()}});
     return reply.Close(std::string(req.status().message()));
   }
+  if (version < 3) {
+    // Advertised (librdkafka wants Produce's minimum at v0) but not served: message formats v0
+    // and v1 would be rewritten as v2. Every partition is refused in the version's own layout.
+    LogEvent(LogLevel::kWarn, "kafka_produce_version_refused",
+             {{"version", absl::StrCat(version)}, {"detail", "message format v0/v1; use Produce v3+"}});
+    if (req->acks == 0) return reply.NoResponse();
+    std::vector<ProduceTopicResponse> topics;
+    for (const ProduceTopic& topic : req->topics) {
+      ProduceTopicResponse& t = topics.emplace_back();
+      t.name = topic.name;
+      for (const ProducePartition& p : topic.partitions) {
+        ProducePartitionResponse& r = t.partitions.emplace_back();
+        r.index = p.index;
+        r.error = kUnsupportedVersion;
+      }
+    }
+    return reply.Respond(header + EncodeProduceResponse(topics, version));
+  }
   auto state = std::make_shared<ProduceState>();
   state->version = version;
   state->header = std::move(header);

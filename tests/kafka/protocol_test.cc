@@ -105,8 +105,12 @@ TEST(ProtocolTest, MetadataResponseNamesSaltproxyLeaderOfEveryPartition) {
     EXPECT_EQ(r.Int32(), 9092);
     if (v >= 1) r.NullableString(flex);
     if (flex) r.SkipTaggedFields();
-    if (v >= 2) EXPECT_EQ(r.NullableString(flex), "cid");
-    if (v >= 1) EXPECT_EQ(r.Int32(), 5);
+    if (v >= 2) {
+      EXPECT_EQ(r.NullableString(flex), "cid");
+    }
+    if (v >= 1) {
+      EXPECT_EQ(r.Int32(), 5);
+    }
     ASSERT_EQ(r.ArrayLength(flex), 1);
     EXPECT_EQ(r.Int16(), 0);
     EXPECT_EQ(r.NullableString(flex), "orders");
@@ -143,9 +147,31 @@ TEST(ProtocolTest, ProduceRequestV3ByHand) {
   EXPECT_EQ(*req->topics[0].partitions[0].records, records);
 }
 
-TEST(ProtocolTest, ProduceV2AndBadAcksAreRefused) {
-  WireReader in(std::string_view(""));
-  EXPECT_FALSE(DecodeProduceRequest(in, 2).ok());
+TEST(ProtocolTest, ProduceV2HasNoTransactionalIdAndItsV0AnswerNoThrottleTime) {
+  WireWriter w;
+  w.Int16(1);      // acks
+  w.Int32(30000);  // timeout
+  w.ArrayLength(1, false);
+  w.String("orders", false);
+  w.ArrayLength(1, false);
+  w.Int32(2);
+  w.NullableBytes(std::string("v1 message set"), false);
+  WireReader in(w.data());
+  auto req = DecodeProduceRequest(in, 2);
+  ASSERT_TRUE(req.ok()) << req.status();
+  EXPECT_EQ(in.remaining(), 0u);
+  EXPECT_FALSE(req->transactional_id.has_value());
+  EXPECT_EQ(req->acks, 1);
+  ASSERT_EQ(req->topics.size(), 1u);
+  EXPECT_EQ(req->topics[0].partitions[0].index, 2);
+
+  ProduceTopicResponse t{"orders", {{2, kUnsupportedVersion, -1, -1, -1, std::nullopt}}};
+  // v0: topic, partition, error, base offset and nothing after; v1 adds throttle_time_ms.
+  EXPECT_EQ(EncodeProduceResponse({t}, 0).size(), 4 + 2 + 6 + 4 + 4 + 2 + 8u);
+  EXPECT_EQ(EncodeProduceResponse({t}, 1).size(), 4 + 2 + 6 + 4 + 4 + 2 + 8 + 4u);
+}
+
+TEST(ProtocolTest, BadAcksAreRefused) {
   WireWriter w;
   w.NullableString(std::nullopt, false);
   w.Int16(5);

@@ -120,6 +120,46 @@ class KafkaHandlerTest : public ::testing::Test {
   std::map<int32_t, Answer> answers;  // by correlation id
 };
 
+TEST_F(KafkaHandlerTest, ProduceV2IsAnsweredUnsupportedVersionPerPartitionInItsOwnLayout) {
+  WireWriter w;
+  w.Int16(kProduce);
+  w.Int16(2);
+  w.Int32(9);
+  w.NullableString(std::string("old-client"), false);
+  w.Int16(1);  // acks=1, and no transactional id before it in v2
+  w.Int32(30000);
+  w.ArrayLength(1, false);
+  w.String("t", false);
+  w.ArrayLength(2, false);
+  for (int32_t p : {0, 3}) {
+    w.Int32(p);
+    w.NullableBytes(std::string("a message set of format v1"), false);
+  }
+  std::optional<std::string> answer;
+  FrameReply::Kind kind = FrameReply::Kind::kClose;
+  handler.Handle(w.data(), 1, FrameReply([&](FrameReply::Kind k, std::string payload) {
+                   kind = k;
+                   answer = std::move(payload);
+                 }));
+  ASSERT_TRUE(answer.has_value());
+  ASSERT_EQ(kind, FrameReply::Kind::kRespond) << *answer;
+  WireReader in(*answer);
+  EXPECT_EQ(in.Int32(), 9);  // correlation id
+  ASSERT_EQ(in.ArrayLength(false), 1);
+  EXPECT_EQ(in.String(false), "t");
+  ASSERT_EQ(in.ArrayLength(false), 2);
+  for (int32_t p : {0, 3}) {
+    EXPECT_EQ(in.Int32(), p);
+    EXPECT_EQ(in.Int16(), kUnsupportedVersion);
+    EXPECT_EQ(in.Int64(), -1);  // base offset
+    in.Int64();                 // log append time (v2)
+  }
+  EXPECT_EQ(in.Int32(), 0);  // throttle time
+  EXPECT_TRUE(in.ok());
+  EXPECT_EQ(in.remaining(), 0u);
+  EXPECT_TRUE(sink.records.empty());
+}
+
 TEST_F(KafkaHandlerTest, ABatchWrittenBeforeTheOneBeforeItIsAnsweredAfterIt) {
   Produce(1, 0);
   Produce(2, 1);
