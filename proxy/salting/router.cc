@@ -105,6 +105,10 @@ struct Router::TopicRuntime {
 };
 
 struct Router::KeyRuntime {
+  // A stamped record takes its sequence number and is queued upstream under `mu`, so that on
+  // every partition the numbers reach the cluster in order, whichever ingress threads carry the
+  // key, and a record refused on the spot gives its number back instead of leaving a gap that
+  // readers would wait for.
   std::atomic<int64_t> next_seq{0};
   std::mutex mu;
   bool holding = false;  // guarded by mu
@@ -233,7 +237,8 @@ absl::Status Router::ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32
 }
 
 absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallback done,
-                           bool first_pass) {
+                           Pass pass) {
+  const bool first_pass = pass == Pass::kArrival;
   auto topic_it = snap.topics.find(record.topic);
   std::shared_ptr<TopicRuntime> topic =
       topic_it != snap.topics.end() ? topic_it->second : TopicFor(record.topic);
@@ -268,8 +273,12 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
     return ProduceTo(topic, DefaultPartition(key, topic->partitions), std::move(record),
                      std::move(done), RouteAction::kPassed, -1, 0);
   }
-  if (entry->holding) {
-    std::unique_lock<std::mutex> lock(entry->runtime->mu);
+  // Under the key's lock (the control step holds it already when it replays held records).
+  std::unique_lock<std::mutex> key_lock(entry->runtime->mu, std::defer_lock);
+  if (pass != Pass::kReplay) {
+    key_lock.lock();
+    // The key's layout is changing (set before the snapshot that says so is published, so a
+    // record routed under an older snapshot is held too): wait for the new one.
     if (entry->runtime->holding) {
       if (entry->runtime->held.size() >= options_.max_held_records_per_key) {
         return absl::ResourceExhaustedError(
@@ -278,12 +287,13 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
       entry->runtime->held.emplace_back(std::move(record), std::move(done));
       return absl::OkStatus();
     }
-    lock.unlock();
-    // The change took effect between our snapshot and the lock: route under the new one.
-    std::shared_ptr<const Snapshot> fresh = Current();
-    return Route(*fresh, std::move(record), std::move(done), /*first_pass=*/false);
+    if (entry->holding) {
+      // The change took effect between our snapshot and the lock: route under the new one.
+      key_lock.unlock();
+      std::shared_ptr<const Snapshot> fresh = Current();
+      return Route(*fresh, std::move(record), std::move(done), Pass::kAgain);
+    }
   }
-
   const SaltMapEntry& m = entry->map;
   const std::shared_ptr<TopicRuntime>& dest_ptr = entry->destination;
   TopicRuntime& dest = *dest_ptr;
@@ -299,14 +309,17 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
       }
     }
   }
-  int64_t seq = entry->runtime->next_seq.fetch_add(1, std::memory_order_relaxed);
+  const int64_t seq = entry->runtime->next_seq.load(std::memory_order_relaxed);
   record.headers.push_back({std::string(kHeaderOriginalKey), key});
   record.headers.push_back({std::string(kHeaderInstance), options_.instance_id});
   record.headers.push_back({std::string(kHeaderSequence), absl::StrCat(seq)});
   record.headers.push_back({std::string(kHeaderEpoch), entry->epoch_text});
   if (m.action != RouteAction::kPassed) record.key = SaltedKey(key, salt);
-  return ProduceTo(dest_ptr, m.partitions[salt], std::move(record), std::move(done), m.action,
-                   m.action == RouteAction::kPassed ? -1 : salt, m.epoch);
+  absl::Status queued =
+      ProduceTo(dest_ptr, m.partitions[salt], std::move(record), std::move(done), m.action,
+                m.action == RouteAction::kPassed ? -1 : salt, m.epoch);
+  if (queued.ok()) entry->runtime->next_seq.store(seq + 1, std::memory_order_release);
+  return queued;
 }
 
 void Router::DecayLoads(absl::Time now) {
@@ -599,7 +612,7 @@ void Router::AdvanceTransitions(absl::Time now) {
         auto shared_cb = std::make_shared<DeliveryCallback>(std::move(callback));
         absl::Status queued =
             Route(staged, std::move(record),
-                  [shared_cb](const DeliveryReport& r) { (*shared_cb)(r); }, /*first_pass=*/false);
+                  [shared_cb](const DeliveryReport& r) { (*shared_cb)(r); }, Pass::kReplay);
         if (!queued.ok()) {
           DeliveryReport failed;
           failed.status = queued;

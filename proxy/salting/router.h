@@ -128,10 +128,12 @@ class Router : public RecordSink {
 
   std::shared_ptr<const Snapshot> Current();
   std::shared_ptr<TopicRuntime> TopicFor(const std::string& topic);
-  // `first_pass` is false for a record routed again (held during a change): it was counted and
-  // observed when it first arrived.
+  // How a record reaches Route: on arrival; again, when a layout change raced its snapshot; or
+  // replayed after being held during a change, by the control step, which holds the key's lock.
+  // Only on arrival is it counted and observed.
+  enum class Pass { kArrival, kAgain, kReplay };
   absl::Status Route(const Snapshot& snap, Record&& record, DeliveryCallback done,
-                     bool first_pass = true);
+                     Pass pass = Pass::kArrival);
   absl::Status ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32_t partition,
                          Record&& record, DeliveryCallback done, RouteAction action,
                          int32_t salt, uint64_t epoch);

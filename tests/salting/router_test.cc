@@ -8,7 +8,10 @@
 #include <boost/json.hpp>
 
 #include <map>
+#include <mutex>
+#include <random>
 #include <set>
+#include <thread>
 
 #include "saltproxy/partitioner.h"
 #include "saltproxy/salting.h"
@@ -28,6 +31,15 @@ struct Produced {
 class FakeUpstream : public Upstream {
  public:
   absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done) override {
+    if (refuse) return absl::ResourceExhaustedError("the upstream queue is full");
+    // Widens the window between the router's choice and the queue, by a varying amount, for
+    // the threaded tests.
+    if (produce_delay > absl::ZeroDuration()) {
+      thread_local std::minstd_rand random(
+          static_cast<uint32_t>(std::hash<std::thread::id>()(std::this_thread::get_id())));
+      absl::SleepFor(produce_delay * (random() % 4));
+    }
+    std::lock_guard<std::mutex> lock(mu);
     produced.push_back(Produced{std::move(record), partition, std::move(done)});
     return absl::OkStatus();
   }
@@ -72,6 +84,9 @@ class FakeUpstream : public Upstream {
     return out;
   }
 
+  bool refuse = false;
+  absl::Duration produce_delay;
+  std::mutex mu;
   std::map<std::string, int32_t> partitions;
   std::vector<Produced> produced;
   size_t delivered = 0;
@@ -323,6 +338,63 @@ TEST_F(RouterTest, EveryChangeIsANewEpochAndSequenceContinues) {
   EXPECT_EQ(entries[0].salts, 10);
   EXPECT_EQ(entries[0].since_seq, 5);
   EXPECT_EQ(entries[0].cutover.size(), 6u);  // the six partitions of the previous layout
+}
+
+TEST_F(RouterTest, ARecordRefusedOnTheSpotGivesItsSequenceNumberBack) {
+  SetHot({{"nike", 4000}});
+  Settle();
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  Send("nike", 2);
+  upstream.refuse = true;
+  Record refused;
+  refused.topic = "clicks";
+  refused.key = "nike";
+  EXPECT_TRUE(absl::IsResourceExhausted(router().Submit(std::move(refused), nullptr)));
+  upstream.refuse = false;
+  Send("nike", 1);
+  // Readers wait for every number of an episode: a number lost with a refused record would
+  // stall the key at every reader until its wait ran out.
+  ASSERT_EQ(upstream.produced.size(), 3u);
+  EXPECT_EQ(Header(upstream.produced[2].record, kHeaderSequence), "2");
+}
+
+TEST_F(RouterTest, AHotKeysSequenceNumbersReachEachPartitionInOrderFromManyThreads) {
+  SetHot({{"nike", 4000}});
+  Settle();
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  upstream.produce_delay = absl::Microseconds(20);
+  constexpr int kThreads = 4;
+  constexpr int kEach = 150;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this] {
+      for (int i = 0; i < kEach; ++i) {
+        Record r;
+        r.topic = "clicks";
+        r.key = "nike";
+        EXPECT_TRUE(router().Submit(std::move(r), nullptr).ok());
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_EQ(upstream.produced.size(), static_cast<size_t>(kThreads * kEach));
+  // A reader of a partition sees its records in the order they were queued: a number behind
+  // a later one waits there until the reader gives up on it.
+  std::map<int32_t, int64_t> last;  // by partition
+  std::set<int64_t> seen;
+  for (const Produced& p : upstream.produced) {
+    const int64_t seq = std::stoll(*Header(p.record, kHeaderSequence));
+    auto it = last.find(p.partition);
+    if (it != last.end()) {
+      EXPECT_GT(seq, it->second) << "partition " << p.partition;
+    }
+    last[p.partition] = seq;
+    seen.insert(seq);
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(*seen.rbegin(), kThreads * kEach - 1);
 }
 
 TEST_F(RouterTest, CooledKeyReturnsToItsDefaultPartitionStillStampedThenLeavesTheMap) {
