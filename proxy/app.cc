@@ -176,6 +176,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   p.detector_metrics = std::make_unique<DetectorMetrics>(p.metrics.registry());
   absl::StatusOr<RouterOptions> router_options = RouterOptionsFrom(config);
   if (!router_options.ok()) return router_options.status();
+  router_options->first_epoch = static_cast<uint64_t>(absl::ToUnixMicros(absl::Now()));
   p.router = std::make_unique<Router>(*p.forwarder, p.heat.get(), *std::move(router_options));
   Forwarder* fw = p.forwarder.get();
   p.api = std::make_unique<ApiHandler>(config.http, *p.router, p.metrics,

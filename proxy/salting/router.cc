@@ -147,7 +147,9 @@ struct Router::Transition {
 
 Router::Router(Upstream& upstream, HeatTracker* heat, RouterOptions options)
     : upstream_(upstream), heat_(heat), options_(std::move(options)),
-      snapshot_(std::make_shared<Snapshot>()) {}
+      snapshot_(std::make_shared<Snapshot>()),
+      epoch_(options_.first_epoch),
+      published_epoch_(options_.first_epoch) {}
 
 Router::~Router() = default;
 
@@ -559,7 +561,7 @@ void Router::Tick(absl::Time now) {
   }
   if (changed) Publish(std::move(next));
   AdvanceTransitions(now);
-  if (epoch() != published_epoch_) PublishSaltMap();
+  if (epoch() != published_epoch_ || republish_->exchange(false)) PublishSaltMap();
 }
 
 void Router::AdvanceTransitions(absl::Time now) {
@@ -710,10 +712,11 @@ void Router::PublishSaltMap() {
   record.key = absl::StrCat("saltmap/", options_.instance_id);
   record.value = SaltMapJson();
   absl::Status queued = upstream_.Produce(
-      std::move(record), 0, [epoch_now](const DeliveryReport& r) {
+      std::move(record), 0, [epoch_now, republish = republish_](const DeliveryReport& r) {
         if (!r.status.ok()) {
           LogEvent(LogLevel::kError, "saltmap_publish_failed",
                    {{"epoch", absl::StrCat(epoch_now)}, {"reason", r.status.message()}});
+          republish->store(true);  // the next tick publishes the map of its time
         }
       });
   if (!queued.ok()) published_epoch_ = 0;

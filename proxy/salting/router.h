@@ -53,6 +53,12 @@ struct RouterOptions {
   std::string control_topic = "_saltproxy_saltmap";
   // Load-aware spreading halves the per-partition recent counts this often.
   absl::Duration load_half_life = absl::Seconds(1);
+  // The epoch before the first change. Readers know a layout by (instance, epoch) and drop a
+  // stamped record at or below the last one they released, so a restarted instance must not
+  // count its epochs again from where the last run began: the proxy starts from the Unix time
+  // in microseconds (a run would need more than a change per microsecond to catch up with the
+  // next). Tests start from 0.
+  uint64_t first_epoch = 0;
   // The time records are observed at; simulations inject their own.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
@@ -159,6 +165,8 @@ class Router : public RecordSink {
   std::vector<std::unique_ptr<Transition>> transitions_;
   absl::Time last_decay_ = absl::InfinitePast();
   uint64_t published_epoch_ = 0;
+  // Set by a publication the cluster failed (on a delivery thread): publish again.
+  std::shared_ptr<std::atomic<bool>> republish_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace saltproxy

@@ -76,6 +76,15 @@ class FakeUpstream : public Upstream {
       p.done(r);
     }
   }
+  // Fails everything not yet delivered, as a cluster that never answered.
+  void FailAll() {
+    for (; delivered < produced.size(); ++delivered) {
+      DeliveryReport r;
+      r.topic = produced[delivered].record.topic;
+      r.status = absl::DeadlineExceededError("message timed out");
+      produced[delivered].done(r);
+    }
+  }
   std::vector<const Produced*> To(const std::string& topic) const {
     std::vector<const Produced*> out;
     for (const Produced& p : produced) {
@@ -476,6 +485,43 @@ TEST_F(RouterTest, SaltMapIsPublishedToTheCompactedControlTopic) {
   ASSERT_FALSE(published.empty());
   EXPECT_EQ(published.back()->record.key, "saltmap/test-1");
   EXPECT_EQ(published.back()->record.value, router().SaltMapJson());
+}
+
+TEST_F(RouterTest, ASaltMapTheClusterFailedIsPublishedAgainAtTheNextTick) {
+  options.control_topic = "_saltmap";
+  SetHot({{"nike", 4000}});
+  Settle();
+  const size_t settled = upstream.To("_saltmap").size();
+  router().Tick(now += absl::Milliseconds(100));
+  EXPECT_EQ(upstream.To("_saltmap").size(), settled) << "published again with nothing new";
+  SetHot({{"nike", 8000}});  // a new salt count: a new epoch
+  for (int i = 0; i < 4; ++i) {
+    router().Tick(now += absl::Milliseconds(100));
+    upstream.FailAll();
+  }
+  const size_t failed = upstream.To("_saltmap").size();
+  ASSERT_GT(failed, settled);
+  router().Tick(now += absl::Milliseconds(100));
+  std::vector<const Produced*> published = upstream.To("_saltmap");
+  ASSERT_EQ(published.size(), failed + 1);
+  EXPECT_EQ(published.back()->record.value, router().SaltMapJson());
+  upstream.DeliverAll();
+  router().Tick(now += absl::Milliseconds(100));
+  EXPECT_EQ(upstream.To("_saltmap").size(), failed + 1);
+}
+
+TEST_F(RouterTest, EpochsCountOnFromTheFirstEpochAndNothingIsPublishedBeforeAChange) {
+  options.control_topic = "_saltmap";
+  options.first_epoch = 1'700'000'000'000'000;  // a restarted proxy's, from the clock
+  router().Tick(now += absl::Milliseconds(100));
+  EXPECT_TRUE(upstream.To("_saltmap").empty());
+  SetHot({{"nike", 4000}});
+  Settle();
+  EXPECT_EQ(router().epoch(), 1'700'000'000'000'001u);
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  Send("nike");
+  EXPECT_EQ(Header(upstream.produced[0].record, kHeaderEpoch), "1700000000000001");
 }
 
 }  // namespace
