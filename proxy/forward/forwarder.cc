@@ -414,9 +414,12 @@ absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCall
   for (const RecordHeader& h : record.headers) {
     bytes += static_cast<int64_t>(h.key.size() + (h.value ? h.value->size() : 0));
   }
-  if (queued_records_.fetch_add(1, std::memory_order_relaxed) >= config_.max_queued_records ||
-      queued_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes >
-          static_cast<int64_t>(config_.max_queued_bytes)) {
+  // Both counts move first, whichever bound refuses: the refusal takes both back.
+  const bool records_full =
+      queued_records_.fetch_add(1, std::memory_order_relaxed) >= config_.max_queued_records;
+  const bool bytes_full = queued_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes >
+                          static_cast<int64_t>(config_.max_queued_bytes);
+  if (records_full || bytes_full) {
     queued_records_.fetch_sub(1, std::memory_order_relaxed);
     queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
     return QueueFull();

@@ -130,6 +130,35 @@ TEST_F(ForwarderTest, QueuedBytesBoundHoldsForAllProducersTogether) {
   EXPECT_EQ(reports.Wait(accepted).size(), static_cast<size_t>(accepted));
 }
 
+TEST_F(ForwarderTest, RefusalsByTheRecordBoundLeaveTheByteBoundWhole) {
+  config_.max_queued_records = 10;
+  config_.max_queued_bytes = 1 << 20;
+  config_.librdkafka["linger.ms"] = "1000";
+  auto forwarder = Make();
+  Reports reports;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_THAT(forwarder->Produce(MakeRecord("orders", "k"), i % 4, reports.Callback()), IsOk());
+  }
+  for (int i = 0; i < 20; ++i) {  // refused by the record bound, each with 300 KiB
+    Record r = MakeRecord("orders", "k");
+    r.value = std::string(300 << 10, 'v');
+    EXPECT_THAT(forwarder->Produce(std::move(r), i % 4, reports.Callback()),
+                StatusIs(absl::StatusCode::kResourceExhausted));
+  }
+  ASSERT_EQ(reports.Wait(10).size(), 10u);
+  int accepted = 0;
+  absl::Status refused;
+  for (int i = 0; i < 10 && refused.ok(); ++i) {
+    Record r = MakeRecord("orders", "k");
+    r.value = std::string(300 << 10, 'v');
+    refused = forwarder->Produce(std::move(r), i % 4, reports.Callback());
+    if (refused.ok()) ++accepted;
+  }
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(accepted, 3) << "the byte bound no longer holds";
+  EXPECT_EQ(reports.Wait(10 + accepted).size(), static_cast<size_t>(10 + accepted));
+}
+
 TEST_F(ForwarderTest, EveryPartitionKeepsProduceOrderAcrossProducers) {
   for (int producers : {2, 1, 3}) {  // upstream.producers: the default, then others
     SCOPED_TRACE(producers);
