@@ -329,8 +329,17 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
           refuse(code, std::string(batches.status().message()));
           continue;
         }
+        if (batches->empty()) {  // a present but empty records field
+          refuse(kInvalidRecord, "no record batch for the partition");
+          continue;
+        }
         bool refused = false;
         for (const RecordBatch& b : *batches) {
+          if (b.records.empty()) {
+            refuse(kInvalidRecord, "a record batch with no records");
+            refused = true;
+            break;
+          }
           if (b.transactional() || b.control()) {
             refuse(kTransactionalIdAuthorizationFailed,
                    "saltproxy does not support transactional or control batches");

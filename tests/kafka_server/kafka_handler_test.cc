@@ -160,6 +160,39 @@ TEST_F(KafkaHandlerTest, ProduceV2IsAnsweredUnsupportedVersionPerPartitionInItsO
   EXPECT_TRUE(sink.records.empty());
 }
 
+TEST_F(KafkaHandlerTest, AnEmptyRecordsFieldOrABatchWithoutRecordsIsRefusedAsInvalid) {
+  RecordBatch empty;  // a well-formed batch of no records
+  for (const std::string& records : {std::string(), EncodeRecordBatch(empty, Compression::kNone)}) {
+    SCOPED_TRACE(records.size());
+    WireWriter w;
+    w.Int16(kProduce);
+    w.Int16(7);
+    w.Int32(4);
+    w.NullableString(std::string("test"), false);
+    w.NullableString(std::nullopt, false);
+    w.Int16(-1);
+    w.Int32(30000);
+    w.ArrayLength(1, false);
+    w.String("t", false);
+    w.ArrayLength(1, false);
+    w.Int32(0);
+    w.NullableBytes(records, false);
+    std::optional<std::string> answer;
+    handler.Handle(w.data(), 1, FrameReply([&](FrameReply::Kind kind, std::string payload) {
+                     if (kind == FrameReply::Kind::kRespond) answer = std::move(payload);
+                   }));
+    ASSERT_TRUE(answer.has_value());
+    WireReader in(*answer);
+    in.Int32();
+    in.ArrayLength(false);
+    in.String(false);
+    in.ArrayLength(false);
+    EXPECT_EQ(in.Int32(), 0);
+    EXPECT_EQ(in.Int16(), kInvalidRecord);
+    EXPECT_TRUE(sink.records.empty());
+  }
+}
+
 TEST_F(KafkaHandlerTest, ABatchWrittenBeforeTheOneBeforeItIsAnsweredAfterIt) {
   Produce(1, 0);
   Produce(2, 1);
