@@ -233,9 +233,17 @@ std::string Compress(Compression codec, std::string_view data) {
 }
 
 absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view bytes,
-                                                             size_t max_decompressed,
-                                                             int16_t* error_code) {
+                                                             size_t budget,
+                                                             int16_t* error_code,
+                                                             size_t* spent) {
   *error_code = kCorruptMessage;
+  size_t cost = 0;  // never above budget
+  auto over_budget = [&](size_t more) {
+    *error_code = kMessageTooLarge;
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the records would take more than ", budget, " bytes decoded (",
+                     cost + more, " at least): kafka.max_decompressed_bytes"));
+  };
   std::vector<RecordBatch> batches;
   WireReader in(bytes);
   while (in.ok() && in.remaining() > 0) {
@@ -276,18 +284,22 @@ absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view by
         return absl::InvalidArgumentError(
             absl::StrCat("unknown compression codec ", static_cast<int>(b.compression())));
       }
-      absl::StatusOr<std::string> d = Decompress(b.compression(), raw, max_decompressed);
+      absl::StatusOr<std::string> d = Decompress(b.compression(), raw, budget - cost);
       if (!d.ok()) {
-        if (absl::IsResourceExhausted(d.status())) *error_code = kMessageTooLarge;
+        if (absl::IsResourceExhausted(d.status())) return over_budget(budget - cost + 1);
         return d.status();
       }
       decompressed = std::move(*d);
       raw = decompressed;
+      cost += decompressed.size();
     }
     if (count < 0 || static_cast<size_t>(count) > raw.size()) {
       return absl::InvalidArgumentError(absl::StrCat("record count ", count, " in ", raw.size(),
                                                      " bytes"));
     }
+    const size_t records_cost = static_cast<size_t>(count) * kDecodedRecordCost;
+    if (records_cost > budget - cost) return over_budget(records_cost);
+    cost += records_cost;
     WireReader records(raw);
     b.records.reserve(static_cast<size_t>(count));
     for (int32_t i = 0; i < count; ++i) {
@@ -309,6 +321,7 @@ absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view by
   }
   if (!in.ok()) return in.status();
   *error_code = 0;
+  if (spent) *spent = cost;
   return batches;
 }
 

@@ -55,10 +55,14 @@ struct BatchError {
 // Decodes every batch in a Produce request's partition `records` bytes. Errors name the Kafka
 // error code: CORRUPT_MESSAGE (2) for a bad CRC, truncation or bad compression;
 // UNSUPPORTED_FOR_MESSAGE_FORMAT (43) for a magic other than 2; MESSAGE_TOO_LARGE (10) when the
-// decompressed records exceed `max_decompressed`.
+// decoded batches would cost more than `budget` bytes: what compressed batches decompress to,
+// plus kDecodedRecordCost for every record (a few bytes of input make a record of that size in
+// memory). `spent`, when given, is told the cost of what was decoded.
+inline constexpr size_t kDecodedRecordCost = sizeof(BatchRecord);
 absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view bytes,
-                                                             size_t max_decompressed,
-                                                             int16_t* error_code);
+                                                             size_t budget,
+                                                             int16_t* error_code,
+                                                             size_t* spent = nullptr);
 
 // Encodes one batch (CRC computed) with the given compression.
 std::string EncodeRecordBatch(const RecordBatch& batch, Compression compression);

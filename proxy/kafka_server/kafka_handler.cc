@@ -283,6 +283,8 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     int32_t records = 0;  // in all of `batches`; 0 once they are cleared as a duplicate
   };
   std::vector<Work> work;
+  // What the request's records may take decoded, all partitions together.
+  size_t decode_budget = options_.max_decompressed_bytes;
   {
     std::lock_guard<std::mutex> lock(state->mu);
     state->topics.resize(req->topics.size());
@@ -321,8 +323,10 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
           continue;
         }
         int16_t code = kNone;
-        absl::StatusOr<std::vector<RecordBatch>> batches = DecodeRecordBatches(
-            *topic.partitions[p].records, options_.max_decompressed_bytes, &code);
+        size_t spent = 0;
+        absl::StatusOr<std::vector<RecordBatch>> batches =
+            DecodeRecordBatches(*topic.partitions[p].records, decode_budget, &code, &spent);
+        decode_budget -= spent;
         if (!batches.ok()) {
           LogEvent(LogLevel::kWarn, "kafka_bad_batch",
                    {{"topic", topic.name}, {"reason", batches.status().message()}});

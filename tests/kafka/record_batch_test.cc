@@ -112,6 +112,20 @@ TEST_P(CodecTest, DecompressionIsBoundedAgainstZipBombs) {
   }
 }
 
+TEST_P(CodecTest, EveryRecordCountsAgainstTheBudgetAsWellAsWhatIsDecompressed) {
+  RecordBatch many;  // 1,000 empty records: a few bytes each on the wire, far more decoded
+  many.records.resize(1000);
+  std::string bytes = EncodeRecordBatch(many, GetParam());
+  int16_t code = 0;
+  size_t spent = 0;
+  auto out = DecodeRecordBatches(bytes, 1 << 20, &code, &spent);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_GE(spent, 1000 * kDecodedRecordCost);
+  EXPECT_LT(spent, 1000 * kDecodedRecordCost + 10000);  // plus the decompressed bytes
+  EXPECT_FALSE(DecodeRecordBatches(bytes, 999 * kDecodedRecordCost, &code).ok());
+  EXPECT_EQ(code, 10);  // MESSAGE_TOO_LARGE
+}
+
 INSTANTIATE_TEST_SUITE_P(AllCodecs, CodecTest,
                          ::testing::Values(Compression::kNone, Compression::kGzip,
                                            Compression::kSnappy, Compression::kLz4,

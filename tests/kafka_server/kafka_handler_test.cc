@@ -193,6 +193,49 @@ TEST_F(KafkaHandlerTest, AnEmptyRecordsFieldOrABatchWithoutRecordsIsRefusedAsInv
   }
 }
 
+TEST_F(KafkaHandlerTest, TheDecodedSizeBoundHoldsForAllPartitionsOfARequestTogether) {
+  KafkaHandlerOptions options;
+  options.max_decompressed_bytes = 1500 * kDecodedRecordCost;
+  KafkaHandler bounded(options, sink, upstream, registry, metrics);
+  RecordBatch batch;  // 1,000 records: one partition's fit, a second's do not
+  batch.records.resize(1000);
+  const std::string records = EncodeRecordBatch(batch, Compression::kZstd);
+  WireWriter w;
+  w.Int16(kProduce);
+  w.Int16(7);
+  w.Int32(5);
+  w.NullableString(std::string("test"), false);
+  w.NullableString(std::nullopt, false);
+  w.Int16(1);
+  w.Int32(30000);
+  w.ArrayLength(1, false);
+  w.String("t", false);
+  w.ArrayLength(2, false);
+  for (int i = 0; i < 2; ++i) {
+    w.Int32(0);
+    w.NullableBytes(records, false);
+  }
+  std::optional<std::string> answer;
+  bounded.Handle(w.data(), 1, FrameReply([&](FrameReply::Kind kind, std::string payload) {
+                   if (kind == FrameReply::Kind::kRespond) answer = std::move(payload);
+                 }));
+  ASSERT_EQ(sink.records.size(), 1000u);  // the first partition's
+  for (size_t i = 0; i < sink.records.size(); ++i) sink.Deliver(i, static_cast<int64_t>(i));
+  ASSERT_TRUE(answer.has_value());
+  WireReader in(*answer);
+  in.Int32();
+  in.ArrayLength(false);
+  in.String(false);
+  ASSERT_EQ(in.ArrayLength(false), 2);
+  in.Int32();
+  EXPECT_EQ(in.Int16(), kNone);
+  in.Int64();  // base offset
+  in.Int64();  // log append time
+  in.Int64();  // log start offset (v5-v7: nothing after it)
+  in.Int32();
+  EXPECT_EQ(in.Int16(), kMessageTooLarge);
+}
+
 TEST_F(KafkaHandlerTest, ABatchWrittenBeforeTheOneBeforeItIsAnsweredAfterIt) {
   Produce(1, 0);
   Produce(2, 1);
