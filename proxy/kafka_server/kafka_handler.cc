@@ -17,7 +17,9 @@ int16_t KafkaErrorFor(const DeliveryReport& r) {
   if (r.status.ok()) return kNone;
   if (r.kafka_error > 0) return r.kafka_error;
   if (absl::IsDeadlineExceeded(r.status) || absl::IsResourceExhausted(r.status)) {
-    return kRequestTimedOut;  // retriable: the client retries, and the sequence window dedups
+    // Retriable: the client resends the batch. Its records that were written are written again
+    // (the sequence window forgets a failed batch); README, "Kafka protocol".
+    return kRequestTimedOut;
   }
   if (absl::IsInvalidArgument(r.status)) return kMessageTooLarge;
   if (absl::IsNotFound(r.status)) return kUnknownTopicOrPartition;
@@ -34,7 +36,7 @@ struct PartitionState {
   std::atomic<int> remaining{0};
   bool has_sequence = false;
   ProducerPartition key;
-  int32_t first_seq = 0;
+  uint64_t attempt = 0;  // the registry's id of this batch's attempt
   ProduceState* owner = nullptr;
   size_t t = 0, p = 0;
   std::shared_ptr<ProduceState> keep;  // set while records are out, released by the last
@@ -59,7 +61,7 @@ struct ProduceState : std::enable_shared_from_this<ProduceState> {
     PartitionState& s = partitions[t][p];
     if (s.has_sequence) {
       if (s.response.error != kNone) {
-        producers->Fail(s.key, s.first_seq, run);
+        producers->Fail(s.key, s.attempt, run);
       } else {
         auto wait = [this, t, p]() -> ProducerRegistry::Settled {
           return [self = shared_from_this(), t, p](bool written) {
@@ -68,7 +70,7 @@ struct ProduceState : std::enable_shared_from_this<ProduceState> {
             self->Settle(t, p);
           };
         };
-        switch (producers->Complete(s.key, s.first_seq, s.response.base_offset, wait, run)) {
+        switch (producers->Complete(s.key, s.attempt, s.response.base_offset, wait, run)) {
           case Settlement::kWaiting:
             return;  // `settled` answers it
           case Settlement::kEarlierFailed:
@@ -372,7 +374,6 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     if (first.producer_id >= 0 && first.base_sequence >= 0) {
       s.has_sequence = true;
       s.key = ProducerPartition{first.producer_id, state->topics[w.t].name, s.response.index};
-      s.first_seq = first.base_sequence;
       BatchCheck check = producers_.Begin(
           s.key, first.producer_epoch, first.base_sequence, first.base_sequence + count - 1,
           [state, t = w.t, p = w.p](int64_t offset) {
@@ -384,6 +385,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
             state->Settle(t, p);
           },
           &run);
+      s.attempt = check.attempt;
       if (check.verdict != BatchVerdict::kNew) {
         s.has_sequence = false;
         w.batches.clear();  // nothing to produce

@@ -113,6 +113,7 @@ BatchCheck ProducerRegistry::BeginLocked(const ProducerPartition& key, int16_t e
   }
   if (first_seq != state.next_seq) return {BatchVerdict::kOutOfOrder};
   Batch& batch = state.batches.emplace_back();
+  batch.attempt = next_attempt_++;
   batch.first_seq = first_seq;
   batch.last_seq = last_seq;
   // Forget the oldest settled batches beyond the window; unsettled ones stay until they settle
@@ -122,10 +123,10 @@ BatchCheck ProducerRegistry::BeginLocked(const ProducerPartition& key, int16_t e
   }
   // Sequences wrap at INT32_MAX back to 0, as the protocol says.
   state.next_seq = last_seq == INT32_MAX ? 0 : last_seq + 1;
-  return {BatchVerdict::kNew};
+  return {BatchVerdict::kNew, -1, batch.attempt};
 }
 
-Settlement ProducerRegistry::Complete(const ProducerPartition& key, int32_t first_seq,
+Settlement ProducerRegistry::Complete(const ProducerPartition& key, uint64_t attempt,
                                       int64_t base_offset, absl::FunctionRef<Settled()> wait,
                                       Deferred* run) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -139,8 +140,9 @@ Settlement ProducerRegistry::Complete(const ProducerPartition& key, int32_t firs
   std::list<Batch>& batches = s->second.batches;
   auto self = batches.end();
   for (auto b = batches.begin(); b != batches.end(); ++b) {
-    if (b->first_seq == first_seq) self = b;
+    if (b->attempt == attempt) self = b;
   }
+  // Forgotten: an earlier batch failed and took it along, and the client may have resent it.
   if (self == batches.end()) return Settlement::kEarlierFailed;
   self->done = true;
   self->base_offset = base_offset;
@@ -160,7 +162,7 @@ Settlement ProducerRegistry::Complete(const ProducerPartition& key, int32_t firs
   return Settlement::kWaiting;
 }
 
-void ProducerRegistry::Fail(const ProducerPartition& key, int32_t first_seq, Deferred* run) {
+void ProducerRegistry::Fail(const ProducerPartition& key, uint64_t attempt, Deferred* run) {
   std::lock_guard<std::mutex> lock(mu_);
   auto p = producers_.find(key.producer_id);
   if (p == producers_.end()) return;
@@ -168,11 +170,11 @@ void ProducerRegistry::Fail(const ProducerPartition& key, int32_t first_seq, Def
   if (s == p->second.partitions.end()) return;
   PartitionState& state = s->second;
   for (auto it = state.batches.begin(); it != state.batches.end(); ++it) {
-    if (it->first_seq != first_seq) continue;
+    if (it->attempt != attempt) continue;
     // The client resends this batch and the ones after it: expect it again, and let every
     // batch after it that waits (written or not), and every duplicate waiting, hear it failed.
     for (auto later = it; later != state.batches.end(); ++later) SettleFailed(*later, run);
-    state.next_seq = first_seq;
+    state.next_seq = it->first_seq;
     state.batches.erase(it, state.batches.end());
     break;
   }

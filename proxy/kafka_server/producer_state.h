@@ -23,7 +23,7 @@
 //   ProducerRegistry registry(10000);
 //   auto id = registry.Init();
 //   BatchCheck check = registry.Begin(key, epoch, first_seq, last_seq);
-//   ... produce ... registry.Complete(key, first_seq, base_offset);
+//   ... produce ... registry.Complete(key, check.attempt, base_offset, wait, &run);
 #pragma once
 
 #include <cstdint>
@@ -66,6 +66,10 @@ enum class BatchVerdict {
 struct BatchCheck {
   BatchVerdict verdict = BatchVerdict::kNew;
   int64_t base_offset = -1;  // for kDuplicate
+  // For kNew: this attempt's own id, for Complete and Fail. A batch's sequence numbers do not
+  // name it: once it is forgotten (an earlier batch failed, a new epoch), the client's resend
+  // takes the same numbers while the first attempt may still be in flight upstream.
+  uint64_t attempt = 0;
 };
 
 class ProducerRegistry {
@@ -97,17 +101,20 @@ class ProducerRegistry {
   // The batch was written at `base_offset`. `wait` is called only for kWaiting, for the
   // callback to keep (most batches settle at once: no callback is made for them). Batches after
   // it that were waiting for it, and duplicates waiting for them, are added to `run`.
-  Settlement Complete(const ProducerPartition& key, int32_t first_seq, int64_t base_offset,
+  // An attempt no longer in the window (forgotten since) settles nothing: kEarlierFailed.
+  Settlement Complete(const ProducerPartition& key, uint64_t attempt, int64_t base_offset,
                       absl::FunctionRef<Settled()> wait, Deferred* run);
   // The batch failed: forget it and every later batch, so that the client's resends are accepted
   // as new; those later batches, and duplicates waiting for any of them, settle as failed (added
   // to `run`).
-  void Fail(const ProducerPartition& key, int32_t first_seq, Deferred* run);
+  // An attempt no longer in the window changes nothing.
+  void Fail(const ProducerPartition& key, uint64_t attempt, Deferred* run);
 
   size_t producers() const;
 
  private:
   struct Batch {
+    uint64_t attempt;
     int32_t first_seq;
     int32_t last_seq;
     int64_t base_offset = -1;
@@ -140,6 +147,7 @@ class ProducerRegistry {
   const size_t max_producers_;
   mutable std::mutex mu_;
   int64_t next_id_;
+  uint64_t next_attempt_ = 1;
   absl::flat_hash_map<int64_t, Producer> producers_;
   std::list<int64_t> lru_;  // most recently used first
 };
