@@ -474,8 +474,8 @@ absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCall
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
       return absl::InvalidArgumentError(
           "the record is larger than the upstream producer's message.max.bytes");
-    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-      return absl::InvalidArgumentError(
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:  // Kafka clients: UNKNOWN_TOPIC_OR_PARTITION
+      return absl::NotFoundError(
           absl::StrCat("topic ", record.topic, " has no partition ", partition));
     default:
       return absl::UnavailableError(

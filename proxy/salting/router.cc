@@ -208,7 +208,7 @@ absl::Status Router::ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32
                                Record&& record, DeliveryCallback done, RouteAction action,
                                int32_t salt, uint64_t epoch) {
   if (partition < 0 || partition >= topic->partitions) {
-    return absl::InvalidArgumentError(absl::StrCat("topic ", topic->name, " has no partition ",
+    return absl::NotFoundError(absl::StrCat("topic ", topic->name, " has no partition ",
                                                    partition));
   }
   PartitionCounters& c = topic->counters[partition];

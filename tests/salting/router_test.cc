@@ -196,6 +196,16 @@ TEST_F(RouterTest, ClientPartitionIsKept) {
   EXPECT_EQ(seen.action, RouteAction::kClientPartition);
 }
 
+TEST_F(RouterTest, APartitionTheTopicDoesNotHaveIsNotFound) {
+  // Not InvalidArgument: Kafka clients are told UNKNOWN_TOPIC_OR_PARTITION (they refresh their
+  // metadata and retry; a partition count can grow), HTTP clients 404.
+  Record r;
+  r.topic = "clicks";
+  r.partition = 16;
+  EXPECT_TRUE(absl::IsNotFound(router().Submit(std::move(r), nullptr)));
+  EXPECT_TRUE(upstream.produced.empty());
+}
+
 TEST_F(RouterTest, HotKeyIsSaltedOverDistinctPartitionsWithHeaders) {
   SetHot({{"nike", 4000}});  // 6 salts (see the fixture)
   Settle();
