@@ -102,6 +102,7 @@ struct Router::TopicRuntime {
   std::unique_ptr<PartitionCounters[]> counters;
   std::atomic<uint64_t> records_in{0};  // records whose client named this topic
   std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> stamps_dropped{0};  // records that came with saltproxy's own headers
 };
 
 struct Router::KeyRuntime {
@@ -116,6 +117,18 @@ struct Router::KeyRuntime {
 };
 
 namespace {
+
+// Removes saltproxy's own headers from a record; true if it had any.
+bool DropStampHeaders(Record& record) {
+  auto ours = [](const RecordHeader& h) {
+    return h.key == kHeaderOriginalKey || h.key == kHeaderInstance || h.key == kHeaderSequence ||
+           h.key == kHeaderEpoch;
+  };
+  auto first = std::remove_if(record.headers.begin(), record.headers.end(), ours);
+  if (first == record.headers.end()) return false;
+  record.headers.erase(first, record.headers.end());
+  return true;
+}
 
 struct RouteEntry {
   SaltMapEntry map;
@@ -241,6 +254,10 @@ absl::Status Router::ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32
 absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallback done,
                            Pass pass) {
   const bool first_pass = pass == Pass::kArrival;
+  // saltproxy's own headers are saltproxy's to write: readers order a key's records by them,
+  // and a record that comes with them (consumed and produced again with its headers, say)
+  // would be taken for one of saltproxy's. They are dropped.
+  const bool stamped = first_pass && DropStampHeaders(record);
   auto topic_it = snap.topics.find(record.topic);
   std::shared_ptr<TopicRuntime> topic =
       topic_it != snap.topics.end() ? topic_it->second : TopicFor(record.topic);
@@ -250,6 +267,7 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
   }
   if (first_pass) {  // a held record coming back was counted when it first arrived
     topic->records_in.fetch_add(1, std::memory_order_relaxed);
+    if (stamped) topic->stamps_dropped.fetch_add(1, std::memory_order_relaxed);
     topic->bytes_in.fetch_add(PayloadSize(record), std::memory_order_relaxed);
     if (record.partition >= 0 && record.partition < topic->partitions) {
       topic->counters[record.partition].plain.fetch_add(1, std::memory_order_relaxed);
@@ -733,6 +751,7 @@ std::vector<Router::TopicStats> Router::Stats() const {
     TopicStats t;
     t.topic = name;
     t.records_in = topic->records_in.load(std::memory_order_relaxed);
+    t.stamps_dropped = topic->stamps_dropped.load(std::memory_order_relaxed);
     t.bytes_in = topic->bytes_in.load(std::memory_order_relaxed);
     int64_t max_recent = 0;
     int64_t sum_recent = 0;

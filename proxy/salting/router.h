@@ -112,6 +112,7 @@ class Router : public RecordSink {
     std::string topic;
     uint64_t records_in = 0;  // records produced to this topic by clients
     uint64_t bytes_in = 0;
+    uint64_t stamps_dropped = 0;  // records that came with saltproxy's headers, dropped from them
     std::vector<uint64_t> records_out;  // per partition: records routed there (any source)
     std::vector<uint64_t> bytes_out;
     // per partition: where the Java default partitioner would have put this topic's records

@@ -13,6 +13,11 @@ RouterMetrics::RouterMetrics(prometheus::Registry& r)
                     .Name("saltproxy_topic_bytes_in_total")
                     .Help("Key and value bytes clients produced to each topic")
                     .Register(r)),
+      stamps_dropped_(prometheus::BuildCounter()
+                          .Name("saltproxy_topic_stamp_headers_dropped_total")
+                          .Help("Records that came with saltproxy's own headers (saltproxy-key, "
+                                "-instance, -seq, -epoch), which were dropped from them")
+                          .Register(r)),
       records_out_(prometheus::BuildCounter()
                        .Name("saltproxy_partition_records_out_total")
                        .Help("Records routed to each partition (salted and rerouted included)")
@@ -47,6 +52,7 @@ RouterMetrics::TopicSeries& RouterMetrics::Topic(const std::string& topic) {
   TopicSeries s;
   s.records_in = &records_in_.Add({{"topic", label}});
   s.bytes_in = &bytes_in_.Add({{"topic", label}});
+  s.stamps_dropped = &stamps_dropped_.Add({{"topic", label}});
   s.skew = &skew_.Add({{"topic", label}});
   s.hot_keys = &hot_keys_.Add({{"topic", label}});
   s.salts = &salts_.Add({{"topic", label}});
@@ -61,6 +67,8 @@ void RouterMetrics::Update(const Router& router) {
     s.bytes_in->Increment(static_cast<double>(t.bytes_in - s.last_bytes_in));
     s.last_records_in = t.records_in;
     s.last_bytes_in = t.bytes_in;
+    s.stamps_dropped->Increment(static_cast<double>(t.stamps_dropped - s.last_stamps_dropped));
+    s.last_stamps_dropped = t.stamps_dropped;
     s.skew->Set(t.skew);
     s.hot_keys->Set(t.hot_keys);
     s.salts->Set(t.salts_in_use);

@@ -32,11 +32,13 @@ class RouterMetrics {
   struct TopicSeries {
     prometheus::Counter* records_in;
     prometheus::Counter* bytes_in;
+    prometheus::Counter* stamps_dropped;
     prometheus::Gauge* skew;
     prometheus::Gauge* hot_keys;
     prometheus::Gauge* salts;
     uint64_t last_records_in = 0;
     uint64_t last_bytes_in = 0;
+    uint64_t last_stamps_dropped = 0;
   };
   struct PartitionSeries {
     prometheus::Counter* records_out;
@@ -48,6 +50,7 @@ class RouterMetrics {
 
   prometheus::Family<prometheus::Counter>& records_in_;
   prometheus::Family<prometheus::Counter>& bytes_in_;
+  prometheus::Family<prometheus::Counter>& stamps_dropped_;
   prometheus::Family<prometheus::Counter>& records_out_;
   prometheus::Family<prometheus::Counter>& bytes_out_;
   prometheus::Family<prometheus::Gauge>& skew_;

@@ -206,6 +206,36 @@ TEST_F(RouterTest, APartitionTheTopicDoesNotHaveIsNotFound) {
   EXPECT_TRUE(upstream.produced.empty());
 }
 
+TEST_F(RouterTest, SaltproxysOwnHeadersAreDroppedFromWhatClientsSend) {
+  SetHot({{"nike", 4000}});
+  Settle();
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  for (const std::string key : {"user-1", "nike"}) {
+    Record r;
+    r.topic = "clicks";
+    r.key = key;
+    r.headers = {{std::string(kHeaderSequence), "0"},
+                 {"trace", "t-1"},
+                 {std::string(kHeaderEpoch), "999999"},
+                 {std::string(kHeaderOriginalKey), "someone-else"},
+                 {std::string(kHeaderInstance), "elsewhere"}};
+    ASSERT_TRUE(router().Submit(std::move(r), nullptr).ok());
+  }
+  ASSERT_EQ(upstream.produced.size(), 2u);
+  const Record& cold = upstream.produced[0].record;
+  ASSERT_EQ(cold.headers.size(), 1u);  // only the client's own
+  EXPECT_EQ(cold.headers[0].key, "trace");
+  const Record& hot = upstream.produced[1].record;
+  EXPECT_EQ(hot.headers.size(), 5u);  // the client's own and saltproxy's four
+  EXPECT_EQ(Header(hot, kHeaderOriginalKey), "nike");
+  EXPECT_EQ(Header(hot, kHeaderInstance), "test-1");
+  EXPECT_EQ(Header(hot, kHeaderEpoch), "1");
+  EXPECT_EQ(Header(hot, kHeaderSequence), "0");
+  ASSERT_EQ(router().Stats().size(), 1u);
+  EXPECT_EQ(router().Stats()[0].stamps_dropped, 2u);
+}
+
 TEST_F(RouterTest, HotKeyIsSaltedOverDistinctPartitionsWithHeaders) {
   SetHot({{"nike", 4000}});  // 6 salts (see the fixture)
   Settle();
