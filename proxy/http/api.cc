@@ -1,5 +1,7 @@
 #include "proxy/http/api.h"
 
+#include <algorithm>
+
 #include <boost/json.hpp>
 
 #include <atomic>
@@ -102,11 +104,12 @@ class V3Batch {
     DeliveryReport report;
     absl::Status invalid;  // set: never submitted
   };
+  // `recorded`: the answer is remembered under an Idempotency-Key (kNothingWrittenHeader).
   V3Batch(std::vector<Entry> entries, std::string cluster_id, std::string topic, bool batch,
-          bool routing, unsigned version, bool keep_alive, Responder respond)
+          bool routing, bool recorded, unsigned version, bool keep_alive, Responder respond)
       : entries_(std::move(entries)), remaining_(static_cast<int>(entries_.size())),
         cluster_id_(std::move(cluster_id)), topic_(std::move(topic)), batch_(batch),
-        routing_(routing), version_(version), keep_alive_(keep_alive),
+        routing_(routing), recorded_(recorded), version_(version), keep_alive_(keep_alive),
         respond_(std::move(respond)) {}
 
   std::vector<Entry>& entries() { return entries_; }
@@ -130,8 +133,10 @@ class V3Batch {
       return respond_(JsonAnswer(version_, keep_alive_, 200, std::move(body)));
     }
     std::string successes, failures;
+    bool delivery_failed = false;  // a valid record failed upstream
     for (const Entry& e : entries_) {
       if (!e.invalid.ok() || !e.report.status.ok()) {
+        delivery_failed |= e.invalid.ok();
         const absl::Status& st = e.invalid.ok() ? e.report.status : e.invalid;
         int code = 400;
         if (e.invalid.ok()) code = Retriable(st) ? 503 : 500;
@@ -147,9 +152,13 @@ class V3Batch {
                        &successes);
       }
     }
-    respond_(JsonAnswer(version_, keep_alive_, 207,
-                        absl::StrCat(R"({"successes":[)", successes, R"(],"failures":[)",
-                                     failures, "]}")));
+    HttpResponse answer = JsonAnswer(version_, keep_alive_, 207,
+                                     absl::StrCat(R"({"successes":[)", successes,
+                                                  R"(],"failures":[)", failures, "]}"));
+    if (recorded_ && successes.empty() && delivery_failed) {
+      answer.set(kNothingWrittenHeader, "1");
+    }
+    respond_(std::move(answer));
   }
 
   std::vector<Entry> entries_;
@@ -158,6 +167,7 @@ class V3Batch {
   const std::string topic_;
   const bool batch_;
   const bool routing_;
+  const bool recorded_;
   const unsigned version_;
   const bool keep_alive_;
   Responder respond_;
@@ -166,10 +176,12 @@ class V3Batch {
 // Collects the delivery reports of one produce request and answers once the last one is in.
 class ProduceBatch {
  public:
-  ProduceBatch(size_t records, unsigned version, bool keep_alive, bool routing,
+  // `recorded`: the answer is remembered under an Idempotency-Key (kNothingWrittenHeader).
+  ProduceBatch(size_t records, unsigned version, bool keep_alive, bool routing, bool recorded,
                Responder respond)
       : results_(records), remaining_(static_cast<int>(records)), version_(version),
-        keep_alive_(keep_alive), routing_(routing), respond_(std::move(respond)) {}
+        keep_alive_(keep_alive), routing_(routing), recorded_(recorded),
+        respond_(std::move(respond)) {}
 
   // Answers `response` instead of the offsets; only before any record was queued.
   void Abort(HttpResponse&& response) { respond_(std::move(response)); }
@@ -193,6 +205,10 @@ class ProduceBatch {
     response.keep_alive(keep_alive_);
     response.body() = std::move(body);
     response.prepare_payload();
+    if (recorded_ && std::none_of(results_.begin(), results_.end(),
+                     [](const DeliveryReport& r) { return r.status.ok(); })) {
+      response.set(kNothingWrittenHeader, "1");
+    }
     respond_(std::move(response));
   }
 
@@ -201,6 +217,7 @@ class ProduceBatch {
   unsigned version_;
   bool keep_alive_;
   bool routing_;
+  bool recorded_;
   Responder respond_;
 };
 
@@ -302,6 +319,10 @@ void ApiHandler::Handle(HttpRequest&& request, Responder respond) {
     return respond(MethodNotAllowed(request, "POST"));  // a POST is a stream (IsStream)
   }
   respond(Error(request, 404, 404, absl::StrCat("no such endpoint: ", path)));
+}
+
+bool ApiHandler::Recorded(const HttpRequest& request) {
+  return !request["Idempotency-Key"].empty();
 }
 
 bool ApiHandler::ClaimIdempotency(const HttpRequest& request, Responder& respond) {
@@ -449,8 +470,8 @@ void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
     }
   }
   auto batch = std::make_shared<V3Batch>(std::move(entries), CurrentClusterId(), target.topic,
-                                         target.batch, routing, version, keep_alive,
-                                         std::move(respond));
+                                         target.batch, routing, Recorded(request), version,
+                                         keep_alive, std::move(respond));
   auto shared_records = std::make_shared<std::vector<Record>>(std::move(records));
   sink_.LookupTopic(target.topic, [this, batch, shared_records, version, keep_alive,
                                    topic = target.topic](absl::StatusOr<int32_t> partitions) {
@@ -578,10 +599,11 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic,
   }
   const unsigned version = request.version();
   const bool keep_alive = request.keep_alive();
+  const bool recorded = Recorded(request);
   auto shared_records = std::make_shared<std::vector<Record>>(std::move(*records));
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   // The lookup answers from cached metadata when it can; an unknown topic gets a 404 at once.
-  sink_.LookupTopic(topic, [this, topic, version, keep_alive, routing, shared_records,
+  sink_.LookupTopic(topic, [this, topic, version, keep_alive, routing, recorded, shared_records,
                             shared_respond](absl::StatusOr<int32_t> partitions) {
     Responder respond = std::move(*shared_respond);
     auto error = [&](int status, int code, absl::string_view message) {
@@ -603,7 +625,7 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic,
       }
     }
     auto collector = std::make_shared<ProduceBatch>(batch.size(), version, keep_alive, routing,
-                                                    std::move(respond));
+                                                    recorded, std::move(respond));
     for (size_t i = 0; i < batch.size(); ++i) {
       absl::Status queued = sink_.Submit(
           std::move(batch[i]),

@@ -70,6 +70,8 @@ class ApiHandler : public HttpHandler {
   void ProduceV3(HttpRequest&& request, V3Target target, bool routing, Responder respond);
   // Idempotency-Key: true when the cache answers (a replay, a wait, a conflict); otherwise
   // `respond` now records its answer for the key.
+  // The request carries an Idempotency-Key: its answer is remembered.
+  static bool Recorded(const HttpRequest& request);
   bool ClaimIdempotency(const HttpRequest& request, Responder& respond);
 
   // `partition`: from /topics/{topic}/partitions/{partition}; `routing`: the client asked to be

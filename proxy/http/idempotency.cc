@@ -49,14 +49,16 @@ bool IdempotencyCache::Claim(const std::string& key, uint64_t body_hash, Respond
   return true;
 }
 
-void IdempotencyCache::Complete(const std::string& key, const HttpResponse& response) {
+void IdempotencyCache::Complete(const std::string& key, const HttpResponse& response,
+                                bool replayable) {
   std::vector<Responder> waiters;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = entries_.find(key);
     if (it == entries_.end()) return;
-    // Only a success is worth replaying; after a failure the client's retry runs again.
-    if (response.result_int() >= 500 || response.result_int() == 429) {
+    // Only what wrote something is worth replaying; after a failure the client's retry runs
+    // again.
+    if (!replayable || response.result_int() >= 500 || response.result_int() == 429) {
       waiters.swap(it->second.waiters);
       entries_.erase(it);
     } else {
@@ -75,7 +77,9 @@ void IdempotencyCache::Complete(const std::string& key, const HttpResponse& resp
 Responder IdempotencyCache::Recording(const std::string& key, Responder respond) {
   auto inner = std::make_shared<Responder>(std::move(respond));
   return Responder([this, key, inner](HttpResponse&& response) {
-    Complete(key, response);
+    const bool nothing_written = response.count(kNothingWrittenHeader) > 0;
+    response.erase(kNothingWrittenHeader);
+    Complete(key, response, !nothing_written);
     (*inner)(std::move(response));
   });
 }

@@ -21,6 +21,13 @@
 
 namespace saltproxy {
 
+// Set by an answer in which no record was written though the request was valid (every record
+// failed upstream): the cache forgets it, so that the client's retry produces the records, as
+// after a 5xx. The cache takes it off before the answer is sent. An answer in which some records
+// were written is replayed (the retry would write them twice): it names the failed ones, for the
+// client to send again in a request of their own.
+inline constexpr std::string_view kNothingWrittenHeader = "Saltproxy-Nothing-Written";
+
 class IdempotencyCache {
  public:
   IdempotencyCache(absl::Duration window, size_t capacity)
@@ -44,7 +51,7 @@ class IdempotencyCache {
     std::shared_ptr<HttpResponse> response;
     std::vector<Responder> waiters;
   };
-  void Complete(const std::string& key, const HttpResponse& response);
+  void Complete(const std::string& key, const HttpResponse& response, bool replayable);
   void Evict(absl::Time now);  // mu_ held
 
   const absl::Duration window_;

@@ -1,9 +1,13 @@
-// The Idempotency-Key cache on its own: replays, waits, conflicts, and its bounds.
+// The Idempotency-Key cache on its own (replays, waits, conflicts, its bounds), and the API's
+// produce answers through it, against a sink that fails or delivers on the test's word.
 #include "proxy/http/idempotency.h"
 
 #include <gtest/gtest.h>
 
 #include <optional>
+#include <vector>
+
+#include "proxy/http/api.h"
 
 namespace saltproxy {
 namespace {
@@ -94,6 +98,113 @@ TEST(IdempotencyCacheTest, FailedAnswerIsNotReplayed) {
   Captured retry;
   Responder r2 = retry.Make();
   EXPECT_FALSE(cache.Claim("k", 1, r2, kNow, 11));  // runs again
+}
+
+TEST(IdempotencyCacheTest, AnAnswerMarkedNothingWrittenIsNotReplayedAndLosesTheMark) {
+  IdempotencyCache cache(absl::Minutes(5), 100);
+  Captured first;
+  Responder r1 = first.Make();
+  ASSERT_FALSE(cache.Claim("k", 1, r1, kNow, 11));
+  HttpResponse answer = Ok("every record failed");
+  answer.set(kNothingWrittenHeader, "1");
+  cache.Recording("k", std::move(r1))(std::move(answer));
+  ASSERT_TRUE(first.response);
+  EXPECT_EQ(first.response->count(kNothingWrittenHeader), 0u);
+  Captured retry;
+  Responder r2 = retry.Make();
+  EXPECT_FALSE(cache.Claim("k", 1, r2, kNow, 11));  // runs again
+}
+
+// Holds what it is given; the test delivers or fails it.
+class HeldSink : public RecordSink {
+ public:
+  absl::Status Submit(Record&&, DeliveryCallback done) override {
+    held.push_back(std::move(done));
+    return absl::OkStatus();
+  }
+  void LookupTopic(const std::string&,
+                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
+    done(4);
+  }
+  void Settle(const std::vector<bool>& written) {
+    std::vector<DeliveryCallback> now = std::move(held);
+    held.clear();
+    for (size_t i = 0; i < now.size(); ++i) {
+      DeliveryReport r;
+      r.topic = "orders";
+      r.partition = 0;
+      r.offset = static_cast<int64_t>(i);
+      if (!written[i]) r.status = absl::DeadlineExceededError("message timed out");
+      now[i](r);
+    }
+  }
+  std::vector<DeliveryCallback> held;
+};
+
+class IdempotentProduceTest : public ::testing::Test {
+ protected:
+  HttpRequest Request(const std::string& target, const std::string& body,
+                      const std::string& content_type, const char* key) {
+    HttpRequest r{boost::beast::http::verb::post, target, 11};
+    r.set(boost::beast::http::field::content_type, content_type);
+    if (key) r.set("Idempotency-Key", key);
+    r.body() = body;
+    r.prepare_payload();
+    return r;
+  }
+  // Sends `body` with `key` and settles its records as `written` says; the client's answer.
+  HttpResponse Send(const std::string& target, const std::string& body,
+                    const std::string& content_type, const char* key,
+                    const std::vector<bool>& written) {
+    Captured answer;
+    api.Handle(Request(target, body, content_type, key), answer.Make());
+    if (!answer.response) sink.Settle(written);
+    EXPECT_TRUE(answer.response.has_value());
+    return answer.response.value_or(HttpResponse{});
+  }
+
+  HttpConfig config;
+  HeldSink sink;
+  Metrics metrics;
+  ApiHandler api{config, sink, metrics, [] { return true; }, [] { return "c1"; }};
+};
+
+TEST_F(IdempotentProduceTest, AnswersWhereNothingWasWrittenAreNotReplayedOthersAre) {
+  const std::string v2 = R"({"records":[{"value":1},{"value":2}]})";
+  const std::string v2_type = "application/vnd.kafka.json.v2+json";
+  const std::string v3 =
+      R"({"entries":[{"id":"a","value":{"type":"JSON","data":1}},{"id":"b","value":{"type":"JSON","data":2}}]})";
+  const std::string v3_target = "/v3/clusters/c1/topics/orders/records:batch";
+  struct Case {
+    std::string target, body, type;
+  };
+  for (const Case& c : {Case{"/topics/orders", v2, v2_type},
+                        Case{v3_target, v3, "application/json"}}) {
+    SCOPED_TRACE(c.target);
+    // Every record failed: the retry produces them again.
+    const std::string key = c.target + "-none";
+    HttpResponse none = Send(c.target, c.body, c.type, key.c_str(), {false, false});
+    EXPECT_EQ(none.count(kNothingWrittenHeader), 0u);
+    Captured again;
+    api.Handle(Request(c.target, c.body, c.type, key.c_str()), again.Make());
+    EXPECT_FALSE(again.response.has_value()) << "replayed: " << again.response->body();
+    ASSERT_EQ(sink.held.size(), 2u);
+    sink.Settle({true, true});
+    ASSERT_TRUE(again.response.has_value());
+    EXPECT_EQ((*again.response)["Idempotent-Replayed"], "");
+    // One written: replayed, with nothing produced again.
+    const std::string some = c.target + "-some";
+    HttpResponse first = Send(c.target, c.body, c.type, some.c_str(), {true, false});
+    Captured retry;
+    api.Handle(Request(c.target, c.body, c.type, some.c_str()), retry.Make());
+    ASSERT_TRUE(retry.response);
+    EXPECT_EQ((*retry.response)["Idempotent-Replayed"], "true");
+    EXPECT_EQ(retry.response->body(), first.body());
+    EXPECT_TRUE(sink.held.empty());
+    // Without a key the mark is never set.
+    EXPECT_EQ(Send(c.target, c.body, c.type, nullptr, {false, false}).count(kNothingWrittenHeader),
+              0u);
+  }
 }
 
 }  // namespace
