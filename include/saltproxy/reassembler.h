@@ -3,7 +3,7 @@
 // order), it releases each key's records in the order the producer sent them, holding a record
 // back only until the ones before it have arrived.
 //
-// The rules (README.md, "Consumer-side reassembly", says them for porting):
+// The rules (README.md, "The reassembly algorithm", says them for porting):
 //  - a record is held behind any held record of the same key from the same partition;
 //  - a stamped record (saltproxy-* headers) carries its proxy instance, the epoch of its layout
 //    and a sequence number per (instance, key) that starts at 0 when the key turns hot (a hot

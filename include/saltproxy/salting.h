@@ -10,7 +10,7 @@
 //   - salts 1..n-1 go to partitions the proxy chooses where the other hot keys' load is least,
 //     distinct from each other and from salt 0 (a key has at most as many salts as its topic
 //     has partitions). They are not derived from the key: the salt map names them
-//     (SaltMapEntry::partitions in salt_map.h, salt i on partitions[i]), and a key whose salt
+//     (KeyLayout::partitions in salt_map.h, salt i on partitions[i]), and a key whose salt
 //     count changes keeps the partitions it had, as far as they go.
 //
 // Every record of a salted or rerouted key carries these headers (values in ASCII decimal,

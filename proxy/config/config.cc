@@ -12,6 +12,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
 #include "proxy/config/yaml_reader.h"
 
 namespace saltproxy {
@@ -23,8 +25,8 @@ constexpr uint64_t kGiB = 1ull << 30;
 
 void ReadEndpoint(YamlSection& section, absl::string_view key, Endpoint* out) {
   std::string text;
+  section.ReadString(key, &text);  // read even when absent: it names the key as a known one
   if (!section.Has(key)) return;
-  section.ReadString(key, &text);
   absl::StatusOr<Endpoint> endpoint = ParseEndpoint(text);
   if (!endpoint.ok()) {
     section.Error(key, absl::StrCat("expected host:port, got \"", text, "\""));
@@ -67,7 +69,24 @@ void ReadKafka(YamlSection& s, KafkaListenerConfig& k) {
   s.Finish();
 }
 
-void ReadUpstream(YamlSection& s, UpstreamConfig& up) {
+// True if `server` (host:port) is the Kafka listener's own address: the same port on the same
+// host, or on loopback or wildcard hosts both (another host may be this one too; not checked).
+bool IsOwnListener(absl::string_view server, const Endpoint& listen) {
+  const size_t colon = server.rfind(':');
+  int port = 0;
+  if (colon == absl::string_view::npos || !absl::SimpleAtoi(server.substr(colon + 1), &port) ||
+      port != listen.port || port == 0) {
+    return false;
+  }
+  auto local = [](absl::string_view host) {
+    return host == "127.0.0.1" || host == "localhost" || host == "0.0.0.0" || host == "::1" ||
+           host == "[::1]" || host == "::" || host == "[::]";
+  };
+  const absl::string_view host = server.substr(0, colon);
+  return host == listen.host || (local(host) && local(listen.host));
+}
+
+void ReadUpstream(YamlSection& s, UpstreamConfig& up, const std::optional<Endpoint>& listen) {
   s.ReadString("bootstrap_servers", &up.bootstrap_servers);
   s.ReadBool("embedded", &up.embedded);
   s.ReadInt("embedded_brokers", &up.embedded_brokers, 1, 16);
@@ -91,6 +110,17 @@ void ReadUpstream(YamlSection& s, UpstreamConfig& up) {
   if (!up.embedded && up.bootstrap_servers.empty()) {
     s.Error("bootstrap_servers",
             "required: the upstream cluster's host:port list (or set upstream.embedded: true)");
+  }
+  if (!up.embedded && listen) {
+    for (absl::string_view server : absl::StrSplit(up.bootstrap_servers, ',')) {
+      server = absl::StripAsciiWhitespace(server);
+      if (IsOwnListener(server, *listen)) {
+        s.Error("bootstrap_servers",
+                absl::StrCat(server, " is saltproxy's own Kafka listener (kafka.listen): name the "
+                                     "real cluster's brokers"));
+        break;
+      }
+    }
   }
   s.Finish();
 }
@@ -248,7 +278,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml, absl::string_view sou
   YamlSection kafka = top.Sub("kafka");
   ReadKafka(kafka, config.kafka);
   YamlSection upstream = top.Sub("upstream");
-  ReadUpstream(upstream, config.upstream);
+  ReadUpstream(upstream, config.upstream, config.kafka.listen);
   YamlSection detection = top.Sub("detection");
   ReadDetection(detection, config.detection);
   YamlSection salting = top.Sub("salting");

@@ -2,7 +2,7 @@
 // Config that the data path only reads. A bad file is reported with the field's path, its line
 // and what was expected, e.g.
 //
-//   config/bad.yaml:7: http.max_body_bytes: expected a positive integer, got "lots"
+//   config/bad.yaml:7: http.max_body_bytes: expected an integer from 1 to 1073741824, got "lots"
 //
 //   absl::StatusOr<Config> config = LoadConfigFile("config/saltproxy.yaml");
 //   if (!config.ok()) { std::cerr << config.status().message(); return 2; }

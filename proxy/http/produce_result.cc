@@ -104,7 +104,7 @@ void AppendBulkResult(const DeliveryReport& r, bool routing, std::string* out) {
     if (routing) AppendRouting(r, out);
   } else {
     const int code = absl::IsNotFound(r.status) ? 40402 : Retriable(r.status) ? 50003 : 50002;
-    absl::StrAppend(out, "{\"error_code\":", code, ",\"error\":");
+    absl::StrAppend(out, "{\"error_code\":", code, ",\"message\":");
     AppendJsonString(r.status.message(), out);
   }
   out->append("}\n");

@@ -165,6 +165,11 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
       absl::StatusOr<InitProducerIdRequest> req = DecodeInitProducerIdRequest(in, version);
       if (!req.ok()) return reply.Close(std::string(req.status().message()));
       if (req->transactional_id) {
+        LogEvent(LogLevel::kWarn, "kafka_transactions_refused",
+                 {{"client", header->client_id.value_or("?")},
+                  {"transactional_id", *req->transactional_id},
+                  {"detail", "saltproxy does not support transactions; produce without "
+                             "transactional.id"}});
         return reply.Respond(response_header +
                              EncodeInitProducerIdResponse(
                                  version, kTransactionalIdAuthorizationFailed, -1, -1));

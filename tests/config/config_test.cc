@@ -25,13 +25,37 @@ TEST(ConfigTest, ExampleFileInConfigFolderIsValid) {
   EXPECT_EQ(config->http.listen.port, 8080);
   EXPECT_EQ(config->http.max_body_bytes, 1048576u);
   EXPECT_EQ(config->http.idle_timeout, absl::Seconds(30));
-  EXPECT_EQ(config->upstream.bootstrap_servers, "127.0.0.1:9092");
+  EXPECT_EQ(config->upstream.bootstrap_servers, "kafka-1:9092,kafka-2:9092,kafka-3:9092");
   ASSERT_EQ(config->upstream.embedded_topics.size(), 1u);
   EXPECT_EQ(config->upstream.embedded_topics[0].partitions, 8);
-  EXPECT_EQ(config->upstream.librdkafka.at("compression.type"), "lz4");
+  EXPECT_TRUE(config->upstream.librdkafka.empty());  // the file lists defaults only
   ASSERT_TRUE(config->kafka.listen.has_value());
   EXPECT_EQ(config->kafka.listen->port, 9092);
   EXPECT_EQ(config->kafka.max_in_flight_per_connection, 16);
+}
+
+TEST(ConfigTest, AnUnknownFieldsHintNamesListenEvenWhenItIsAbsent) {
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nhttp:\n  treads: 2\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unknown field, expected one of listen, threads")));
+}
+
+TEST(ConfigTest, UpstreamMayNotBeTheKafkaListenerItself) {
+  for (const char* upstream : {"127.0.0.1:9092", "localhost:9092", "kafka-1:9093, 127.0.0.1:9092"}) {
+    SCOPED_TRACE(upstream);
+    EXPECT_THAT(ParseConfig(absl::StrCat("kafka: {listen: 127.0.0.1:9092}\nupstream: "
+                                         "{bootstrap_servers: \"", upstream, "\"}\n")),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("saltproxy's own Kafka listener")));
+  }
+  EXPECT_THAT(ParseConfig("kafka: {listen: 0.0.0.0:9092}\nupstream: {bootstrap_servers: 127.0.0.1:9092}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseConfig("kafka: {listen: 0.0.0.0:9092}\nupstream: {bootstrap_servers: kafka:9092}\n"),
+              IsOk());  // a pod listening on every address, in front of the cluster's service
+  EXPECT_THAT(ParseConfig("kafka: {listen: 127.0.0.1:9092}\nupstream: {bootstrap_servers: kafka:9092}\n"),
+              IsOk());
+  EXPECT_THAT(ParseConfig("kafka: {listen: 127.0.0.1:9093}\nupstream: {bootstrap_servers: 127.0.0.1:9092}\n"),
+              IsOk());
 }
 
 TEST(ConfigTest, KafkaListenerIsOffUnlessConfigured) {

@@ -41,6 +41,32 @@ assert dep["spec"]["selector"]["matchLabels"] == kinds["Service"]["spec"]["selec
 (work / "k8s.yaml").write_text(kinds["ConfigMap"]["data"]["saltproxy.yaml"])
 PY
 check "the ConfigMap's config passes --check-config" "$bin" --config "$work/k8s.yaml" --check-config
+check "the ConfigMap's config turns the Kafka listener on (the Service exposes it)" \
+  grep -q 'listen: 0.0.0.0:9092' "$work/k8s.yaml"
+check "the container's config passes --check-config" \
+  "$bin" --config "$src/deploy/container/saltproxy.yaml" --check-config
+# Every shared library the binary needs comes from a package the image's runtime stage installs
+# (or that Debian's slim image has).
+check "the image's runtime stage installs every library the binary links" $py - "$bin" "$src" <<'PY'
+import re, subprocess, sys, pathlib
+binary, src = sys.argv[1], pathlib.Path(sys.argv[2])
+libs = re.findall(r"=> (/\S+)", subprocess.run(["ldd", binary], capture_output=True, text=True).stdout)
+packages = set()
+for lib in libs:
+    real = str(pathlib.Path(lib).resolve())
+    for path in (real, lib):
+        out = subprocess.run(["dpkg", "-S", path], capture_output=True, text=True)
+        if out.returncode == 0:
+            packages.add(out.stdout.split(":")[0])
+            break
+text = (src / "deploy/container/Containerfile").read_text()
+runtime = text[text.rindex("FROM "):]
+installed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", runtime))
+base = {"libc6", "libgcc-s1", "libstdc++6"}  # in debian:bookworm-slim
+dependencies = {"libssl3", "libsasl2-2"}  # librdkafka1's own dependencies
+missing = sorted(packages - installed - base - dependencies)
+assert not missing, f"the runtime stage does not install: {missing}"
+PY
 
 # A running proxy's /metrics: promtool's lint, and every metric the dashboard and the alerts use.
 printf 'http:\n  listen: 127.0.0.1:0\nupstream:\n  embedded: true\n  embedded_topics: [{name: t, partitions: 4}]\n' >"$work/run.yaml"

@@ -1,4 +1,5 @@
 #include "proxy/http/produce_request.h"
+#include "proxy/http/produce_result.h"
 
 #include <gtest/gtest.h>
 
@@ -107,6 +108,14 @@ TEST(ProduceRequestTest, ContentTypes) {
   EXPECT_THAT(FormatFromContentType("text/plain"),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("unsupported content type")));
   EXPECT_EQ(ToProduceError(FormatFromContentType("text/plain").status()).http_status, 415);
+}
+
+TEST(ProduceResultTest, ABulkRecordsErrorLineHasTheShapeOfEveryOtherErrorLine) {
+  DeliveryReport failed;
+  failed.status = absl::DeadlineExceededError("message timed out");
+  std::string line;
+  AppendBulkResult(failed, false, &line);
+  EXPECT_EQ(line, "{\"error_code\":50003,\"message\":\"message timed out\"}\n");
 }
 
 }  // namespace
