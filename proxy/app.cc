@@ -277,27 +277,51 @@ Config App::config() const {
 
 namespace {
 
-// The fields a running proxy cannot take over: they shape sockets, threads and the producer.
+// The fields a running proxy cannot take over: the listeners, the HTTP and Kafka servers, the
+// upstream producer and the detector take theirs when they start. What a reload applies is
+// only what Reload passes on: the log level, the shutdown timeout and the router's policies,
+// cooled retention and load half-life.
 std::vector<std::string> NeedsRestart(const Config& a, const Config& b) {
   std::vector<std::string> fields;
-  auto differs = [&](bool changed, const char* name) {
+  auto differs = [&](bool changed, const std::string& name) {
     if (changed) fields.push_back(name);
   };
   differs(a.instance_id != b.instance_id, "instance_id");
-  differs(a.http.listen.host != b.http.listen.host || a.http.listen.port != b.http.listen.port,
-          "http.listen");
-  differs(a.http.threads != b.http.threads, "http.threads");
-  differs(a.kafka.listen.has_value() != b.kafka.listen.has_value() ||
-              (a.kafka.listen && (a.kafka.listen->host != b.kafka.listen->host ||
-                                  a.kafka.listen->port != b.kafka.listen->port)) ||
-              a.kafka.threads != b.kafka.threads || a.kafka.advertised_host != b.kafka.advertised_host,
-          "kafka");
+  const HttpConfig& h = a.http;
+  const HttpConfig& i = b.http;
+  differs(h.listen != i.listen, "http.listen");
+  differs(h.threads != i.threads, "http.threads");
+  differs(h.max_body_bytes != i.max_body_bytes, "http.max_body_bytes");
+  differs(h.max_header_bytes != i.max_header_bytes, "http.max_header_bytes");
+  differs(h.max_in_flight_requests != i.max_in_flight_requests, "http.max_in_flight_requests");
+  differs(h.max_records_per_request != i.max_records_per_request,
+          "http.max_records_per_request");
+  differs(h.idle_timeout != i.idle_timeout, "http.idle_timeout");
+  differs(h.request_timeout != i.request_timeout, "http.request_timeout");
+  differs(h.idempotency_window != i.idempotency_window, "http.idempotency_window");
+  differs(h.idempotency_keys != i.idempotency_keys, "http.idempotency_keys");
+  differs(h.max_in_flight_bytes != i.max_in_flight_bytes, "http.max_in_flight_bytes");
+  differs(h.stream_credit != i.stream_credit, "http.stream_credit");
+  const KafkaListenerConfig& k = a.kafka;
+  const KafkaListenerConfig& l = b.kafka;
+  differs(k.listen != l.listen, "kafka.listen");
+  differs(k.advertised_host != l.advertised_host, "kafka.advertised_host");
+  differs(k.threads != l.threads, "kafka.threads");
+  differs(k.max_frame_bytes != l.max_frame_bytes, "kafka.max_frame_bytes");
+  differs(k.max_in_flight_per_connection != l.max_in_flight_per_connection,
+          "kafka.max_in_flight_per_connection");
+  differs(k.idle_timeout != l.idle_timeout, "kafka.idle_timeout");
+  differs(k.max_decompressed_bytes != l.max_decompressed_bytes, "kafka.max_decompressed_bytes");
+  differs(k.max_producers != l.max_producers, "kafka.max_producers");
   const UpstreamConfig& u = a.upstream;
   const UpstreamConfig& v = b.upstream;
   differs(u.bootstrap_servers != v.bootstrap_servers, "upstream.bootstrap_servers");
   differs(u.embedded != v.embedded, "upstream.embedded");
+  differs(u.embedded_brokers != v.embedded_brokers, "upstream.embedded_brokers");
+  differs(u.embedded_topics != v.embedded_topics, "upstream.embedded_topics");
   differs(u.librdkafka != v.librdkafka, "upstream.librdkafka");
   differs(u.delivery_timeout != v.delivery_timeout, "upstream.delivery_timeout");
+  differs(u.metadata_refresh != v.metadata_refresh, "upstream.metadata_refresh");
   differs(u.producers != v.producers, "upstream.producers");
   differs(u.statistics_interval != v.statistics_interval, "upstream.statistics_interval");
   differs(u.max_queued_records != v.max_queued_records || u.max_queued_bytes != v.max_queued_bytes,

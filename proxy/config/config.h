@@ -26,6 +26,7 @@ namespace saltproxy {
 struct Endpoint {
   std::string host;
   uint16_t port = 0;  // 0: let the kernel choose (tests); the bound port is logged.
+  bool operator==(const Endpoint&) const = default;
 };
 
 struct HttpConfig {
@@ -64,6 +65,7 @@ struct KafkaListenerConfig {
 struct TopicSpec {
   std::string name;
   int partitions = 1;
+  bool operator==(const TopicSpec&) const = default;
 };
 
 struct UpstreamConfig {

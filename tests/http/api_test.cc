@@ -1,6 +1,7 @@
 // The HTTP API end to end in-process: an App in front of librdkafka's mock cluster.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <thread>
 
 #include "proxy/app.h"
@@ -250,6 +251,41 @@ TEST_F(HttpApiTest, ReloadAppliesWithoutDroppingConnections) {
   EXPECT_FALSE(refused.ok());
   EXPECT_THAT(std::string(refused.message()), HasSubstr("thresholds of salting.topics"));
   EXPECT_FALSE(app_->config().salting.topics.contains("orders"));
+}
+
+// Every setting the servers and the upstream producer take when they start is refused by a
+// reload, rather than reported applied and silently left as it was.
+TEST_F(HttpApiTest, AReloadRefusesEverySettingTakenAtStart) {
+  const std::vector<std::pair<std::string, std::function<void(Config&)>>> changes = {
+      {"http.max_body_bytes", [](Config& c) { c.http.max_body_bytes += 1; }},
+      {"http.max_header_bytes", [](Config& c) { c.http.max_header_bytes += 1; }},
+      {"http.max_in_flight_requests", [](Config& c) { c.http.max_in_flight_requests += 1; }},
+      {"http.max_records_per_request", [](Config& c) { c.http.max_records_per_request += 1; }},
+      {"http.idle_timeout", [](Config& c) { c.http.idle_timeout += absl::Seconds(1); }},
+      {"http.request_timeout", [](Config& c) { c.http.request_timeout += absl::Seconds(1); }},
+      {"http.idempotency_window", [](Config& c) { c.http.idempotency_window += absl::Seconds(1); }},
+      {"http.idempotency_keys", [](Config& c) { c.http.idempotency_keys += 1; }},
+      {"http.max_in_flight_bytes", [](Config& c) { c.http.max_in_flight_bytes += 1; }},
+      {"http.stream_credit", [](Config& c) { c.http.stream_credit += 1; }},
+      {"kafka.listen", [](Config& c) { c.kafka.listen = Endpoint{"127.0.0.1", 0}; }},
+      {"kafka.advertised_host", [](Config& c) { c.kafka.advertised_host = "elsewhere"; }},
+      {"kafka.max_frame_bytes", [](Config& c) { c.kafka.max_frame_bytes += 1; }},
+      {"kafka.max_in_flight_per_connection",
+       [](Config& c) { c.kafka.max_in_flight_per_connection += 1; }},
+      {"kafka.idle_timeout", [](Config& c) { c.kafka.idle_timeout += absl::Seconds(1); }},
+      {"kafka.max_decompressed_bytes", [](Config& c) { c.kafka.max_decompressed_bytes += 1; }},
+      {"kafka.max_producers", [](Config& c) { c.kafka.max_producers += 1; }},
+      {"upstream.embedded_brokers", [](Config& c) { c.upstream.embedded_brokers += 1; }},
+      {"upstream.embedded_topics", [](Config& c) { c.upstream.embedded_topics.push_back({"x", 1}); }},
+      {"upstream.metadata_refresh",
+       [](Config& c) { c.upstream.metadata_refresh += absl::Seconds(1); }},
+  };
+  for (const auto& [field, change] : changes) {
+    Config next = app_->config();
+    change(next);
+    absl::Status refused = app_->Reload(next);
+    EXPECT_THAT(std::string(refused.message()), HasSubstr(field + " needs a restart")) << field;
+  }
 }
 
 TEST_F(HttpApiTest, MetricsExposeRequestsAndForwardedRecords) {
