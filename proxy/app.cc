@@ -43,10 +43,13 @@ struct App::Parts {
   std::unique_ptr<RouterMetrics> router_metrics;
   std::unique_ptr<ApiHandler> api;
   std::unique_ptr<HttpServer> http;
-  std::unique_ptr<ProducerRegistry> producers;
   std::unique_ptr<TopicIdCache> topic_ids;  // outlives the handler that reads it
   std::unique_ptr<KafkaHandler> kafka_handler;
   std::unique_ptr<KafkaServer> kafka;
+  // Made before the handler, but destroyed before the server: the answers it still holds (of
+  // batches waiting for earlier ones) post to the server's connections as they go. Nothing
+  // uses it by then: the server's threads and the forwarder have stopped (Shutdown).
+  std::unique_ptr<ProducerRegistry> producers;
   // The control step (detection, policy, layout changes, publication), every salting.tick.
   std::thread control;
   std::mutex control_mu;
@@ -394,6 +397,8 @@ absl::Status App::Shutdown() {
   }
   p.control_cv.notify_all();
   if (p.control.joinable()) p.control.join();
+  // Records held for a layout change that did not finish in time: their clients are told.
+  if (p.router) p.router->FailHeld(absl::UnavailableError("saltproxy is shutting down"));
   // 3. Flush what is still queued upstream (records of requests that were not waited for).
   absl::Status flushed =
       p.forwarder ? p.forwarder->Flush(std::max(absl::ZeroDuration(), deadline - absl::Now()))

@@ -114,6 +114,7 @@ struct Router::KeyRuntime {
   std::mutex mu;
   bool holding = false;  // guarded by mu
   std::deque<std::pair<Record, DeliveryCallback>> held;  // guarded by mu
+  absl::Status refused;  // guarded by mu; set by FailHeld: no more holding
 };
 
 namespace {
@@ -300,6 +301,7 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
     // The key's layout is changing (set before the snapshot that says so is published, so a
     // record routed under an older snapshot is held too): wait for the new one.
     if (entry->runtime->holding) {
+      if (!entry->runtime->refused.ok()) return entry->runtime->refused;
       if (entry->runtime->held.size() >= options_.max_held_records_per_key) {
         return absl::ResourceExhaustedError(
             "the key's layout is changing and too many of its records are waiting; retry later");
@@ -652,6 +654,23 @@ void Router::AdvanceTransitions(absl::Time now) {
               {"epoch", absl::StrCat(m.epoch)}});
   }
   transitions_ = std::move(pending);
+}
+
+void Router::FailHeld(const absl::Status& why) {
+  for (std::unique_ptr<Transition>& t : transitions_) {
+    std::deque<std::pair<Record, DeliveryCallback>> held;
+    {
+      std::lock_guard<std::mutex> lock(t->runtime->mu);
+      t->runtime->refused = why;
+      held.swap(t->runtime->held);
+    }
+    for (auto& [record, done] : held) {
+      DeliveryReport failed;
+      failed.topic = record.topic;
+      failed.status = why;
+      done(failed);
+    }
+  }
 }
 
 std::vector<SaltMapEntry> Router::Entries() const {

@@ -98,6 +98,11 @@ class Router : public RecordSink {
   // The control step: detection, policy, transitions, publication. One thread.
   void Tick(absl::Time now);
 
+  // After the last control step (shutdown): the records held for layout changes that will not
+  // finish now are failed with `why`, so that their clients are answered, and later records of
+  // those keys are refused with it.
+  void FailHeld(const absl::Status& why);
+
   // Applies a reloaded configuration's policies, cooled retention and load half-life from the
   // next control step on. The rest of RouterOptions needs a restart.
   void Reconfigure(const RouterOptions& options);

@@ -355,6 +355,23 @@ TEST_F(RouterTest, RecordsSentDuringAChangeAreHeldUntilTheOldLayoutIsDelivered) 
   EXPECT_EQ(upstream.produced[4].record.value, "1");
 }
 
+TEST_F(RouterTest, AtShutdownHeldRecordsAreFailedAndLaterOnesRefused) {
+  Send("nike", 3);  // undelivered: the change cannot finish
+  SetHot({{"nike", 4000}});
+  router().Tick(now += absl::Milliseconds(100));
+  std::vector<DeliveryReport> reports;
+  Send("nike", 2, &reports);  // held
+  ASSERT_TRUE(reports.empty());
+  router().FailHeld(absl::UnavailableError("saltproxy is shutting down"));
+  ASSERT_EQ(reports.size(), 2u);
+  for (const DeliveryReport& r : reports) EXPECT_TRUE(absl::IsUnavailable(r.status)) << r.status;
+  Record late;
+  late.topic = "clicks";
+  late.key = "nike";
+  EXPECT_TRUE(absl::IsUnavailable(router().Submit(std::move(late), nullptr)));
+  EXPECT_EQ(upstream.produced.size(), 3u);
+}
+
 TEST_F(RouterTest, SaltMapCarriesCutOverPointsOfThePreviousLayout) {
   Send("nike", 3);
   upstream.DeliverAll();
