@@ -132,8 +132,9 @@ Settlement ProducerRegistry::Complete(const ProducerPartition& key, uint64_t att
   std::lock_guard<std::mutex> lock(mu_);
   auto p = producers_.find(key.producer_id);
   // A producer forgotten (least recently used) while its batch was in flight: nothing is known
-  // of the batches before it.
-  if (p == producers_.end()) return Settlement::kSettled;
+  // of the batches before it, which may yet fail. Not acknowledged: the client resends (this
+  // batch is then written twice) rather than take an earlier failed batch for written.
+  if (p == producers_.end()) return Settlement::kEarlierFailed;
   auto s = p->second.partitions.find(PartitionKey(key));
   // Gone from the window: an earlier batch failed and took it along (or a newer epoch began).
   if (s == p->second.partitions.end()) return Settlement::kEarlierFailed;

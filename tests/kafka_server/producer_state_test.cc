@@ -218,5 +218,19 @@ TEST_F(ProducerRegistryTest, AForgottenAttemptThatFailsLateLeavesItsResendAlone)
   EXPECT_EQ(Complete(20, 820), Settlement::kSettled);
 }
 
+TEST_F(ProducerRegistryTest, ABatchOfAProducerForgottenWhileItWasInFlightIsNotAcknowledged) {
+  ProducerRegistry small(1);
+  ProducerRegistry::Issued first = small.Init();
+  const ProducerPartition key{first.producer_id, "t", 0};
+  ASSERT_EQ(small.Begin(key, 0, 0, 9).verdict, BatchVerdict::kNew);
+  const BatchCheck second = small.Begin(key, 0, 10, 19);
+  small.Init();  // a second producer: the first is forgotten, its batches in flight
+  ProducerRegistry::Deferred run;
+  EXPECT_EQ(small.Complete(key, second.attempt, 500, [] { return ProducerRegistry::Settled(); },
+                           &run),
+            Settlement::kEarlierFailed)
+      << "acknowledged while the batch before it may yet fail";
+}
+
 }  // namespace
 }  // namespace saltproxy
