@@ -63,6 +63,10 @@ struct SaltConsumer::Clients {
   rd_kafka_t* control = nullptr;
   bool control_assigned = false;
   std::set<std::pair<std::string, int32_t>> assigned;  // kOrdered
+  // kOrdered from the end: when the reader started, and whether its first look at the
+  // partitions is done (those found later are read from that time on).
+  int64_t started_ms = 0;
+  bool first_assignment_done = false;
 
   ~Clients() {
     if (data) rd_kafka_destroy(data);
@@ -102,6 +106,9 @@ std::unique_ptr<SaltConsumer> SaltConsumer::Create(SaltConsumerOptions options,
 
 bool SaltConsumer::Start(std::string* error) {
   clients_ = std::make_unique<Clients>();
+  clients_->started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   char err[512];
   auto make = [&](const std::string& group, bool data) -> rd_kafka_t* {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -205,6 +212,33 @@ void SaltConsumer::RefreshAssignment() {
       }
     }
   }
+  if (added->cnt > 0 && !options_.from_beginning && clients_->first_assignment_done) {
+    // Reading from the end, a partition found after the start (the hot topic, which the proxy
+    // creates when a key first turns too hot, or partitions added) is read from the first
+    // record stamped at or after the reader's start: from its end, the records written before
+    // the reader noticed it would never be read, and their keys would wait for them.
+    for (int i = 0; i < added->cnt; ++i) added->elems[i].offset = clients_->started_ms;
+    const rd_kafka_resp_err_t asked = rd_kafka_offsets_for_times(clients_->data, added, 5000);
+    for (int i = 0; i < added->cnt; ++i) {
+      rd_kafka_topic_partition_t& tp = added->elems[i];
+      if (asked == RD_KAFKA_RESP_ERR_NO_ERROR && !tp.err && tp.offset >= 0) continue;
+      // No record since the start (-1): from the partition's end as it is now, so that what is
+      // written from here on is read. Not answered: from its end, said in errors().
+      int64_t low = 0, high = RD_KAFKA_OFFSET_END;
+      const rd_kafka_resp_err_t e =
+          asked || tp.err ? (asked ? asked : tp.err)
+                          : rd_kafka_query_watermark_offsets(clients_->data, tp.topic,
+                                                             tp.partition, &low, &high, 5000);
+      if (e && errors_.size() < kMaxErrorsKept) {
+        errors_.push_back(std::string(tp.topic) + "-" + std::to_string(tp.partition) +
+                          ": read from its end, its offsets could not be asked: " +
+                          rd_kafka_err2str(e));
+      }
+      tp.offset = e ? RD_KAFKA_OFFSET_END : high;
+      tp.err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+  }
+  clients_->first_assignment_done = true;
   if (added->cnt > 0) {
     rd_kafka_error_t* e = rd_kafka_incremental_assign(clients_->data, added);
     if (e) {

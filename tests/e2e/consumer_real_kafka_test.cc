@@ -16,6 +16,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "proxy/app.h"
 #include "saltproxy/consumer.h"
 #include "testing/http_client.h"
@@ -181,6 +182,40 @@ TEST_F(ConsumerRealKafkaTest, OrderedReaderRestoresEveryKeysProducerOrder) {
   std::printf("ordered reader: %lld records, %lld salted, %lld from orders.hot, %zu layouts\n",
               static_cast<long long>(count), static_cast<long long>(salted),
               static_cast<long long>(from_hot_topic), map.size());
+}
+
+// An ordered reader that starts from the end finds the hot topic only once the proxy has made
+// it and written to it: it must read that topic from the reader's start, not from its end.
+TEST_F(ConsumerRealKafkaTest, FromTheEndAHotTopicMadeLaterIsReadFromTheReadersStart) {
+  RealKafka& kafka = RealKafka::Get();
+  ASSERT_THAT(kafka.CreateTopic("late", 2), IsOk());
+  SaltConsumerOptions options;
+  options.bootstrap_servers = kafka.bootstrap();
+  options.topic = "late";
+  options.from_beginning = false;
+  options.metadata_refresh = std::chrono::seconds(5);  // finds late.hot well after its records
+  std::string error;
+  std::unique_ptr<SaltConsumer> consumer = SaltConsumer::Create(options, &error);
+  ASSERT_NE(consumer, nullptr) << error;
+  consumer->Poll(std::chrono::milliseconds(200));
+  ASSERT_THAT(kafka.CreateTopic("late.hot", 1), IsOk());
+  HttpClient client(app_->http_port());
+  std::string body = R"({"records":[)";
+  for (int i = 0; i < 5; ++i) {
+    absl::StrAppend(&body, i ? "," : "", R"({"key":"k","value":")", i, R"("})");
+  }
+  body += "]}";
+  HttpResult r = client.Post("/topics/late.hot", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::vector<std::string> values;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (values.size() < 5 && std::chrono::steady_clock::now() < deadline) {
+    for (ReleasedRecord& released : consumer->Poll(std::chrono::milliseconds(100))) {
+      if (released.record.topic == "late.hot") values.push_back(*released.record.value);
+    }
+  }
+  EXPECT_EQ(values, (std::vector<std::string>{"\"0\"", "\"1\"", "\"2\"", "\"3\"", "\"4\""}))
+      << "errors: " << absl::StrJoin(consumer->TakeErrors(), "; ");
 }
 
 TEST_F(ConsumerRealKafkaTest, ThreeUnorderedReadersInAGroupMapEveryKeyBackAndLoseNothing) {
