@@ -262,7 +262,8 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     // Advertised (librdkafka wants Produce's minimum at v0) but not served: message formats v0
     // and v1 would be rewritten as v2. Every partition is refused in the version's own layout.
     LogEvent(LogLevel::kWarn, "kafka_produce_version_refused",
-             {{"version", absl::StrCat(version)}, {"detail", "message format v0/v1; use Produce v3+"}});
+             {{"version", absl::StrCat(version)},
+              {"detail", "message format v0/v1; use Produce v3+"}});
     if (req->acks == 0) return reply.NoResponse();
     std::vector<ProduceTopicResponse> topics;
     for (const ProduceTopic& topic : req->topics) {

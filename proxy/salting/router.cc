@@ -223,7 +223,7 @@ absl::Status Router::ProduceTo(const std::shared_ptr<TopicRuntime>& topic, int32
                                int32_t salt, uint64_t epoch) {
   if (partition < 0 || partition >= topic->partitions) {
     return absl::NotFoundError(absl::StrCat("topic ", topic->name, " has no partition ",
-                                                   partition));
+                                            partition));
   }
   PartitionCounters& c = topic->counters[partition];
   c.submitted.fetch_add(1, std::memory_order_relaxed);
