@@ -223,12 +223,13 @@ void SaltConsumer::RefreshAssignment() {
       rd_kafka_topic_partition_t& tp = added->elems[i];
       if (asked == RD_KAFKA_RESP_ERR_NO_ERROR && !tp.err && tp.offset >= 0) continue;
       // No record since the start (-1): from the partition's end as it is now, so that what is
-      // written from here on is read. Not answered: from its end, said in errors().
+      // written from here on is read. Not answered: from its end, said in TakeErrors().
       int64_t low = 0, high = RD_KAFKA_OFFSET_END;
-      const rd_kafka_resp_err_t e =
-          asked || tp.err ? (asked ? asked : tp.err)
-                          : rd_kafka_query_watermark_offsets(clients_->data, tp.topic,
-                                                             tp.partition, &low, &high, 5000);
+      rd_kafka_resp_err_t e = asked ? asked : tp.err;
+      if (!e) {
+        e = rd_kafka_query_watermark_offsets(clients_->data, tp.topic, tp.partition, &low, &high,
+                                             5000);
+      }
       if (e && errors_.size() < kMaxErrorsKept) {
         errors_.push_back(std::string(tp.topic) + "-" + std::to_string(tp.partition) +
                           ": read from its end, its offsets could not be asked: " +

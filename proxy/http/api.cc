@@ -1,9 +1,8 @@
 #include "proxy/http/api.h"
 
-#include <algorithm>
-
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 
