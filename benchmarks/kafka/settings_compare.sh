@@ -5,12 +5,15 @@
 #
 #   benchmarks/kafka/settings_compare.sh [-b build-dir] [-r rounds] [-s "1024 100"] SETTING...
 #
-# A SETTING is "label;upstream lines;kafka options": the lines go under `upstream:` (\n between
-# lines, each indented two spaces), the options into the Kafka listener's `{listen: …}`. E.g.
+# A SETTING is "label;upstream lines;kafka options[;binary]": the lines go under `upstream:` (\n
+# between lines, each indented two spaces), the options into the Kafka listener's `{listen: …}`,
+# and a binary, when given, runs instead of the build's (an older build, to compare two
+# versions). E.g.
 #
 #   benchmarks/kafka/settings_compare.sh 'defaults;;' \
 #     'linger 5 ms;  librdkafka: {linger.ms: "5"};' '1 producer;  producers: 1;' \
 #     '1 listener thread;;, threads: 1'
+#   benchmarks/kafka/settings_compare.sh 'new;;' 'old;;;/tmp/old/build/proxy/saltproxy'
 #
 # For each run: records/s and its ratio to the direct run of the same round, then saltproxy's
 # and the broker's CPU ticks (of 1/CLK_TCK s) and the Produce requests saltproxy sent upstream
@@ -35,8 +38,9 @@ start_broker
 
 labels=() addrs=() pids=() https=()
 for setting in "$@"; do
-  IFS=';' read -r label upstream kafka <<<"$setting"
-  start_saltproxy "s${#labels[@]}" "$(printf '%b\n  statistics_interval: 200ms\n' "$upstream")" "$kafka"
+  IFS=';' read -r label upstream kafka binary <<<"$setting"
+  saltproxy_binary=${binary:-} \
+    start_saltproxy "s${#labels[@]}" "$(printf '%b\n  statistics_interval: 200ms\n' "$upstream")" "$kafka"
   labels+=("$label") addrs+=("$proxy") pids+=("$proxy_pid") https+=("$proxy_http")
 done
 

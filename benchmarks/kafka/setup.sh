@@ -5,7 +5,8 @@
 #   start_broker                     # sets bootstrap, classpath, broker_pid
 #   start_saltproxy NAME [YAML] [KAFKA]  # YAML appended under upstream:, KAFKA (", threads: 1")
 #                                    # after the Kafka listener's address; sets proxy, proxy_pid
-#                                    # and proxy_http (its HTTP listener, for /metrics)
+#                                    # and proxy_http (its HTTP listener, for /metrics); runs
+#                                    # $saltproxy_binary if set, else $build/proxy/saltproxy
 
 work=$(mktemp -d)
 saltproxy_pids=()
@@ -28,7 +29,7 @@ start_saltproxy() {
   local name=$1 upstream_extra=${2:-} kafka_extra=${3:-} port
   printf 'log_level: info\nhttp: {listen: 127.0.0.1:0}\nkafka: {listen: 127.0.0.1:0%s}\nupstream:\n  bootstrap_servers: %s\n%s' \
     "$kafka_extra" "$bootstrap" "$upstream_extra" >"$work/$name.yaml"
-  "$build/proxy/saltproxy" --config "$work/$name.yaml" 2>"$work/$name.log" &
+  "${saltproxy_binary:-$build/proxy/saltproxy}" --config "$work/$name.yaml" 2>"$work/$name.log" &
   proxy_pid=$!
   saltproxy_pids+=("$proxy_pid")
   proxy=""
