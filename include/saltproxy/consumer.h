@@ -45,7 +45,9 @@ struct SaltConsumerOptions {
   ReassemblerOptions reassembly;         // kOrdered: lag policy, buffer bound, key range
   // How often new partitions (or a newly created hot topic) are looked for.
   std::chrono::milliseconds metadata_refresh{1000};
-  // Extra librdkafka properties for the data consumer.
+  // Extra librdkafka properties for the data consumer; those that say how to reach and log in
+  // to the cluster (security.*, sasl.*, ssl.*, socket.*, client.*) go to the control-topic
+  // reader too.
   std::map<std::string, std::string> librdkafka;
 };
 

@@ -7,6 +7,8 @@
 #include <set>
 #include <utility>
 
+#include "consumer_properties.h"
+
 namespace saltproxy {
 namespace {
 
@@ -123,8 +125,8 @@ bool SaltConsumer::Start(std::string* error) {
         {"log_level", "4"},
     };
     if (!data || options_.mode == Mode::kOrdered) props["enable.auto.commit"] = "false";
-    if (data) {
-      for (const auto& [k, v] : options_.librdkafka) props[k] = v;
+    for (const auto& [k, v] : options_.librdkafka) {
+      if (data || consumer_internal::IsConnectionProperty(k)) props[k] = v;
     }
     for (const auto& [k, v] : props) {
       if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
