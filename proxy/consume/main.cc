@@ -42,7 +42,9 @@ constexpr std::string_view kUsage =
     "  --from-end           start at the end of the partitions, not their beginning\n"
     "  --count N            exit after N records\n"
     "  --idle-exit MS       exit after MS without a record\n"
-    "  -X prop=value        a librdkafka property for the data consumer\n";
+    "  -X prop=value        a librdkafka property for the data consumer (connection ones,\n"
+    "                       security.*, sasl.*, ssl.*, socket.*, client.*, for the control\n"
+    "                       reader too)\n";
 
 std::atomic<bool> stop{false};
 
