@@ -147,7 +147,10 @@ absl::StatusOr<std::string> Unzstd(std::string_view data, size_t max) {
   return out;
 }
 
-absl::StatusOr<BatchRecord> DecodeRecord(std::string_view bytes, int64_t base_timestamp) {
+// `*budget`: what the record's headers may cost decoded (kDecodedHeaderCost each), lowered by
+// what they do; ResourceExhausted beyond it.
+absl::StatusOr<BatchRecord> DecodeRecord(std::string_view bytes, int64_t base_timestamp,
+                                         size_t* budget) {
   WireReader in(bytes);
   BatchRecord r;
   in.Int8();  // attributes: unused
@@ -163,6 +166,13 @@ absl::StatusOr<BatchRecord> DecodeRecord(std::string_view bytes, int64_t base_ti
   r.value = bytes_field("value");
   int32_t headers = in.VarInt();
   if (headers < 0 || headers > static_cast<int32_t>(in.remaining())) in.Fail("bad header count");
+  if (!in.ok()) return in.status();
+  const size_t headers_cost = static_cast<size_t>(headers) * kDecodedHeaderCost;
+  if (headers_cost > *budget) {
+    return absl::ResourceExhaustedError(absl::StrCat(headers, " headers"));
+  }
+  *budget -= headers_cost;
+  r.headers.reserve(static_cast<size_t>(headers));
   for (int32_t i = 0; i < headers && in.ok(); ++i) {
     int32_t n = in.VarInt();
     if (n < 0) in.Fail("null header key");
@@ -241,8 +251,9 @@ absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view by
   auto over_budget = [&](size_t more) {
     *error_code = kMessageTooLarge;
     return absl::ResourceExhaustedError(
-        absl::StrCat("the records would take more than ", budget, " bytes decoded (",
-                     cost + more, " at least): kafka.max_decompressed_bytes"));
+        absl::StrCat("the records would take more than the ", budget,
+                     " bytes decoded left to them of the request's kafka.max_decompressed_bytes (",
+                     cost + more, " at least)"));
   };
   std::vector<RecordBatch> batches;
   WireReader in(bytes);
@@ -307,8 +318,11 @@ absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view by
       if (!records.ok() || n < 0 || static_cast<size_t>(n) > records.remaining()) {
         return absl::InvalidArgumentError(absl::StrCat("record ", i, ": bad length ", n));
       }
+      size_t left = budget - cost;
       absl::StatusOr<BatchRecord> r = DecodeRecord(records.Raw(static_cast<size_t>(n)),
-                                                   b.base_timestamp);
+                                                   b.base_timestamp, &left);
+      if (absl::IsResourceExhausted(r.status())) return over_budget(budget - cost + 1);
+      cost = budget - left;
       if (!r.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("record ", i, ": ", r.status().message()));
       }

@@ -56,9 +56,12 @@ struct BatchError {
 // error code: CORRUPT_MESSAGE (2) for a bad CRC, truncation or bad compression;
 // UNSUPPORTED_FOR_MESSAGE_FORMAT (43) for a magic other than 2; MESSAGE_TOO_LARGE (10) when the
 // decoded batches would cost more than `budget` bytes: what compressed batches decompress to,
-// plus kDecodedRecordCost for every record (a few bytes of input make a record of that size in
-// memory). `spent`, when given, is told the cost of what was decoded.
+// plus kDecodedRecordCost for every record and kDecodedHeaderCost for every header (a few bytes
+// of input make a record or a header of that size in memory). `spent`, when given, is told the
+// cost of what was decoded.
 inline constexpr size_t kDecodedRecordCost = sizeof(BatchRecord);
+inline constexpr size_t kDecodedHeaderCost =
+    sizeof(std::pair<std::string, std::optional<std::string>>);
 absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view bytes,
                                                              size_t budget,
                                                              int16_t* error_code,

@@ -334,7 +334,6 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
         size_t spent = 0;
         absl::StatusOr<std::vector<RecordBatch>> batches =
             DecodeRecordBatches(*topic.partitions[p].records, decode_budget, &code, &spent);
-        decode_budget -= spent;
         if (!batches.ok()) {
           LogEvent(LogLevel::kWarn, "kafka_bad_batch",
                    {{"topic", topic.name}, {"reason", batches.status().message()}});
@@ -362,6 +361,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
         if (refused) continue;
         int32_t records = 0;
         for (const RecordBatch& b : *batches) records += static_cast<int32_t>(b.records.size());
+        decode_budget -= spent;  // kept until sent; a refused partition's are freed at once
         work.push_back(Work{t, p, std::move(*batches), *partitions, records});
       }
     }

@@ -126,6 +126,19 @@ TEST_P(CodecTest, EveryRecordCountsAgainstTheBudgetAsWellAsWhatIsDecompressed) {
   EXPECT_EQ(code, 10);  // MESSAGE_TOO_LARGE
 }
 
+TEST_P(CodecTest, EveryHeaderCountsAgainstTheBudget) {
+  RecordBatch batch;  // one record of 10,000 empty headers: 2 bytes each on the wire
+  batch.records.resize(1);
+  batch.records[0].headers.resize(10000);
+  std::string bytes = EncodeRecordBatch(batch, GetParam());
+  int16_t code = 0;
+  size_t spent = 0;
+  ASSERT_TRUE(DecodeRecordBatches(bytes, 1 << 22, &code, &spent).ok());
+  EXPECT_GE(spent, 10000 * kDecodedHeaderCost);
+  EXPECT_FALSE(DecodeRecordBatches(bytes, 5000 * kDecodedHeaderCost, &code).ok());
+  EXPECT_EQ(code, 10);  // MESSAGE_TOO_LARGE, before the headers are made
+}
+
 INSTANTIATE_TEST_SUITE_P(AllCodecs, CodecTest,
                          ::testing::Values(Compression::kNone, Compression::kGzip,
                                            Compression::kSnappy, Compression::kLz4,
