@@ -219,26 +219,37 @@ void SaltConsumer::RefreshAssignment() {
     // creates when a key first turns too hot, or partitions added) is read from the first
     // record stamped at or after the reader's start: from its end, the records written before
     // the reader noticed it would never be read, and their keys would wait for them.
-    for (int i = 0; i < added->cnt; ++i) added->elems[i].offset = clients_->started_ms;
-    const rd_kafka_resp_err_t asked = rd_kafka_offsets_for_times(clients_->data, added, 5000);
+    // Each partition's end first: where to start if nothing was written since the reader
+    // started, taken before the question, so that nothing written meanwhile is skipped.
+    std::vector<int64_t> ends(static_cast<size_t>(added->cnt), -1);
     for (int i = 0; i < added->cnt; ++i) {
+      int64_t low = 0, high = 0;
+      if (rd_kafka_query_watermark_offsets(clients_->data, added->elems[i].topic,
+                                           added->elems[i].partition, &low, &high,
+                                           5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ends[static_cast<size_t>(i)] = high;
+      }
+      added->elems[i].offset = clients_->started_ms;
+    }
+    const rd_kafka_resp_err_t asked = rd_kafka_offsets_for_times(clients_->data, added, 5000);
+    for (int i = added->cnt - 1; i >= 0; --i) {
       rd_kafka_topic_partition_t& tp = added->elems[i];
       if (asked == RD_KAFKA_RESP_ERR_NO_ERROR && !tp.err && tp.offset >= 0) continue;
-      // No record since the start (-1): from the partition's end as it is now, so that what is
-      // written from here on is read. Not answered: from its end, said in TakeErrors().
-      int64_t low = 0, high = RD_KAFKA_OFFSET_END;
-      rd_kafka_resp_err_t e = asked ? asked : tp.err;
-      if (!e) {
-        e = rd_kafka_query_watermark_offsets(clients_->data, tp.topic, tp.partition, &low, &high,
-                                             5000);
+      const int64_t end = ends[static_cast<size_t>(i)];
+      if (asked == RD_KAFKA_RESP_ERR_NO_ERROR && !tp.err && end >= 0) {
+        tp.offset = end;  // nothing since the start (-1)
+        continue;
       }
-      if (e && errors_.size() < kMaxErrorsKept) {
+      // Not answered (a topic just made may have no leader yet): asked again at the next
+      // refresh rather than read from an end that would skip what is written meanwhile.
+      if (errors_.size() < kMaxErrorsKept) {
         errors_.push_back(std::string(tp.topic) + "-" + std::to_string(tp.partition) +
-                          ": read from its end, its offsets could not be asked: " +
-                          rd_kafka_err2str(e));
+                          ": not assigned yet, its offsets could not be asked: " +
+                          rd_kafka_err2str(asked ? asked : tp.err ? tp.err
+                                                                  : RD_KAFKA_RESP_ERR__TIMED_OUT));
       }
-      tp.offset = e ? RD_KAFKA_OFFSET_END : high;
-      tp.err = RD_KAFKA_RESP_ERR_NO_ERROR;
+      clients_->assigned.erase({tp.topic, tp.partition});
+      rd_kafka_topic_partition_list_del_by_idx(added, i);
     }
   }
   clients_->first_assignment_done = true;
