@@ -10,8 +10,9 @@ namespace saltproxy::consumer_internal {
 // the control-topic reader needs them as the data consumer does. The rest (group, fetch and
 // offset settings) shape the data consumer only.
 inline bool IsConnectionProperty(std::string_view name) {
-  for (std::string_view prefix : {"security.", "sasl.", "ssl.", "enable.ssl.", "socket.",
-                                  "client.", "broker.address.", "reconnect.", "api.version."}) {
+  for (std::string_view prefix :
+       {"security.", "sasl.", "ssl.", "enable.ssl.", "enable.sasl.", "socket.", "client.",
+        "broker.address.", "reconnect.", "api.version."}) {
     if (name.substr(0, prefix.size()) == prefix) return true;
   }
   return name == "broker.version.fallback";

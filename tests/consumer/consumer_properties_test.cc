@@ -10,7 +10,7 @@ TEST(ConsumerPropertiesTest, HowToReachAndLogInGoesToTheControlReaderToo) {
   for (const char* name : {"security.protocol", "sasl.mechanisms", "sasl.username",
                            "sasl.password", "ssl.ca.location", "enable.ssl.certificate.verification",
                            "socket.timeout.ms", "client.id", "client.dns.lookup",
-                           "broker.address.family"}) {
+                           "broker.address.family", "enable.sasl.oauthbearer.unsecure.jwt"}) {
     EXPECT_TRUE(IsConnectionProperty(name)) << name;
   }
 }
