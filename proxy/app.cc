@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -389,7 +390,8 @@ absl::Status App::Shutdown() {
   LogEvent(LogLevel::kInfo, "shutdown_started");
   // 1. Stop accepting; requests in flight are answered once their records are delivered.
   if (p.http) p.http->Shutdown(p.config.shutdown_timeout);
-  if (p.kafka) p.kafka->Shutdown(p.config.shutdown_timeout);
+  // What is left of the timeout: the two listeners' drains share it (each took all of it).
+  if (p.kafka) p.kafka->Shutdown(std::max(absl::ZeroDuration(), deadline - absl::Now()));
   // 2. Stop the control step: no more layout changes.
   {
     std::lock_guard<std::mutex> lock(p.control_mu);
@@ -397,7 +399,9 @@ absl::Status App::Shutdown() {
   }
   p.control_cv.notify_all();
   if (p.control.joinable()) p.control.join();
-  // Records held for a layout change that did not finish in time: their clients are told.
+  // Records held for a layout change that did not finish in time are failed, so that their
+  // requests settle and free their state (the listeners have stopped: their clients see the
+  // connection close), and later records of those keys are refused.
   if (p.router) p.router->FailHeld(absl::UnavailableError("saltproxy is shutting down"));
   // 3. Flush what is still queued upstream (records of requests that were not waited for).
   absl::Status flushed =
