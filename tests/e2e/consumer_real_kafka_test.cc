@@ -205,7 +205,13 @@ TEST_F(ConsumerRealKafkaTest, FromTheEndAHotTopicMadeLaterIsReadFromTheReadersSt
     absl::StrAppend(&body, i ? "," : "", R"({"key":"k","value":")", i, R"("})");
   }
   body += "]}";
+  // The proxy may not know the topic yet in its first moments: a 404 produces nothing, so ask
+  // again until it does.
   HttpResult r = client.Post("/topics/late.hot", body);
+  for (int i = 0; i < 100 && r.status == 404; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    r = client.Post("/topics/late.hot", body);
+  }
   ASSERT_EQ(r.status, 200) << r.body;
   std::vector<std::string> values;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
