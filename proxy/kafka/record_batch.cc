@@ -147,10 +147,17 @@ absl::StatusOr<std::string> Unzstd(std::string_view data, size_t max) {
   return out;
 }
 
-// `*budget`: what the record's headers may cost decoded (kDecodedHeaderCost each), lowered by
-// what they do; ResourceExhausted beyond it.
+// Takes `cost` from what is `*left` of a decode budget; false, taking nothing, if it is more.
+bool Take(size_t* left, size_t cost) {
+  if (cost > *left) return false;
+  *left -= cost;
+  return true;
+}
+
+// `*left`: what is left of the decode budget, which the record's headers take from
+// (kDecodedHeaderCost each); ResourceExhausted beyond it.
 absl::StatusOr<BatchRecord> DecodeRecord(std::string_view bytes, int64_t base_timestamp,
-                                         size_t* budget) {
+                                         size_t* left) {
   WireReader in(bytes);
   BatchRecord r;
   in.Int8();  // attributes: unused
@@ -167,11 +174,9 @@ absl::StatusOr<BatchRecord> DecodeRecord(std::string_view bytes, int64_t base_ti
   int32_t headers = in.VarInt();
   if (headers < 0 || headers > static_cast<int32_t>(in.remaining())) in.Fail("bad header count");
   if (!in.ok()) return in.status();
-  const size_t headers_cost = static_cast<size_t>(headers) * kDecodedHeaderCost;
-  if (headers_cost > *budget) {
+  if (!Take(left, static_cast<size_t>(headers) * kDecodedHeaderCost)) {
     return absl::ResourceExhaustedError(absl::StrCat(headers, " headers"));
   }
-  *budget -= headers_cost;
   r.headers.reserve(static_cast<size_t>(headers));
   for (int32_t i = 0; i < headers && in.ok(); ++i) {
     int32_t n = in.VarInt();
@@ -247,13 +252,12 @@ absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view by
                                                              int16_t* error_code,
                                                              size_t* spent) {
   *error_code = kCorruptMessage;
-  size_t cost = 0;  // never above budget
-  auto over_budget = [&](size_t more) {
+  size_t left = budget;  // what the batches decoded so far leave of it
+  auto over_budget = [&] {
     *error_code = kMessageTooLarge;
     return absl::ResourceExhaustedError(
         absl::StrCat("the records would take more than the ", budget,
-                     " bytes decoded left to them of the request's kafka.max_decompressed_bytes (",
-                     cost + more, " at least)"));
+                     " bytes decoded left to them of the request's kafka.max_decompressed_bytes"));
   };
   std::vector<RecordBatch> batches;
   WireReader in(bytes);
@@ -295,22 +299,20 @@ absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view by
         return absl::InvalidArgumentError(
             absl::StrCat("unknown compression codec ", static_cast<int>(b.compression())));
       }
-      absl::StatusOr<std::string> d = Decompress(b.compression(), raw, budget - cost);
+      absl::StatusOr<std::string> d = Decompress(b.compression(), raw, left);
       if (!d.ok()) {
-        if (absl::IsResourceExhausted(d.status())) return over_budget(budget - cost + 1);
+        if (absl::IsResourceExhausted(d.status())) return over_budget();
         return d.status();
       }
       decompressed = std::move(*d);
       raw = decompressed;
-      cost += decompressed.size();
+      left -= decompressed.size();  // Decompress keeps within `left`
     }
     if (count < 0 || static_cast<size_t>(count) > raw.size()) {
       return absl::InvalidArgumentError(absl::StrCat("record count ", count, " in ", raw.size(),
                                                      " bytes"));
     }
-    const size_t records_cost = static_cast<size_t>(count) * kDecodedRecordCost;
-    if (records_cost > budget - cost) return over_budget(records_cost);
-    cost += records_cost;
+    if (!Take(&left, static_cast<size_t>(count) * kDecodedRecordCost)) return over_budget();
     WireReader records(raw);
     b.records.reserve(static_cast<size_t>(count));
     for (int32_t i = 0; i < count; ++i) {
@@ -318,11 +320,9 @@ absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view by
       if (!records.ok() || n < 0 || static_cast<size_t>(n) > records.remaining()) {
         return absl::InvalidArgumentError(absl::StrCat("record ", i, ": bad length ", n));
       }
-      size_t left = budget - cost;
       absl::StatusOr<BatchRecord> r = DecodeRecord(records.Raw(static_cast<size_t>(n)),
                                                    b.base_timestamp, &left);
-      if (absl::IsResourceExhausted(r.status())) return over_budget(budget - cost + 1);
-      cost = budget - left;
+      if (absl::IsResourceExhausted(r.status())) return over_budget();
       if (!r.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("record ", i, ": ", r.status().message()));
       }
@@ -335,7 +335,7 @@ absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view by
   }
   if (!in.ok()) return in.status();
   *error_code = 0;
-  if (spent) *spent = cost;
+  if (spent) *spent = budget - left;
   return batches;
 }
 

@@ -60,8 +60,7 @@ struct BatchError {
 // of input make a record or a header of that size in memory). `spent`, when given, is told the
 // cost of what was decoded.
 inline constexpr size_t kDecodedRecordCost = sizeof(BatchRecord);
-inline constexpr size_t kDecodedHeaderCost =
-    sizeof(std::pair<std::string, std::optional<std::string>>);
+inline constexpr size_t kDecodedHeaderCost = sizeof(decltype(BatchRecord::headers)::value_type);
 absl::StatusOr<std::vector<RecordBatch>> DecodeRecordBatches(std::string_view bytes,
                                                              size_t budget,
                                                              int16_t* error_code,
