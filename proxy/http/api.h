@@ -68,10 +68,10 @@ class ApiHandler : public HttpHandler {
                                             const V3Target& target) const;
   void V3Clusters(const HttpRequest& request, absl::string_view path, Responder respond);
   void ProduceV3(HttpRequest&& request, V3Target target, bool routing, Responder respond);
-  // Idempotency-Key: true when the cache answers (a replay, a wait, a conflict); otherwise
-  // `respond` now records its answer for the key.
   // The request carries an Idempotency-Key: its answer is remembered.
   static bool Recorded(const HttpRequest& request);
+  // Idempotency-Key: true when the cache answers (a replay, a wait, a conflict); otherwise
+  // `respond` now records its answer for the key.
   bool ClaimIdempotency(const HttpRequest& request, Responder& respond);
 
   // `partition`: from /topics/{topic}/partitions/{partition}; `routing`: the client asked to be
