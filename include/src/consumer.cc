@@ -58,6 +58,24 @@ ConsumerRecord FromMessage(const rd_kafka_message_t* m) {
   return r;
 }
 
+// Where a partition reads from to start at `since_ms`: its first record written since, or,
+// with none yet, its end as it was before that was asked, so that nothing written meanwhile is
+// skipped. An error when the cluster cannot answer for the partition yet.
+rd_kafka_resp_err_t OffsetSince(rd_kafka_t* rk, const std::string& topic, int32_t partition,
+                                int64_t since_ms, int64_t* offset) {
+  int64_t low = 0, end = 0;
+  rd_kafka_resp_err_t e =
+      rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &end, 5000);
+  if (e) return e;
+  rd_kafka_topic_partition_list_t* one = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(one, topic.c_str(), partition)->offset = since_ms;
+  e = rd_kafka_offsets_for_times(rk, one, 5000);
+  if (!e) e = one->elems[0].err;
+  if (!e) *offset = one->elems[0].offset >= 0 ? one->elems[0].offset : end;  // -1: none since
+  rd_kafka_topic_partition_list_destroy(one);
+  return e;
+}
+
 }  // namespace
 
 struct SaltConsumer::Clients {
@@ -208,48 +226,26 @@ void SaltConsumer::RefreshAssignment() {
   for (const std::string& topic : {options_.topic, options_.hot_topic}) {
     int count = partitions_of(clients_->data, topic);
     for (int32_t p = 0; p < count; ++p) {
-      if (clients_->assigned.insert({topic, p}).second) {
-        rd_kafka_topic_partition_list_add(added, topic.c_str(), p)->offset =
-            options_.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+      if (clients_->assigned.contains({topic, p})) continue;
+      int64_t offset = options_.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+      if (!options_.from_beginning && clients_->first_assignment_done) {
+        // Reading from the end, a partition found after the start (the hot topic, which the
+        // proxy creates when a key first turns too hot, or partitions added) is read from the
+        // reader's start: from its end, what was written before the reader noticed it would
+        // never be read, and its keys would wait for it.
+        if (rd_kafka_resp_err_t e =
+                OffsetSince(clients_->data, topic, p, clients_->started_ms, &offset)) {
+          // A topic just made may have no leader yet: asked again at the next refresh.
+          if (errors_.size() < kMaxErrorsKept) {
+            errors_.push_back(topic + "-" + std::to_string(p) +
+                              ": not read yet, its offsets could not be asked: " +
+                              rd_kafka_err2str(e));
+          }
+          continue;
+        }
       }
-    }
-  }
-  if (added->cnt > 0 && !options_.from_beginning && clients_->first_assignment_done) {
-    // Reading from the end, a partition found after the start (the hot topic, which the proxy
-    // creates when a key first turns too hot, or partitions added) is read from the first
-    // record stamped at or after the reader's start: from its end, the records written before
-    // the reader noticed it would never be read, and their keys would wait for them.
-    // Each partition's end first: where to start if nothing was written since the reader
-    // started, taken before the question, so that nothing written meanwhile is skipped.
-    std::vector<int64_t> ends(static_cast<size_t>(added->cnt), -1);
-    for (int i = 0; i < added->cnt; ++i) {
-      int64_t low = 0, high = 0;
-      if (rd_kafka_query_watermark_offsets(clients_->data, added->elems[i].topic,
-                                           added->elems[i].partition, &low, &high,
-                                           5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ends[static_cast<size_t>(i)] = high;
-      }
-      added->elems[i].offset = clients_->started_ms;
-    }
-    const rd_kafka_resp_err_t asked = rd_kafka_offsets_for_times(clients_->data, added, 5000);
-    for (int i = added->cnt - 1; i >= 0; --i) {
-      rd_kafka_topic_partition_t& tp = added->elems[i];
-      if (asked == RD_KAFKA_RESP_ERR_NO_ERROR && !tp.err && tp.offset >= 0) continue;
-      const int64_t end = ends[static_cast<size_t>(i)];
-      if (asked == RD_KAFKA_RESP_ERR_NO_ERROR && !tp.err && end >= 0) {
-        tp.offset = end;  // nothing since the start (-1)
-        continue;
-      }
-      // Not answered (a topic just made may have no leader yet): asked again at the next
-      // refresh rather than read from an end that would skip what is written meanwhile.
-      if (errors_.size() < kMaxErrorsKept) {
-        errors_.push_back(std::string(tp.topic) + "-" + std::to_string(tp.partition) +
-                          ": not assigned yet, its offsets could not be asked: " +
-                          rd_kafka_err2str(asked ? asked : tp.err ? tp.err
-                                                                  : RD_KAFKA_RESP_ERR__TIMED_OUT));
-      }
-      clients_->assigned.erase({tp.topic, tp.partition});
-      rd_kafka_topic_partition_list_del_by_idx(added, i);
+      clients_->assigned.insert({topic, p});
+      rd_kafka_topic_partition_list_add(added, topic.c_str(), p)->offset = offset;
     }
   }
   clients_->first_assignment_done = true;
