@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "proxy/http/api.h"
+#include "testing/held_sink.h"
 
 namespace saltproxy {
 namespace {
@@ -115,31 +116,17 @@ TEST(IdempotencyCacheTest, AnAnswerMarkedNothingWrittenIsNotReplayedAndLosesTheM
   EXPECT_FALSE(cache.Claim("k", 1, r2, kNow, 11));  // runs again
 }
 
-// Holds what it is given; the test delivers or fails it.
-class HeldSink : public RecordSink {
- public:
-  absl::Status Submit(Record&&, DeliveryCallback done) override {
-    held.push_back(std::move(done));
-    return absl::OkStatus();
-  }
-  void LookupTopic(const std::string&,
-                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
-    done(4);
-  }
-  void Settle(const std::vector<bool>& written) {
-    std::vector<DeliveryCallback> now = std::move(held);
-    held.clear();
-    for (size_t i = 0; i < now.size(); ++i) {
-      DeliveryReport r;
-      r.topic = "orders";
-      r.partition = 0;
-      r.offset = static_cast<int64_t>(i);
-      if (!written[i]) r.status = absl::DeadlineExceededError("message timed out");
-      now[i](r);
+// Settles every record `sink` holds: written or failed, as `written` says, in order.
+void Settle(::saltproxy::testing::HeldSink& sink, const std::vector<bool>& written) {
+  for (size_t i = 0; i < sink.records.size(); ++i) {
+    if (written[i]) {
+      sink.Deliver(i, static_cast<int64_t>(i));
+    } else {
+      sink.Fail(i);
     }
   }
-  std::vector<DeliveryCallback> held;
-};
+  sink.Clear();
+}
 
 class IdempotentProduceTest : public ::testing::Test {
  protected:
@@ -158,13 +145,13 @@ class IdempotentProduceTest : public ::testing::Test {
                     const std::vector<bool>& written) {
     Captured answer;
     api.Handle(Request(target, body, content_type, key), answer.Make());
-    if (!answer.response) sink.Settle(written);
+    if (!answer.response) Settle(sink, written);
     EXPECT_TRUE(answer.response.has_value());
     return answer.response.value_or(HttpResponse{});
   }
 
   HttpConfig config;
-  HeldSink sink;
+  ::saltproxy::testing::HeldSink sink{4};
   Metrics metrics;
   ApiHandler api{config, sink, metrics, [] { return true; }, [] { return "c1"; }};
 };
@@ -188,8 +175,8 @@ TEST_F(IdempotentProduceTest, AnswersWhereNothingWasWrittenAreNotReplayedOthersA
     Captured again;
     api.Handle(Request(c.target, c.body, c.type, key.c_str()), again.Make());
     EXPECT_FALSE(again.response.has_value()) << "replayed: " << again.response->body();
-    ASSERT_EQ(sink.held.size(), 2u);
-    sink.Settle({true, true});
+    ASSERT_EQ(sink.records.size(), 2u);
+    Settle(sink, {true, true});
     ASSERT_TRUE(again.response.has_value());
     EXPECT_EQ((*again.response)["Idempotent-Replayed"], "");
     // One written: replayed, with nothing produced again.
@@ -200,7 +187,7 @@ TEST_F(IdempotentProduceTest, AnswersWhereNothingWasWrittenAreNotReplayedOthersA
     ASSERT_TRUE(retry.response);
     EXPECT_EQ((*retry.response)["Idempotent-Replayed"], "true");
     EXPECT_EQ(retry.response->body(), first.body());
-    EXPECT_TRUE(sink.held.empty());
+    EXPECT_TRUE(sink.records.empty());
     // Without a key the mark is never set.
     EXPECT_EQ(Send(c.target, c.body, c.type, nullptr, {false, false}).count(kNothingWrittenHeader),
               0u);

@@ -7,72 +7,22 @@
 //   build-asan/tests/kafka_server/fuzz_kafka_handler -max_total_time=20 tests/kafka/corpus
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "proxy/kafka_server/kafka_handler.h"
+#include "testing/held_sink.h"
 
 namespace saltproxy {
 namespace {
 
-class Sink : public RecordSink {
- public:
-  absl::Status Submit(Record&&, DeliveryCallback done) override {
-    if (held_.size() >= 100000) return absl::ResourceExhaustedError("full");
-    held_.push_back(std::move(done));
-    return absl::OkStatus();
-  }
-  void LookupTopic(const std::string& topic,
-                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
-    if (topic.empty()) return done(absl::NotFoundError("no such topic"));
-    done(4);
-  }
-  void SettleAll() {
-    std::vector<DeliveryCallback> held = std::move(held_);
-    held_.clear();
-    for (DeliveryCallback& done : held) {
-      DeliveryReport r;
-      if (++count_ % 3 == 0) {
-        r.status = absl::DeadlineExceededError("message timed out");
-      } else {
-        r.partition = 0;
-        r.offset = count_;
-      }
-      done(r);
-    }
-  }
-
- private:
-  std::vector<DeliveryCallback> held_;
-  int64_t count_ = 0;
-};
-
-// Every topic but the empty name has 4 partitions.
-class FourPartitions : public Upstream {
- public:
-  absl::Status Produce(Record&&, int32_t, DeliveryCallback) override {
-    return absl::UnimplementedError("the handler produces through its sink");
-  }
-  std::optional<int32_t> CachedPartitions(const std::string& topic) const override {
-    if (topic.empty()) return std::nullopt;
-    return 4;
-  }
-  void LookupTopic(const std::string&,
-                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
-    done(4);
-  }
-  Topics KnownTopics() const override { return {}; }
-  absl::Status CreateTopic(const std::string&, int32_t,
-                           const std::map<std::string, std::string>&) override {
-    return absl::OkStatus();
-  }
-};
+using ::saltproxy::testing::FixedUpstream;
+using ::saltproxy::testing::HeldSink;
 
 struct World {
   Metrics metrics;
-  Sink sink;
-  FourPartitions upstream;
+  HeldSink sink{4, 100000};
+  FixedUpstream upstream{4};
   ProducerRegistry registry{1000};
   KafkaHandler handler{[] {
                          KafkaHandlerOptions o;
@@ -89,6 +39,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static saltproxy::World* world = new saltproxy::World();  // lives as long as the process
   world->handler.Handle(std::string(reinterpret_cast<const char*>(data), size), 1,
                         saltproxy::FrameReply([](saltproxy::FrameReply::Kind, std::string) {}));
-  world->sink.SettleAll();
+  // Every third record fails, the rest are written.
+  for (size_t i = 0; i < world->sink.records.size(); ++i) {
+    if (i % 3 == 2) {
+      world->sink.Fail(i);
+    } else {
+      world->sink.Deliver(i, static_cast<int64_t>(i));
+    }
+  }
+  world->sink.Clear();
   return 0;
 }

@@ -13,59 +13,15 @@
 #include "proxy/kafka/protocol.h"
 #include "proxy/kafka/record_batch.h"
 #include "proxy/kafka/wire.h"
+#include "testing/held_sink.h"
 
 namespace saltproxy {
 namespace {
 
 using namespace ::saltproxy::kafka;  // NOLINT: the protocol's names, as the handler uses them
 
-class HeldSink : public RecordSink {
- public:
-  absl::Status Submit(Record&& record, DeliveryCallback done) override {
-    records.push_back(std::move(record));
-    callbacks.push_back(std::move(done));
-    return absl::OkStatus();
-  }
-  void LookupTopic(const std::string&,
-                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
-    done(1);
-  }
-  void Deliver(size_t i, int64_t offset) {
-    DeliveryReport r;
-    r.topic = records[i].topic;
-    r.partition = 0;
-    r.offset = offset;
-    callbacks[i](r);
-  }
-  void Fail(size_t i) {
-    DeliveryReport r;
-    r.topic = records[i].topic;
-    r.status = absl::DeadlineExceededError("message timed out");  // possibly written, to a client
-    callbacks[i](r);
-  }
-  std::vector<Record> records;
-  std::vector<DeliveryCallback> callbacks;
-};
-
-class OnePartitionUpstream : public Upstream {
- public:
-  absl::Status Produce(Record&&, int32_t, DeliveryCallback) override {
-    return absl::UnimplementedError("not here");
-  }
-  std::optional<int32_t> CachedPartitions(const std::string& topic) const override {
-    if (topic == "t") return 1;
-    return std::nullopt;
-  }
-  void LookupTopic(const std::string&,
-                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
-    done(1);
-  }
-  Topics KnownTopics() const override { return {}; }
-  absl::Status CreateTopic(const std::string&, int32_t,
-                           const std::map<std::string, std::string>&) override {
-    return absl::OkStatus();
-  }
-};
+using ::saltproxy::testing::FixedUpstream;
+using ::saltproxy::testing::HeldSink;
 
 struct Answer {
   int16_t error = -1;
@@ -113,7 +69,7 @@ class KafkaHandlerTest : public ::testing::Test {
 
   Metrics metrics;
   HeldSink sink;
-  OnePartitionUpstream upstream;
+  FixedUpstream upstream{1};
   ProducerRegistry registry{100};
   ProducerRegistry::Issued id = registry.Init();
   KafkaHandler handler{KafkaHandlerOptions{}, sink, upstream, registry, metrics};
