@@ -72,18 +72,13 @@ void ReadKafka(YamlSection& s, KafkaListenerConfig& k) {
 // True if `server` (host:port) is the Kafka listener's own address: the same port on the same
 // host, or on loopback or wildcard hosts both (another host may be this one too; not checked).
 bool IsOwnListener(absl::string_view server, const Endpoint& listen) {
-  const size_t colon = server.rfind(':');
-  int port = 0;
-  if (colon == absl::string_view::npos || !absl::SimpleAtoi(server.substr(colon + 1), &port) ||
-      port != listen.port || port == 0) {
-    return false;
-  }
+  absl::StatusOr<Endpoint> e = ParseEndpoint(server);
+  if (!e.ok() || e->port == 0 || e->port != listen.port) return false;
   auto local = [](absl::string_view host) {
     return host == "127.0.0.1" || host == "localhost" || host == "0.0.0.0" || host == "::1" ||
-           host == "[::1]" || host == "::" || host == "[::]";
+           host == "::";
   };
-  const absl::string_view host = server.substr(0, colon);
-  return host == listen.host || (local(host) && local(listen.host));
+  return e->host == listen.host || (local(e->host) && local(listen.host));
 }
 
 void ReadUpstream(YamlSection& s, UpstreamConfig& up, const std::optional<Endpoint>& listen) {

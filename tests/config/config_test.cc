@@ -41,7 +41,8 @@ TEST(ConfigTest, AnUnknownFieldsHintNamesListenEvenWhenItIsAbsent) {
 }
 
 TEST(ConfigTest, UpstreamMayNotBeTheKafkaListenerItself) {
-  for (const char* upstream : {"127.0.0.1:9092", "localhost:9092", "kafka-1:9093, 127.0.0.1:9092"}) {
+  for (const char* upstream :
+       {"127.0.0.1:9092", "localhost:9092", "[::1]:9092", "kafka-1:9093, 127.0.0.1:9092"}) {
     SCOPED_TRACE(upstream);
     EXPECT_THAT(ParseConfig(absl::StrCat("kafka: {listen: 127.0.0.1:9092}\nupstream: "
                                          "{bootstrap_servers: \"", upstream, "\"}\n")),
