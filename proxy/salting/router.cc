@@ -110,8 +110,8 @@ struct Router::KeyRuntime {
   // every partition the numbers reach the cluster in order, whichever ingress threads carry the
   // key, and a record refused on the spot gives its number back instead of leaving a gap that
   // readers would wait for.
-  std::atomic<int64_t> next_seq{0};
   std::mutex mu;
+  int64_t next_seq = 0;  // guarded by mu
   bool holding = false;  // guarded by mu
   std::deque<std::pair<Record, DeliveryCallback>> held;  // guarded by mu
   absl::Status refused;  // guarded by mu; set by FailHeld: no more holding
@@ -331,7 +331,7 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
       }
     }
   }
-  const int64_t seq = entry->runtime->next_seq.load(std::memory_order_relaxed);
+  const int64_t seq = entry->runtime->next_seq;
   record.headers.push_back({std::string(kHeaderOriginalKey), key});
   record.headers.push_back({std::string(kHeaderInstance), options_.instance_id});
   record.headers.push_back({std::string(kHeaderSequence), absl::StrCat(seq)});
@@ -340,7 +340,7 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
   absl::Status queued =
       ProduceTo(dest_ptr, m.partitions[salt], std::move(record), std::move(done), m.action,
                 m.action == RouteAction::kPassed ? -1 : salt, m.epoch);
-  if (queued.ok()) entry->runtime->next_seq.store(seq + 1, std::memory_order_release);
+  if (queued.ok()) entry->runtime->next_seq = seq + 1;
   return queued;
 }
 
@@ -620,7 +620,7 @@ void Router::AdvanceTransitions(absl::Time now) {
     entry.epoch_text = absl::StrCat(m.epoch);
     {
       std::lock_guard<std::mutex> lock(t->runtime->mu);
-      m.since_seq = t->runtime->next_seq.load(std::memory_order_acquire);
+      m.since_seq = t->runtime->next_seq;
       entry.map = m;
       // Held records go out first, in order, under the new layout; the new snapshot is
       // published only after them, so no newer record can overtake them.
