@@ -249,6 +249,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
     server_options.max_frame_bytes = config.kafka.max_frame_bytes;
     server_options.max_in_flight_per_connection = config.kafka.max_in_flight_per_connection;
     server_options.idle_timeout = config.kafka.idle_timeout;
+    server_options.max_in_flight_bytes = config.kafka.max_in_flight_bytes;
+    server_options.frame_timeout = config.kafka.frame_timeout;
+    server_options.max_connections = config.kafka.max_connections;
+    server_options.max_connections_per_address = config.kafka.max_connections_per_address;
     p.kafka = std::make_unique<KafkaServer>(server_options, *p.kafka_handler, p.metrics);
     if (absl::Status s = p.kafka->Start(); !s.ok()) return s;
     p.kafka_handler->SetAdvertisedPort(p.kafka->port());
@@ -315,6 +319,11 @@ std::vector<std::string> NeedsRestart(const Config& a, const Config& b) {
   differs(k.max_in_flight_per_connection != l.max_in_flight_per_connection,
           "kafka.max_in_flight_per_connection");
   differs(k.idle_timeout != l.idle_timeout, "kafka.idle_timeout");
+  differs(k.max_in_flight_bytes != l.max_in_flight_bytes, "kafka.max_in_flight_bytes");
+  differs(k.frame_timeout != l.frame_timeout, "kafka.frame_timeout");
+  differs(k.max_connections != l.max_connections, "kafka.max_connections");
+  differs(k.max_connections_per_address != l.max_connections_per_address,
+          "kafka.max_connections_per_address");
   differs(k.max_decompressed_bytes != l.max_decompressed_bytes, "kafka.max_decompressed_bytes");
   differs(k.max_producers != l.max_producers, "kafka.max_producers");
   const UpstreamConfig& u = a.upstream;

@@ -66,6 +66,15 @@ void ReadKafka(YamlSection& s, KafkaListenerConfig& k) {
   s.ReadDuration("idle_timeout", &k.idle_timeout, absl::Seconds(1), absl::Hours(24));
   s.ReadUint64("max_decompressed_bytes", &k.max_decompressed_bytes, 1024, 1ull << 32);
   s.ReadInt("max_producers", &k.max_producers, 1, 10'000'000);
+  s.ReadUint64("max_in_flight_bytes", &k.max_in_flight_bytes, 1 << 16, 64 * kGiB);
+  s.ReadDuration("frame_timeout", &k.frame_timeout, absl::Milliseconds(100), absl::Hours(1));
+  s.ReadInt("max_connections", &k.max_connections, 0, 1 << 24);
+  s.ReadInt("max_connections_per_address", &k.max_connections_per_address, 0, 1 << 24);
+  if (k.max_in_flight_bytes < k.max_frame_bytes) {
+    s.Error("max_in_flight_bytes",
+            absl::StrCat("must be at least max_frame_bytes (", k.max_frame_bytes,
+                         "), or a frame of that size could never be read"));
+  }
   s.Finish();
 }
 

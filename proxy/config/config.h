@@ -60,6 +60,18 @@ struct KafkaListenerConfig {
   absl::Duration idle_timeout = absl::Minutes(10);
   uint64_t max_decompressed_bytes = 64 << 20;
   int max_producers = 100000;
+  // Bytes of request frames being read or handled, over all connections (a broker's
+  // queued.max.request.bytes); at the bound, connections stop reading until requests are
+  // answered. At least max_frame_bytes. Only bytes that have arrived count: a frame's buffer
+  // grows as its bytes come in.
+  uint64_t max_in_flight_bytes = 256ull << 20;
+  // A frame begun must be whole within this, or its connection is closed (slow or stalled
+  // peers); separate from idle_timeout, which is the wait for the next frame to begin.
+  absl::Duration frame_timeout = absl::Seconds(30);
+  // Open connections, in total and from one client address (0: no bound); more are closed on
+  // accept.
+  int max_connections = 8192;
+  int max_connections_per_address = 1024;
 };
 
 struct TopicSpec {

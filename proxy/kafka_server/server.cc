@@ -3,12 +3,14 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 
+#include <algorithm>
 #include <array>
 #include <condition_variable>
 #include <deque>
@@ -17,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 #include "proxy/net/acceptor.h"
+#include "proxy/net/byte_budget.h"
+#include "proxy/net/connection_limits.h"
 
 namespace saltproxy {
 
@@ -55,6 +59,32 @@ struct KafkaServer::Shared {
                         .Help("Open Kafka-protocol connections")
                         .Register(metrics.registry())
                         .Add({})),
+        held_bytes(prometheus::BuildGauge()
+                       .Name("saltproxy_kafka_in_flight_bytes")
+                       .Help("Bytes held by Kafka-protocol requests being read or handled, all "
+                             "connections together (bounded by kafka.max_in_flight_bytes)")
+                       .Register(metrics.registry())
+                       .Add({})),
+        held_limit(prometheus::BuildGauge()
+                       .Name("saltproxy_kafka_in_flight_bytes_limit")
+                       .Help("kafka.max_in_flight_bytes")
+                       .Register(metrics.registry())
+                       .Add({})),
+        budget_full(prometheus::BuildCounter()
+                        .Name("saltproxy_kafka_in_flight_bytes_full_total")
+                        .Help("Times a Kafka-protocol connection stopped reading because "
+                              "kafka.max_in_flight_bytes was reached")
+                        .Register(metrics.registry())
+                        .Add({})),
+        frames_reading(prometheus::BuildGauge()
+                           .Name("saltproxy_kafka_frames_reading")
+                           .Help("Kafka-protocol request frames begun and not yet fully read")
+                           .Register(metrics.registry())
+                           .Add({})),
+        budget(o.max_in_flight_bytes, [this](uint64_t held) { held_bytes.Set(double(held)); },
+               [this] { budget_full.Increment(); }),
+        limits(ConnectionLimits::Make("kafka", o.max_connections, o.max_connections_per_address,
+                                      metrics.registry())),
         frames(prometheus::BuildCounter()
                    .Name("saltproxy_kafka_requests_total")
                    .Help("Kafka-protocol request frames read")
@@ -64,9 +94,11 @@ struct KafkaServer::Shared {
                    .Name("saltproxy_kafka_protocol_errors_total")
                    .Help("Kafka-protocol connections closed for bad input, by reason")
                    .Register(metrics.registry())) {
-    for (const char* reason : {"frame_too_large", "negative_size", "bad_request"}) {
+    for (const char* reason :
+         {"frame_too_large", "negative_size", "frame_timeout", "bad_request"}) {
       by_reason[reason] = &errors.Add({{"reason", reason}});
     }
+    held_limit.Set(double(o.max_in_flight_bytes));
   }
 
   void CountError(const std::string& reason) {
@@ -86,6 +118,12 @@ struct KafkaServer::Shared {
   const KafkaServerOptions options;
   FrameHandler& handler;
   prometheus::Gauge& connections;
+  prometheus::Gauge& held_bytes;
+  prometheus::Gauge& held_limit;
+  prometheus::Counter& budget_full;
+  prometheus::Gauge& frames_reading;
+  ByteBudget budget;
+  std::shared_ptr<ConnectionLimits> limits;
   prometheus::Counter& frames;
   prometheus::Family<prometheus::Counter>& errors;
   std::map<std::string, prometheus::Counter*> by_reason;  // written in the constructor only
@@ -99,17 +137,28 @@ struct KafkaServer::Shared {
 
 namespace {
 
+// A frame's buffer starts at this size and then at most doubles, each time only after the
+// bytes already asked for have arrived: a peer makes the session hold at most twice what it
+// sent (plus this), never the size it announces.
+constexpr uint64_t kFirstChunk = 16 << 10;
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, std::shared_ptr<KafkaServer::Shared> shared)
-      : stream_(std::move(socket)), shared_(std::move(shared)),
-        id_(shared_->next_connection.fetch_add(1)) {
+  Session(tcp::socket&& socket, std::shared_ptr<KafkaServer::Shared> shared,
+          ConnectionLimits::Slot slot, std::string peer)
+      : stream_(std::move(socket)),
+        frame_timer_(stream_.get_executor()),
+        shared_(std::move(shared)),
+        slot_(std::move(slot)),
+        id_(shared_->next_connection.fetch_add(1)),
+        peer_(std::move(peer)) {
     shared_->connections.Increment();
-    beast::error_code ec;
-    auto remote = stream_.socket().remote_endpoint(ec);
-    peer_ = ec ? "unknown" : absl::StrCat(remote.address().to_string(), ":", remote.port());
   }
-  ~Session() { shared_->connections.Decrement(); }
+  ~Session() {
+    if (charged_ > 0) shared_->budget.Give(charged_);
+    if (frame_size_ >= 0) shared_->frames_reading.Decrement();
+    shared_->connections.Decrement();
+  }
 
   void Run() {
     net::dispatch(stream_.get_executor(),
@@ -146,28 +195,118 @@ class Session : public std::enable_shared_from_this<Session> {
                     absl::StrCat("frame of ", size, " bytes is over the limit of ",
                                  shared_->options.max_frame_bytes, " (kafka.max_frame_bytes)"));
     }
-    frame_.resize(static_cast<size_t>(size));
+    // The frame is under way: no other read starts until it is whole, and it must be whole
+    // within kafka.frame_timeout, whether its bytes trickle in or wait for the budget.
     reading_ = true;
-    net::async_read(stream_, net::buffer(frame_),
-                    beast::bind_front_handler(&Session::OnFrame, shared_from_this()));
+    frame_size_ = size;
+    shared_->frames_reading.Increment();
+    frame_timer_.expires_after(
+        std::chrono::milliseconds(absl::ToInt64Milliseconds(shared_->options.frame_timeout)));
+    frame_timer_.async_wait([self = shared_from_this(), frame = ++frames_begun_](
+                                beast::error_code ec) {
+      if (ec || self->closed_ || frame != self->frames_begun_ || self->frame_size_ < 0) return;
+      self->Reject("frame_timeout",
+                   absl::StrCat("frame of ", self->frame_size_, " bytes not whole after ",
+                                absl::FormatDuration(self->shared_->options.frame_timeout),
+                                " (kafka.frame_timeout); ", self->have_, " bytes arrived"));
+    });
+    ReadBody();
   }
 
-  void OnFrame(beast::error_code ec, size_t) {
-    reading_ = false;
+  // Reads the frame's body into what the buffer has room for; makes the buffer bigger only
+  // once it is full and more bytes are waiting on the socket.
+  void ReadBody() {
+    if (closed_) return;
+    if (have_ == static_cast<uint64_t>(frame_size_)) return OnFrame();
+    if (have_ < frame_.size()) {
+      stream_.async_read_some(net::buffer(frame_.data() + have_, frame_.size() - have_),
+                              beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+      return;
+    }
+    beast::error_code ec;
+    if (stream_.socket().available(ec) > 0 && !ec) return Grow();  // they are there already
+    stream_.socket().async_wait(tcp::socket::wait_read,
+                                beast::bind_front_handler(&Session::OnReadable, shared_from_this()));
+  }
+
+  void OnBody(beast::error_code ec, size_t n) {
     if (ec) return Close("");
+    have_ += n;
+    ReadBody();
+  }
+
+  void OnReadable(beast::error_code ec) {
+    if (ec || closed_) return Close("");
+    beast::error_code peek_ec;
+    if (stream_.socket().available(peek_ec) == 0 && !peek_ec) {
+      // Nothing to read: the peer closed, or this is a wake-up left over from the bytes of the
+      // size (Asio may report a socket readable once more after they were read).
+      char byte;
+      stream_.socket().non_blocking(true, peek_ec);
+      const size_t n =
+          stream_.socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
+      if (peek_ec == net::error::would_block) return ReadBody();  // wait again
+      if (peek_ec || n == 0) return Close("");
+    }
+    Grow();
+  }
+
+  // Takes the bytes for a bigger buffer from the budget (or waits for them), then makes it.
+  void Grow() {
+    beast::error_code ec;
+    const uint64_t available = stream_.socket().available(ec);
+    const uint64_t want = std::min<uint64_t>(
+        static_cast<uint64_t>(frame_size_), std::max({have_ + available, 2 * have_, kFirstChunk}));
+    const uint64_t more = want - charged_;
+    ByteBudget::Ticket ticket = 0;
+    const bool taken =
+        shared_->budget.Take(more, &ticket, [self = shared_from_this(), want, more] {
+          net::post(self->stream_.get_executor(), [self, want, more] {
+            self->waiting_ = 0;
+            self->charged_ += more;
+            if (self->closed_) return;  // the destructor gives the bytes back
+            self->Resize(want);
+          });
+        });
+    if (!taken) {
+      waiting_ = ticket;  // reading stops here until the budget has room
+      return;
+    }
+    charged_ += more;
+    Resize(want);
+  }
+
+  void Resize(uint64_t want) {
+    std::string bigger;
+    bigger.reserve(want);
+    bigger.append(frame_.data(), have_);
+    bigger.resize(want);
+    frame_ = std::move(bigger);
+    ReadBody();
+  }
+
+  void OnFrame() {
+    reading_ = false;
+    frame_size_ = -1;
+    have_ = 0;
+    frame_timer_.cancel();
+    shared_->frames_reading.Decrement();
     shared_->frames.Increment();
     const uint64_t slot_id = first_slot_ + slots_.size();
     slots_.emplace_back();
     shared_->Started();
+    // The frame's bytes stay charged to the budget until its answer is back.
+    const uint64_t held = std::exchange(charged_, 0);
     // Answers hop back onto this connection's strand and wait there for their turn.
-    FrameReply reply([self = shared_from_this(), slot_id](FrameReply::Kind kind, std::string p) {
+    FrameReply reply([self = shared_from_this(), slot_id, held](FrameReply::Kind kind,
+                                                                 std::string p) {
+      self->shared_->budget.Give(held);
       net::post(self->stream_.get_executor(),
                 [self, slot_id, kind, p = std::move(p)]() mutable {
                   self->Deliver(slot_id, kind, std::move(p));
                 });
     });
-    shared_->handler.Handle(std::move(frame_), id_, std::move(reply));
-    frame_.clear();
+    shared_->handler.Handle(std::exchange(frame_, std::string()), id_, std::move(reply));
     ReadSize();
   }
 
@@ -220,16 +359,29 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close(std::string_view) {
     if (closed_) return;
     closed_ = true;
+    // A take still queued is dropped (with the reference it holds to this session); one granted
+    // already is counted in charged_ by its callback, and given back by the destructor.
+    if (waiting_ != 0 && shared_->budget.Cancel(waiting_)) waiting_ = 0;
+    frame_timer_.cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
+    // The partly read frame's buffer goes now rather than with the last pending handler.
+    std::string().swap(frame_);
   }
 
   beast::tcp_stream stream_;
+  net::steady_timer frame_timer_;
   std::shared_ptr<KafkaServer::Shared> shared_;
+  ConnectionLimits::Slot slot_;
   const uint64_t id_;
-  std::string peer_;
+  const std::string peer_;
   std::array<uint8_t, 4> size_{};
+  int64_t frame_size_ = -1;      // of the frame being read; -1 between frames
+  uint64_t have_ = 0;            // its bytes read so far
+  uint64_t charged_ = 0;         // bytes taken from the budget for frame_'s buffer
+  uint64_t frames_begun_ = 0;    // tells the frame timer which frame it was set for
+  ByteBudget::Ticket waiting_ = 0;  // a take queued on the budget, if any
   std::string frame_;
   std::deque<Slot> slots_;
   uint64_t first_slot_ = 0;  // the id of slots_.front()
@@ -245,9 +397,21 @@ void Accept(net::io_context& ioc, std::shared_ptr<KafkaServer::Shared> shared) {
       net::make_strand(ioc), [&ioc, shared](beast::error_code ec, tcp::socket socket) {
         if (ec == net::error::operation_aborted || !shared->acceptor->is_open()) return;
         if (!ec) {
-          beast::error_code opt;
-          socket.set_option(tcp::no_delay(true), opt);
-          std::make_shared<Session>(std::move(socket), shared)->Run();
+          beast::error_code endpoint_ec;
+          auto remote = socket.remote_endpoint(endpoint_ec);
+          std::string peer =
+              endpoint_ec ? "unknown"
+                          : absl::StrCat(remote.address().to_string(), ":", remote.port());
+          ConnectionLimits::Slot slot = shared->limits->Admit(remote.address(), peer);
+          if (!slot) {  // counted and logged by Admit
+            beast::error_code close_ec;
+            socket.close(close_ec);
+          } else {
+            beast::error_code opt;
+            socket.set_option(tcp::no_delay(true), opt);
+            std::make_shared<Session>(std::move(socket), shared, std::move(slot), std::move(peer))
+                ->Run();
+          }
         }
         Accept(ioc, shared);
       });
@@ -287,6 +451,8 @@ void KafkaServer::Shutdown(absl::Duration timeout) {
   ioc_.stop();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  // Connections still waiting for the budget are referenced from it: let them go.
+  shared_->budget.DropWaiters();
   shared_->acceptor.reset();
 }
 

@@ -4,6 +4,12 @@
 // max_in_flight requests (the client's max.in.flight); beyond that the session stops reading
 // until the oldest is answered, so a fast client cannot make the proxy buffer without bound.
 //
+// What peers can make it hold is bounded too: a frame's buffer grows only as its bytes arrive
+// (so announcing a 100 MB frame costs nothing until 100 MB are sent), the bytes of frames being
+// read or handled on all connections together stay within max_in_flight_bytes (a connection that
+// would pass it stops reading until others are answered), a begun frame must be whole within
+// frame_timeout, and connections are bounded in total and per client address.
+//
 //   KafkaServer server(options, handler, metrics);
 //   RETURN_IF_ERROR(server.Start());        // server.port() is the bound port
 //   server.Shutdown(absl::Seconds(10));     // stop accepting; answer what is in flight
@@ -61,6 +67,11 @@ struct KafkaServerOptions {
   uint32_t max_frame_bytes = 100 << 20;
   int max_in_flight_per_connection = 16;
   absl::Duration idle_timeout = absl::Minutes(10);
+  // The rest bound what peers can make the listener hold (KafkaListenerConfig says how).
+  uint64_t max_in_flight_bytes = 256ull << 20;
+  absl::Duration frame_timeout = absl::Seconds(30);
+  int max_connections = 8192;
+  int max_connections_per_address = 1024;
 };
 
 class KafkaServer {

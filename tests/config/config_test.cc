@@ -235,6 +235,23 @@ TEST(ConfigTest, OutOfRangeValueIsRejected) {
                        HasSubstr("http.threads: expected an integer from 1 to 64, got \"0\"")));
 }
 
+TEST(ConfigTest, ListenerBoundsOnPeersAreReadAndTheBudgetFitsAFrame) {
+  absl::StatusOr<Config> c = ParseConfig(
+      "upstream: {embedded: true}\n"
+      "kafka: {max_in_flight_bytes: 2097152, max_frame_bytes: 1048576, frame_timeout: 5s,\n"
+      "        max_connections: 10, max_connections_per_address: 0}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->kafka.max_in_flight_bytes, 2097152u);
+  EXPECT_EQ(c->kafka.frame_timeout, absl::Seconds(5));
+  EXPECT_EQ(c->kafka.max_connections, 10);
+  EXPECT_EQ(c->kafka.max_connections_per_address, 0);
+  // A budget smaller than a frame could never read a frame of the largest size.
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\n"
+                          "kafka: {max_in_flight_bytes: 1048576, max_frame_bytes: 2097152}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("kafka.max_in_flight_bytes: must be at least max_frame_bytes")));
+}
+
 TEST(ConfigTest, BadDurationSaysWhatADurationLooksLike) {
   EXPECT_THAT(ParseConfig("upstream: {embedded: true, delivery_timeout: 30}\n"),
               StatusIs(absl::StatusCode::kInvalidArgument,

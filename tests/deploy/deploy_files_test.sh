@@ -69,7 +69,7 @@ assert not missing, f"the runtime stage does not install: {missing}"
 PY
 
 # A running proxy's /metrics: promtool's lint, and every metric the dashboard and the alerts use.
-printf 'http:\n  listen: 127.0.0.1:0\nupstream:\n  embedded: true\n  embedded_topics: [{name: t, partitions: 4}]\n' >"$work/run.yaml"
+printf 'http:\n  listen: 127.0.0.1:0\nkafka:\n  listen: 127.0.0.1:0\nupstream:\n  embedded: true\n  embedded_topics: [{name: t, partitions: 4}]\n' >"$work/run.yaml"
 "$bin" --config "$work/run.yaml" 2>"$work/log" &
 pid=$!
 port=""

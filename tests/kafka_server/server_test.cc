@@ -7,7 +7,10 @@
 
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <mutex>
+#include <sstream>
+#include <thread>
 
 namespace saltproxy {
 namespace {
@@ -15,15 +18,21 @@ namespace {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-// Keeps replies until the test releases them, in any order.
+// Keeps replies until the test releases them, in any order; or, with `echo`, answers each frame
+// at once with "re:" and the frame.
 class HeldHandler : public FrameHandler {
  public:
   void Handle(std::string frame, uint64_t, FrameReply reply) override {
+    if (echo) {
+      reply.Respond("re:" + frame);
+      return;
+    }
     std::lock_guard<std::mutex> lock(mu);
     frames.push_back(frame);
     replies.push_back(std::move(reply));
     cv.notify_all();
   }
+  std::atomic<bool> echo{false};
   bool WaitFrames(size_t n) {
     std::unique_lock<std::mutex> lock(mu);
     return cv.wait_for(lock, std::chrono::seconds(10), [&] { return frames.size() >= n; });
@@ -52,21 +61,60 @@ std::string ReadFrame(tcp::socket& socket, boost::system::error_code& ec) {
   return payload;
 }
 
+// The value of one series in the Prometheus text, e.g. Value(text, "x_total{reason=\"a\"}");
+// -1 when absent.
+double Value(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+// This process's resident memory.
+int64_t ResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
+}
+
+std::string SizePrefix(uint32_t n) {
+  return {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+          static_cast<char>(n)};
+}
+
 class KafkaServerTest : public ::testing::Test {
  protected:
   void Start(int max_in_flight = 16, uint32_t max_frame = 1024) {
-    KafkaServerOptions options;
     options.listen = {"127.0.0.1", 0};
     options.max_in_flight_per_connection = max_in_flight;
     options.max_frame_bytes = max_frame;
     server = std::make_unique<KafkaServer>(options, handler, metrics);
     ASSERT_TRUE(server->Start().ok());
   }
-  tcp::socket Connect() {
+  tcp::socket Connect(const char* from = nullptr) {
     tcp::socket s(ioc);
+    if (from != nullptr) {
+      s.open(tcp::v4());
+      s.bind({net::ip::make_address(from), 0});
+    }
     s.connect({net::ip::make_address("127.0.0.1"), server->port()});
     return s;
   }
+  double Metric(const std::string& series) { return Value(metrics.Serialize(), series); }
+  // Polls a metric until `done` holds, 60 s at most (a generous deadline, not a measurement).
+  bool WaitMetric(const std::string& series, const std::function<bool(double)>& done) {
+    for (int i = 0; i < 6000; ++i) {
+      if (done(Metric(series))) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  KafkaServerOptions options;
   void TearDown() override {
     {
       // Unanswered replies post to the server's io_context: drop them while it is alive.
@@ -171,6 +219,156 @@ TEST_F(KafkaServerTest, DroppedReplyClosesRatherThanHangs) {
   boost::system::error_code ec;
   ReadFrame(s, ec);
   EXPECT_TRUE(ec);
+}
+
+// The attack that took the proxy to gigabytes: connections that announce a huge frame and send
+// nothing more, or a trickle. Only the bytes that arrived are held, within the budget, and a
+// client on another connection keeps getting every answer.
+TEST_F(KafkaServerTest, AnnouncedFramesCostNothingUntilTheirBytesArrive) {
+  constexpr uint32_t kAnnounced = 64 << 20;
+  options.max_in_flight_bytes = 8 << 20;
+  handler.echo = true;
+  Start(16, /*max_frame=*/kAnnounced);
+  const int64_t before = ResidentBytes();
+  std::vector<tcp::socket> attackers;
+  for (int i = 0; i < 20; ++i) {  // the size prefix only
+    attackers.push_back(Connect());
+    net::write(attackers.back(), net::buffer(SizePrefix(kAnnounced)));
+  }
+  for (int i = 0; i < 20; ++i) {  // the prefix and 4 KB of a trickle
+    attackers.push_back(Connect());
+    net::write(attackers.back(), net::buffer(SizePrefix(kAnnounced) + std::string(4096, 'x')));
+  }
+  // Every attacking frame has been begun by the listener...
+  ASSERT_TRUE(WaitMetric("saltproxy_kafka_frames_reading", [](double v) { return v == 40; }));
+  // ...and the trickles' bytes read (a 4 KB trickle is held in a buffer of 16 KiB at most).
+  ASSERT_TRUE(WaitMetric("saltproxy_kafka_in_flight_bytes",
+                         [](double v) { return v >= 20 * 4096; }));
+  tcp::socket good = Connect();
+  boost::system::error_code ec;
+  for (int i = 0; i < 50; ++i) {
+    std::string request = "produce-" + std::to_string(i) + std::string(10000, 'p');
+    net::write(good, net::buffer(Frame(request)));
+    ASSERT_EQ(ReadFrame(good, ec), "re:" + request) << i << ": " << ec.message();
+  }
+  const double held = Metric("saltproxy_kafka_in_flight_bytes");
+  EXPECT_LE(held, 20 * 16384);
+  EXPECT_LE(held, options.max_in_flight_bytes);
+  // 40 frames of 64 MiB announced: 2.5 GiB if allocated when announced.
+  EXPECT_LT(ResidentBytes() - before, static_cast<int64_t>(options.max_in_flight_bytes) + (32 << 20));
+}
+
+// A frame bigger than the first buffer arrives whole, byte for byte, and its bytes are given
+// back once it is answered.
+TEST_F(KafkaServerTest, ALargeFrameGrowsAsItArrivesAndIsGivenBackWhenAnswered) {
+  Start(16, /*max_frame=*/4 << 20);
+  std::string payload(3 << 20, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7 + i / 4096);
+  tcp::socket s = Connect();
+  net::write(s, net::buffer(Frame(payload)));
+  ASSERT_TRUE(handler.WaitFrames(1));
+  EXPECT_EQ(handler.frames[0], payload);
+  EXPECT_GE(Metric("saltproxy_kafka_in_flight_bytes"), payload.size());
+  handler.replies[0].Respond("ok");
+  boost::system::error_code ec;
+  EXPECT_EQ(ReadFrame(s, ec), "ok");
+  EXPECT_EQ(Metric("saltproxy_kafka_in_flight_bytes"), 0);
+}
+
+// When the budget is full a connection stops reading; an answer that gives bytes back lets it
+// go on, and its frame arrives whole.
+TEST_F(KafkaServerTest, AFullBudgetStopsReadingUntilAnAnswerGivesBytesBack) {
+  options.max_in_flight_bytes = 64 << 10;
+  Start(16, /*max_frame=*/64 << 10);
+  tcp::socket first = Connect();
+  tcp::socket second = Connect();
+  const std::string a(40 << 10, 'a');
+  const std::string b(40 << 10, 'b');
+  net::write(first, net::buffer(Frame(a)));
+  ASSERT_TRUE(handler.WaitFrames(1));
+  net::write(second, net::buffer(Frame(b)));
+  ASSERT_TRUE(WaitMetric("saltproxy_kafka_in_flight_bytes_full_total",
+                         [](double v) { return v >= 1; }));
+  {
+    std::lock_guard<std::mutex> lock(handler.mu);
+    EXPECT_EQ(handler.frames.size(), 1u);  // the second waits, it has not been handed on
+  }
+  EXPECT_LE(Metric("saltproxy_kafka_in_flight_bytes"), options.max_in_flight_bytes);
+  handler.replies[0].Respond("done-a");
+  ASSERT_TRUE(handler.WaitFrames(2));
+  EXPECT_EQ(handler.frames[1], b);
+  handler.replies[1].Respond("done-b");
+  boost::system::error_code ec;
+  EXPECT_EQ(ReadFrame(first, ec), "done-a");
+  EXPECT_EQ(ReadFrame(second, ec), "done-b");
+}
+
+// A frame begun and not finished within kafka.frame_timeout closes its connection and gives its
+// bytes back; a connection idle between frames is not touched by it.
+TEST_F(KafkaServerTest, AFrameNotWholeWithinTheFrameTimeoutClosesItsConnection) {
+  options.frame_timeout = absl::Milliseconds(200);
+  handler.echo = true;
+  Start(16, /*max_frame=*/1 << 20);
+  tcp::socket idle = Connect();
+  tcp::socket stalled = Connect();
+  net::write(stalled, net::buffer(SizePrefix(100000) + std::string(5000, 's')));
+  boost::system::error_code ec;
+  ReadFrame(stalled, ec);
+  EXPECT_TRUE(ec == net::error::eof || ec == net::error::connection_reset) << ec.message();
+  EXPECT_EQ(Metric("saltproxy_kafka_protocol_errors_total{reason=\"frame_timeout\"}"), 1);
+  ASSERT_TRUE(WaitMetric("saltproxy_kafka_in_flight_bytes", [](double v) { return v == 0; }));
+  // The idle connection has waited longer than the frame timeout, and still works.
+  net::write(idle, net::buffer(Frame("after")));
+  EXPECT_EQ(ReadFrame(idle, ec), "re:after") << ec.message();
+}
+
+// A peer that closes mid-frame (before its bytes, or after some) is gone with what it held.
+TEST_F(KafkaServerTest, APeerThatClosesMidFrameGivesItsBytesBack) {
+  Start(16, /*max_frame=*/1 << 20);
+  {
+    tcp::socket nothing = Connect();
+    tcp::socket some = Connect();
+    net::write(nothing, net::buffer(SizePrefix(100000)));
+    net::write(some, net::buffer(SizePrefix(100000) + std::string(3000, 's')));
+    ASSERT_TRUE(WaitMetric("saltproxy_kafka_in_flight_bytes", [](double v) { return v > 0; }));
+  }
+  ASSERT_TRUE(WaitMetric("saltproxy_kafka_connections", [](double v) { return v == 0; }));
+  EXPECT_EQ(Metric("saltproxy_kafka_in_flight_bytes"), 0);
+  EXPECT_EQ(Metric("saltproxy_kafka_frames_reading"), 0);
+}
+
+// Connections over the bounds are closed on accept and counted by reason; a place freed is
+// taken again.
+TEST_F(KafkaServerTest, ConnectionsOverTheBoundsAreRefused) {
+  options.max_connections = 5;
+  options.max_connections_per_address = 3;
+  handler.echo = true;
+  Start();
+  std::vector<tcp::socket> open;
+  boost::system::error_code ec;
+  auto works = [&](tcp::socket& s) {
+    net::write(s, net::buffer(Frame("hi")), ec);
+    return !ec && ReadFrame(s, ec) == "re:hi";
+  };
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(Connect("127.0.0.1"));
+    ASSERT_TRUE(works(open.back())) << i;
+  }
+  tcp::socket fourth = Connect("127.0.0.1");
+  EXPECT_FALSE(works(fourth));
+  EXPECT_EQ(Metric("saltproxy_kafka_connections_refused_total{reason=\"max_connections_per_address\"}"),
+            1);
+  for (int i = 0; i < 2; ++i) {
+    open.push_back(Connect("127.0.0.2"));
+    ASSERT_TRUE(works(open.back())) << i;
+  }
+  tcp::socket sixth = Connect("127.0.0.2");
+  EXPECT_FALSE(works(sixth));
+  EXPECT_EQ(Metric("saltproxy_kafka_connections_refused_total{reason=\"max_connections\"}"), 1);
+  open.front().close();
+  ASSERT_TRUE(WaitMetric("saltproxy_kafka_connections", [](double v) { return v == 4; }));
+  tcp::socket again = Connect("127.0.0.1");
+  EXPECT_TRUE(works(again));
 }
 
 }  // namespace
