@@ -310,6 +310,9 @@ std::vector<std::string> NeedsRestart(const Config& a, const Config& b) {
   differs(h.idempotency_keys != i.idempotency_keys, "http.idempotency_keys");
   differs(h.max_in_flight_bytes != i.max_in_flight_bytes, "http.max_in_flight_bytes");
   differs(h.stream_credit != i.stream_credit, "http.stream_credit");
+  differs(h.max_connections != i.max_connections, "http.max_connections");
+  differs(h.max_connections_per_address != i.max_connections_per_address,
+          "http.max_connections_per_address");
   const KafkaListenerConfig& k = a.kafka;
   const KafkaListenerConfig& l = b.kafka;
   differs(k.listen != l.listen, "kafka.listen");

@@ -50,6 +50,8 @@ void ReadHttp(YamlSection& s, HttpConfig& http) {
   s.ReadInt("idempotency_keys", &http.idempotency_keys, 1, 10'000'000);
   s.ReadUint64("max_in_flight_bytes", &http.max_in_flight_bytes, 1 << 16, 64 * kGiB);
   s.ReadInt("stream_credit", &http.stream_credit, 1, 1 << 20);
+  s.ReadInt("max_connections", &http.max_connections, 0, 1 << 24);
+  s.ReadInt("max_connections_per_address", &http.max_connections_per_address, 0, 1 << 24);
   s.Finish();
 }
 

@@ -47,6 +47,10 @@ struct HttpConfig {
   // Records a streaming connection (v3 chunked, NDJSON bulk) may have read and not yet
   // answered; at the limit it stops reading until results are written.
   int stream_credit = 1000;
+  // Open connections, in total and from one client address (0: no bound); more are closed on
+  // accept.
+  int max_connections = 8192;
+  int max_connections_per_address = 1024;
 };
 
 // The Kafka-protocol listener; off unless `listen` is set.

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 #include "proxy/net/acceptor.h"
+#include "proxy/net/connection_limits.h"
 
 namespace saltproxy {
 
@@ -119,7 +120,9 @@ struct HttpServer::Shared {
                           .Name("saltproxy_backpressure_events_total")
                           .Help("Records refused because a bound was reached, by bound")
                           .Register(metrics.registry())
-                          .Add({{"bound", "http_stream_credit"}})) {
+                          .Add({{"bound", "http_stream_credit"}})),
+        limits(ConnectionLimits::Make("http", c.max_connections, c.max_connections_per_address,
+                                      metrics.registry())) {
     for (absl::string_view route :
          {"produce", "produce_v3", "stream", "healthz", "readyz", "metrics", "admin", "other"}) {
       RouteMetrics& m = routes[route];
@@ -202,6 +205,7 @@ struct HttpServer::Shared {
   uint64_t next_session_id = 0;
   absl::flat_hash_map<uint64_t, std::function<void(bool close)>> sessions;
   std::unique_ptr<tcp::acceptor> acceptor;
+  std::shared_ptr<ConnectionLimits> limits;
 };
 
 namespace {
@@ -259,8 +263,10 @@ class StreamRing : public StreamResults {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, std::shared_ptr<HttpServer::Shared> shared)
-      : stream_(std::move(socket)), shared_(std::move(shared)), retry_timer_(stream_.get_executor()) {
+  Session(tcp::socket&& socket, std::shared_ptr<HttpServer::Shared> shared,
+          ConnectionLimits::Slot slot)
+      : stream_(std::move(socket)), shared_(std::move(shared)), retry_timer_(stream_.get_executor()),
+        slot_(std::move(slot)) {
     shared_->connections.Increment();
   }
   ~Session() {
@@ -709,6 +715,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<HttpServer::Shared> shared_;
   net::steady_timer retry_timer_;
+  ConnectionLimits::Slot slot_;  // this connection's place under http.max_connections
   absl::string_view route_;
   absl::Time started_;
   bool admitted_ = false;     // counted in flight: FinishRequest() undoes it, once
@@ -755,9 +762,17 @@ void Accept(net::io_context& ioc, std::shared_ptr<HttpServer::Shared> shared) {
                                                                tcp::socket socket) {
     if (ec == net::error::operation_aborted || !shared->acceptor->is_open()) return;
     if (!ec) {
-      beast::error_code opt_ec;
-      socket.set_option(tcp::no_delay(true), opt_ec);
-      std::make_shared<Session>(std::move(socket), shared)->Run();
+      beast::error_code endpoint_ec;
+      const tcp::endpoint remote = socket.remote_endpoint(endpoint_ec);
+      const std::string peer =
+          endpoint_ec ? "unknown" : absl::StrCat(remote.address().to_string(), ":", remote.port());
+      if (ConnectionLimits::Slot slot = shared->limits->Admit(remote.address(), peer); !slot) {
+        socket.close(endpoint_ec);  // counted and logged by Admit
+      } else {
+        beast::error_code opt_ec;
+        socket.set_option(tcp::no_delay(true), opt_ec);
+        std::make_shared<Session>(std::move(socket), shared, std::move(slot))->Run();
+      }
     } else {
       LogEvent(LogLevel::kWarn, "http_accept_failed", {{"error", ec.message()}});
     }

@@ -239,12 +239,15 @@ TEST(ConfigTest, ListenerBoundsOnPeersAreReadAndTheBudgetFitsAFrame) {
   absl::StatusOr<Config> c = ParseConfig(
       "upstream: {embedded: true}\n"
       "kafka: {max_in_flight_bytes: 2097152, max_frame_bytes: 1048576, frame_timeout: 5s,\n"
-      "        max_connections: 10, max_connections_per_address: 0}\n");
+      "        max_connections: 10, max_connections_per_address: 0}\n"
+      "http: {max_connections: 7, max_connections_per_address: 3}\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->kafka.max_in_flight_bytes, 2097152u);
   EXPECT_EQ(c->kafka.frame_timeout, absl::Seconds(5));
   EXPECT_EQ(c->kafka.max_connections, 10);
   EXPECT_EQ(c->kafka.max_connections_per_address, 0);
+  EXPECT_EQ(c->http.max_connections, 7);
+  EXPECT_EQ(c->http.max_connections_per_address, 3);
   // A budget smaller than a frame could never read a frame of the largest size.
   EXPECT_THAT(ParseConfig("upstream: {embedded: true}\n"
                           "kafka: {max_in_flight_bytes: 1048576, max_frame_bytes: 2097152}\n"),

@@ -1,5 +1,6 @@
 // The HTTP server's bounds, each with its own small limit: requests and bytes in flight (429
-// with Retry-After), header size (431), slow and idle clients (closed), shutdown (503).
+// with Retry-After), header size (431), slow and idle clients (closed), connections per client
+// address (closed on accept), shutdown (503).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -120,6 +121,38 @@ TEST(HttpLimitsTest, HeaderTrickledByteByByteTimesOut) {
     closed = !slow.Send(header.substr(i, 1)) || slow.ClosedWithin(milliseconds(50));
   }
   EXPECT_TRUE(closed || slow.ClosedWithin(milliseconds(5000)));
+}
+
+// Connections over http.max_connections_per_address are closed on accept and counted; a place
+// freed is taken again.
+TEST(HttpLimitsTest, ConnectionsOverThePerAddressBoundAreRefused) {
+  std::unique_ptr<App> app = StartEmbeddedApp("max_connections_per_address: 2");
+  const std::string healthz = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+  std::unique_ptr<RawHttp> first, second;
+  // Two open connections that have been answered (a closed connection of the start-up checks
+  // may still hold a place for a moment: then they are tried again).
+  ASSERT_TRUE(WaitFor([&] {
+    first = std::make_unique<RawHttp>(app->http_port());
+    second = std::make_unique<RawHttp>(app->http_port());
+    return first->Send(healthz) && first->ReadHeader().status == 200 && second->Send(healthz) &&
+           second->ReadHeader().status == 200;
+  }));
+  // A third from the same address is over the bound.
+  RawHttp third(app->http_port());
+  third.Send(healthz);
+  EXPECT_EQ(third.ReadHeader().status, 0);  // closed without an answer
+  first.reset();
+  HttpResult metrics;
+  ASSERT_TRUE(WaitFor([&] {
+    metrics = HttpClient(app->http_port()).Get("/metrics");
+    return metrics.status == 200;
+  }));
+  // At least the third; a /metrics request made before the first's close was seen counts too.
+  const std::string series =
+      "saltproxy_http_connections_refused_total{reason=\"max_connections_per_address\"} ";
+  const size_t at = metrics.body.find(series);
+  ASSERT_NE(at, std::string::npos) << metrics.body;
+  EXPECT_GE(std::stod(metrics.body.substr(at + series.size())), 1);
 }
 
 TEST(HttpLimitsTest, ShutdownAnswers503OnOpenConnectionsAndEndsStreams) {
