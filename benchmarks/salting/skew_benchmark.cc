@@ -43,6 +43,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -170,14 +171,24 @@ struct Permutation {
   std::vector<size_t> id;  // rank → key id
 };
 
+// How a simulated proxy is set up: the benchmark's fast settings (a half-life of 100 ms at
+// 500,000 records/s, a 10 ms control step), or the proxy's own defaults at a real producer's
+// rate (a half-life of 2 s, a 100 ms control step, a load half-life of 1 s).
+struct SimSettings {
+  double records_per_second = kRecordsPerSecond;
+  absl::Duration tick = kTick;
+  bool proxy_defaults = false;
+};
+
 struct SaltproxySim {
   // `share_cap`: the policy's max_salts_per_share, when not the default's.
-  explicit SaltproxySim(int32_t partitions, std::optional<double> share_cap = std::nullopt)
-      : upstream(partitions) {
+  explicit SaltproxySim(int32_t partitions, std::optional<double> share_cap = std::nullopt,
+                        SimSettings settings = {})
+      : upstream(partitions), settings(settings) {
     RouterOptions options;
     options.instance_id = "bench";
     options.control_topic = "";
-    options.load_half_life = absl::Milliseconds(200);
+    if (!settings.proxy_defaults) options.load_half_life = absl::Milliseconds(200);
     options.clock = [this] { return now; };
     // The proxy's default policy; SKEW_HEADROOM overrides its headroom for experiments.
     if (const char* v = std::getenv("SKEW_HEADROOM")) options.default_policy.headroom = std::atof(v);
@@ -185,26 +196,41 @@ struct SaltproxySim {
       options.default_policy.max_salts_per_share = std::atof(v);
     }
     if (share_cap) options.default_policy.max_salts_per_share = *share_cap;
-    heat = MakeBenchmarkHeatTracker(partitions);
+    heat = settings.proxy_defaults
+               ? std::make_unique<OwnedDetector>(DetectorConfig(), partitions)
+               : MakeBenchmarkHeatTracker(partitions);
     router = std::make_unique<Router>(upstream, heat.get(), options);
   }
-  void Send(const std::string& key) {
+  // Sends one record; true when a control step ran after it.
+  bool Send(const std::string& key) {
     Record r;
     r.topic = "t";
     r.key = key;
     r.value = "v";
     (void)router->Submit(std::move(r), [](const DeliveryReport&) {});
     ++sent;
-    now = start + absl::Seconds(sent / kRecordsPerSecond);
-    if (now >= next_tick) {
-      router->Tick(now);
-      next_tick = now + kTick;
+    now = start + absl::Seconds(sent / settings.records_per_second);
+    return MaybeTick();
+  }
+  // Lets `d` of simulated time pass with no records, ticking as the proxy would.
+  void Idle(absl::Duration d, const std::function<void()>& after_tick) {
+    const absl::Time end = now + d;
+    while (now < end) {
+      now = std::min(end, next_tick);
+      if (MaybeTick()) after_tick();
     }
+  }
+  bool MaybeTick() {
+    if (now < next_tick) return false;
+    router->Tick(now);
+    next_tick = now + settings.tick;
+    return true;
   }
   // Loads of the source topic's partitions (hot topics are not used: salting fits here).
   std::vector<uint64_t> Loads() { return router->PartitionCounts("t"); }
 
   InstantUpstream upstream;
+  SimSettings settings;
   std::unique_ptr<HeatTracker> heat;
   std::unique_ptr<Router> router;
   absl::Time start = absl::FromUnixSeconds(1'700'000'000);
@@ -370,13 +396,118 @@ void DriftTable(const Keys& keys) {
   }
 }
 
+// A new key takes 20 % of the records, a new one every 10-20 s, over a Zipf 1.0 background of
+// 100,000 keys, at 25,000 records/s, with the proxy's own defaults: the stream on which a real
+// broker showed salting that ramped up over seconds. Per one-second window max/mean (the first
+// second is warm-up): the worst, the median, how many windows were over 1.1; the most salts any
+// key had at any control step against max(2, ⌈2 × its true share × partitions⌉); how often a
+// key's salts grew while its rate was falling (a former hot key, or after the load stopped:
+// 20 s with no records follow the stream).
+void NewHotKeyTable() {
+  std::printf("\n| partitions | records | worst 1 s window max/mean | median window | windows over 1.1 | most salts / max(2, ⌈2·share·P⌉), any step | salts grown while falling |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  constexpr size_t kBackgroundKeys = 100'000;
+  constexpr double kRate = 25'000;
+  constexpr double kNewShare = 0.2;
+  uint64_t records = 1'600'000;
+  if (const char* v = std::getenv("SKEW_NEW_HOT_RECORDS")) records = std::strtoull(v, nullptr, 10);
+  std::vector<std::string> background;
+  for (size_t i = 0; i < kBackgroundKeys; ++i) background.push_back("bg-" + std::to_string(i));
+  for (int32_t partitions : {16, 64}) {
+    Zipf zipf(kBackgroundKeys, 1.0, 21);
+    std::mt19937_64 rng(5);
+    std::uniform_real_distribution<double> uniform(0, 1);
+    SimSettings settings;
+    settings.records_per_second = kRate;
+    settings.tick = absl::Milliseconds(std::getenv("SKEW_TICK_MS") ? std::atoi(std::getenv("SKEW_TICK_MS")) : 100);
+    settings.proxy_defaults = true;
+    SaltproxySim sim(partitions, std::nullopt, settings);
+    std::string hot_key;
+    absl::flat_hash_map<std::string, double> share;  // the true share of each key, now
+    for (size_t r = 0; r < kBackgroundKeys; ++r) share[background[r]] = (1 - kNewShare) * zipf.Share(r);
+    double next_switch = 0;
+    int switches = 0;
+    absl::flat_hash_map<std::string, int32_t> last_salts;  // keys whose rate only falls now
+    double worst_salts = 0;
+    int grown_while_falling = 0;
+    auto check_salts = [&] {
+      for (const SaltMapEntry& e : sim.router->Entries()) {
+        if (e.action != RouteAction::kSalted && e.action != RouteAction::kRerouted) continue;
+        auto it = share.find(e.key);
+        const double sh = it == share.end() ? 0 : it->second;
+        if (sh > 0) {
+          worst_salts = std::max(worst_salts, e.salts / std::max(2.0, std::ceil(2 * sh * partitions)));
+        }
+        if (auto f = last_salts.find(e.key); f != last_salts.end()) {
+          if (e.salts > f->second) ++grown_while_falling;
+          f->second = e.salts;
+        }
+      }
+    };
+    std::vector<uint64_t> window_start;
+    std::vector<double> windows;
+    const uint64_t window = static_cast<uint64_t>(kRate);
+    for (uint64_t i = 0; i < records; ++i) {
+      const double t = i / kRate;
+      if (t >= next_switch) {
+        if (!hot_key.empty()) {
+          share[hot_key] = 0;
+          last_salts[hot_key] = 0;
+          for (const SaltMapEntry& e : sim.router->Entries()) {
+            if (e.key == hot_key) last_salts[hot_key] = e.salts;
+          }
+        }
+        hot_key = "new-hot-" + std::to_string(switches++);
+        share[hot_key] = kNewShare;
+        next_switch = t + 10 + 10 * uniform(rng);
+      }
+      const std::string& key =
+          uniform(rng) < kNewShare ? hot_key : background[zipf.Next()];
+      if (sim.Send(key)) {
+        check_salts();
+        if (std::getenv("SKEW_TRACE")) {
+          for (const SaltMapEntry& e : sim.router->Entries()) {
+            if (e.key == hot_key) std::printf("  t=%.1f %s salts %d rate %.0f\n", t, e.key.c_str(), e.salts, e.rate_rps);
+          }
+        }
+      }
+      if ((i + 1) % window == 0) {
+        std::vector<uint64_t> loads = sim.Loads();
+        if (i + 1 > window) windows.push_back(MaxOverMean(Minus(loads, window_start)));
+        window_start = std::move(loads);
+      }
+    }
+    // The load stops: every key's rate falls from here on.
+    for (const SaltMapEntry& e : sim.router->Entries()) last_salts[e.key] = e.salts;
+    for (auto& [k, v] : share) v = 0;
+    sim.Idle(absl::Seconds(20), check_salts);
+    std::vector<double> sorted = windows;
+    std::sort(sorted.begin(), sorted.end());
+    const int over = static_cast<int>(std::count_if(windows.begin(), windows.end(),
+                                                    [](double w) { return w > 1.1; }));
+    std::printf("| %d | %llu | %.3f | %.3f | %d of %zu | %.2f | %d |\n", partitions,
+                static_cast<unsigned long long>(records), sorted.back(),
+                sorted[sorted.size() / 2], over, windows.size(), worst_salts,
+                grown_while_falling);
+    if (std::getenv("SKEW_WINDOWS")) {
+      for (size_t w = 0; w < windows.size(); ++w) std::printf("  second %zu: %.3f\n", w + 1, windows[w]);
+    }
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 }  // namespace saltproxy::bench
 
 int main() {
   saltproxy::SetLogLevel(saltproxy::LogLevel::kWarn);
+  if (std::getenv("SKEW_NEW_HOT_ONLY")) {
+    saltproxy::bench::NewHotKeyTable();
+    return 0;
+  }
   saltproxy::bench::Keys keys;
   saltproxy::bench::SteadyTable(keys);
   saltproxy::bench::DriftTable(keys);
+  saltproxy::bench::NewHotKeyTable();
   return 0;
 }

@@ -164,16 +164,49 @@ struct HotKeyDetector::ThreadState {
   const std::atomic<uint32_t>* last_threshold = nullptr;  // its offer threshold
 };
 
+// A decayed count's recent past: two earlier samples of it, the older one between one and two
+// windows back once there is one, so that the records that arrived since can be told apart from
+// what decayed. A rising key's decayed average lags its rate (it reaches 1 − 2^(−t/half-life) of
+// it t after the rise: 29 % after 1 s at the default 2 s), its recent count does not.
+struct RecentCount {
+  struct Sample {
+    absl::Time at = absl::InfinitePast();
+    double count = 0;
+  };
+  Sample older, newer;
+
+  // The rate of the records counted since the older sample (the newer one while it is the
+  // only one); 0 without one. `count` is the decayed count now. What arrived at a steady rate r
+  // over a span s is decayed to r·(half-life/ln 2)·(1 − 2^(−s/half-life)) by now.
+  double RateSince(absl::Time now, double count, double half_life_s) const {
+    const Sample& from = older.at != absl::InfinitePast() ? older : newer;
+    if (from.at == absl::InfinitePast() || now <= from.at) return 0;
+    const double span = absl::ToDoubleSeconds(now - from.at);
+    const double kept = std::exp2(-span / half_life_s);
+    const double arrived = count - from.count * kept;
+    return std::max(0.0, arrived * std::log(2.0) / half_life_s / (1 - kept));
+  }
+  // Takes a sample when the newer one is at least `window` old.
+  void Remember(absl::Time now, double count, absl::Duration window) {
+    if (newer.at != absl::InfinitePast() && now - newer.at < window) return;
+    older = newer;
+    newer = {now, count};
+  }
+};
+
 struct HotKeyDetector::TopicState {
   struct Candidate {
     uint64_t hash = 0;
     double rate = 0;
+    double recent_rate = 0;
+    RecentCount recent;
     bool hot = false;
     absl::Time hot_since = absl::InfinitePast();
     absl::Time below_since = absl::InfinitePast();
   };
   std::string name;
   absl::flat_hash_map<std::string, Candidate> candidates;
+  RecentCount recent;  // of the topic's records
 };
 
 HotKeyDetector::HotKeyDetector(DetectorConfig config,
@@ -385,6 +418,7 @@ void HotKeyDetector::CountBatch(ThreadState& ts, ThreadTopic& t,
 std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
   std::vector<HotKeyEvent> events;
   const double half_life_s = absl::ToDoubleSeconds(config_.half_life);
+  const absl::Time previous_tick = last_tick_;
   if (last_tick_ != absl::InfinitePast() && now > last_tick_) {
     halvings_.store(halvings_.load() + absl::ToDoubleSeconds(now - last_tick_) / half_life_s,
                     std::memory_order_relaxed);
@@ -393,6 +427,8 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
   const double global = halvings_.load();
   // A decayed count c stands for a rate of c·ln2/half_life records per second.
   const double to_rate = std::log(2.0) / half_life_s;
+  // Recent rates are counted over one to two eighths of a half-life (0.25-0.5 s by default).
+  const absl::Duration recent_window = config_.half_life / 8;
 
   std::vector<ThreadState*> threads;
   {
@@ -411,8 +447,15 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
     for (; tail < head; ++tail) {
       ThreadState::Offer& offer = ts->ring[tail % ts->ring.size()];
       if (offer.topic >= 0 && offer.topic < static_cast<int>(topics_.size())) {
-        auto& c = topics_[offer.topic]->candidates[offer.key];
-        c.hash = KeyHash(offer.key.data(), offer.key.size(), config_.seed);
+        auto [it, added] = topics_[offer.topic]->candidates.try_emplace(offer.key);
+        it->second.hash = KeyHash(offer.key.data(), offer.key.size(), config_.seed);
+        if (added && previous_tick != absl::InfinitePast()) {
+          // Offered since the last step: then, no thread had counted it up to the offer
+          // threshold, so its recent rate is known from its first step on.
+          it->second.recent.newer = {
+              previous_tick, static_cast<double>(threads.size()) *
+                                 offer_threshold_[offer.topic].load(std::memory_order_relaxed)};
+        }
       }
     }
     ts->tail.store(tail, std::memory_order_release);
@@ -438,6 +481,8 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
       bytes += weight * t->bytes.load(std::memory_order_relaxed);
     }
     const double rate = records * to_rate;
+    const double recent_rate = topic.recent.RateSince(now, records, half_life_s);
+    topic.recent.Remember(now, records, recent_window);
     const double mean_size = records > 0 ? bytes / records : 0;
     const int32_t partitions =
         std::max<int32_t>(1, partitions_of_ ? partitions_of_(topic.name) : 1);
@@ -463,6 +508,8 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
       // update keeps each one tight; their sum bounds the key's count.
       for (const Part& p : parts) estimate += p.weight * p.topic->sketch.Estimate(c.hash);
       c.rate = estimate * to_rate;
+      c.recent_rate = c.recent.RateSince(now, estimate, half_life_s);
+      c.recent.Remember(now, estimate, recent_window);
     }
     // Keep the top_k by rate (hot keys are at the top by definition of the threshold).
     if (static_cast<int>(topic.candidates.size()) > config_.top_k) {
@@ -478,6 +525,7 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
     TopicHeatView view;
     view.topic = topic.name;
     view.rate_rps = rate;
+    view.recent_rps = recent_rate;
     view.rate_bps = bytes * to_rate;
     view.partitions = partitions;
     view.hot_threshold_rps = hot;
@@ -502,6 +550,7 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
       TrackedKey k;
       k.key = key;
       k.rate_rps = c.rate;
+      k.recent_rps = c.recent_rate;
       k.rate_bps = c.rate * mean_size;
       k.error_bound_rps = shape_.epsilon() * rate;
       k.share = rate > 0 ? c.rate / rate : 0;

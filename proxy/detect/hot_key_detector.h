@@ -79,6 +79,10 @@ struct HotKeyEvent {
 struct TrackedKey {
   std::string key;
   double rate_rps = 0;
+  // The rate of the records of the last 1/8 to 1/4 of a half-life (0 until the key has been
+  // tracked for a control step): a key on the rise reaches its rate here within that window,
+  // where rate_rps, a decayed average, lags by half-lives. Noisier; not used for hot and cold.
+  double recent_rps = 0;
   double rate_bps = 0;          // rate × the topic's mean record size (an approximation)
   double error_bound_rps = 0;   // epsilon × the topic's rate
   double share = 0;             // of the topic's rate
@@ -90,6 +94,7 @@ struct TrackedKey {
 struct TopicHeatView {
   std::string topic;
   double rate_rps = 0;
+  double recent_rps = 0;  // as TrackedKey's
   double rate_bps = 0;
   int32_t partitions = 0;
   double hot_threshold_rps = 0;

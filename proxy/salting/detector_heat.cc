@@ -1,5 +1,7 @@
 #include "proxy/salting/detector_heat.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 
@@ -18,9 +20,12 @@ std::vector<TopicHeat> DetectorHeat::Tick(absl::Time now) {
   for (const TopicHeatView& view : detector_.Snapshot()->topics) {
     TopicHeat heat;
     heat.topic = view.topic;
-    heat.total_rps = view.rate_rps;
+    // A rate on the rise is its recent count, which the decayed average reaches only after
+    // half-lives: a key that turns hot gets the salts its rate needs within a fraction of a
+    // second, not over the seconds its average takes to climb.
+    heat.total_rps = std::max(view.rate_rps, view.recent_rps);
     for (const TrackedKey& k : view.keys) {
-      if (k.hot) heat.hot.push_back(KeyRate{k.key, k.rate_rps});
+      if (k.hot) heat.hot.push_back(KeyRate{k.key, std::max(k.rate_rps, k.recent_rps)});
     }
     heats.push_back(std::move(heat));
   }

@@ -95,12 +95,14 @@ std::vector<KeyDecision> DecideTopic(const std::string& topic, const TopicPolicy
       }
     }
     int32_t salts = std::clamp<int32_t>(needed, std::min(policy.min_salts, cap), cap);
-    // Hysteresis: keep the current count unless the need rose above it or fell well below it.
+    // Hysteresis: keep the current count unless the need rose above it or fell well below it;
+    // and never add salts while the key's rate is falling (it grows only with the key).
     if (auto it = current.find(k.key);
         it != current.end() && it->second.action == d.action &&
         it->second.destination == d.destination) {
       const int32_t now = it->second.salts;
       if (salts < now && salts >= (3 * now) / 4) salts = now;
+      if (salts > now && k.rate_rps <= it->second.rate_rps) salts = now;
     }
     d.salts = salts;
     decisions.push_back(std::move(d));

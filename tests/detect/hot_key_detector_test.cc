@@ -154,6 +154,32 @@ TEST_F(DetectorTest, KeyThatTurnsHotMidStreamIsDetectedWithinBoundedRecords) {
   EXPECT_LE(sent - start, 10000);
 }
 
+// The decayed average of a key that just appeared is a fraction of its rate (1 − 2^(−t/h)); its
+// recent count is its rate from the first control step that sees it.
+TEST_F(DetectorTest, ARisingKeysRecentRateIsItsRateAtOnce) {
+  for (int i = 0; i < 30; ++i) Step(0);
+  ASSERT_EQ(Find("hot"), nullptr);
+  Step(/*hot_every=*/5);  // 20 % of 10,000/s, from now
+  const TrackedKey* hot = Find("hot");
+  ASSERT_NE(hot, nullptr);
+  // The average: about 7 % of 2,000 after 100 ms. The recent count at the first step counts the
+  // key from when it could have been below the offer threshold (90 records here): about 60 %.
+  EXPECT_LT(hot->rate_rps, 200);
+  EXPECT_GT(hot->recent_rps, 1000);
+  for (int i = 0; i < 5; ++i) Step(5);
+  hot = Find("hot");
+  EXPECT_LT(hot->rate_rps, 1000);
+  EXPECT_NEAR(hot->recent_rps, 2000, 300);
+  const TopicHeatView& topic = detector().Snapshot()->topics.at(0);
+  EXPECT_NEAR(topic.recent_rps, 10000, 1000);
+  // Once the key stops, its recent rate falls to nothing within a window; the average lags.
+  for (int i = 0; i < 10; ++i) Step(0);
+  hot = Find("hot");
+  ASSERT_NE(hot, nullptr);
+  EXPECT_LT(hot->recent_rps, 100);
+  EXPECT_GT(hot->rate_rps, 200);
+}
+
 TEST_F(DetectorTest, KeyHoveringAtTheThresholdDoesNotFlap) {
   for (int i = 0; i < 20; ++i) Step(0);
   // Alternate between just above (5.5 %) and just below (4.5 %) the hot threshold.

@@ -170,6 +170,23 @@ TEST(PolicyTest, SaltCountRisesAtOnceButFallsOnlyWellBelow) {
   EXPECT_EQ(DecideTopic("t", policy, Input(900, {{"k", 900}}), current)[0].salts, 9);  // rise
 }
 
+// After a load stops, or while a key cools, everything falls together and the need can seem to
+// rise (the free capacity falls with the cold keys): salts grow only with the key's own rate.
+TEST(PolicyTest, SaltsNeverGrowWhileTheKeysRateFalls) {
+  TopicPolicy policy;
+  policy.headroom = 1.0;
+  CurrentLayouts current;
+  current["k"] = KeyDecision{"k", RouteAction::kSalted, "t", 4, 1000};
+  // 16 partitions; the topic's rate fell faster than the key's: the need is 16 salts.
+  PolicyInput falling = Input(1000, {{"k", 900}});
+  falling.partitions = 16;
+  EXPECT_EQ(DecideTopic("t", policy, falling, current)[0].salts, 4);
+  // The same need with the key's rate rising is met.
+  PolicyInput rising = Input(1100, {{"k", 1050}});
+  rising.partitions = 16;
+  EXPECT_GT(DecideTopic("t", policy, rising, current)[0].salts, 4);
+}
+
 TEST(PolicyTest, ValidateExplainsBadValues) {
   TopicPolicy policy;
   policy.min_salts = 4;
