@@ -19,6 +19,18 @@ const ApiRange* FindApi(int16_t key) {
   return nullptr;
 }
 
+std::string_view ApiName(int16_t key) {
+  switch (key) {
+    case kProduce: return "produce";
+    case kFetch: return "fetch";
+    case kMetadata: return "metadata";
+    case kFindCoordinator: return "find_coordinator";
+    case kApiVersions: return "api_versions";
+    case kInitProducerId: return "init_producer_id";
+    default: return "unknown";
+  }
+}
+
 bool IsFlexible(int16_t api_key, int16_t version) {
   switch (api_key) {
     case kProduce: return version >= 9;

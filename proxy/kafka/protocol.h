@@ -55,6 +55,8 @@ struct ApiRange {
 // flags and answered with an error in their own response shape, never with silence.
 const std::vector<ApiRange>& SupportedApis();
 const ApiRange* FindApi(int16_t key);
+// The API's name for logs and metric labels ("find_coordinator"); "unknown" for one not above.
+std::string_view ApiName(int16_t key);
 bool IsFlexible(int16_t api_key, int16_t version);
 
 struct RequestHeader {

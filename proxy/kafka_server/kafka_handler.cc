@@ -26,6 +26,9 @@ int16_t KafkaErrorFor(const DeliveryReport& r) {
   return kNotEnoughReplicas;  // retriable
 }
 
+// What every refusal says first: users meet it in their client's exception or in this log.
+constexpr char kProduceOnly[] = "saltproxy is a produce-only gateway: ";
+
 struct ProduceState;
 
 // One client partition of a Produce request, while its records are delivered. Its records'
@@ -121,11 +124,40 @@ KafkaHandler::KafkaHandler(KafkaHandlerOptions options, RecordSink& sink, Upstre
                       .Name("saltproxy_kafka_duplicate_batches_total")
                       .Help("Retried idempotent batches answered without producing them again")
                       .Register(metrics.registry())
-                      .Add({})) {
-  for (const char* api : {"produce", "fetch", "metadata", "find_coordinator", "api_versions",
-                          "init_producer_id"}) {
-    requests_.Add({{"api", api}});
+                      .Add({})),
+      unserved_(prometheus::BuildCounter()
+                    .Name("saltproxy_kafka_unserved_requests_total")
+                    .Help("Kafka-protocol requests saltproxy does not serve, by API and outcome "
+                          "(refused: answered with an error; closed: the connection closed)")
+                    .Register(metrics.registry())) {
+  for (size_t i = 0; i <= SupportedApis().size(); ++i) {
+    std::string api(i < SupportedApis().size() ? ApiName(SupportedApis()[i].key) : "unknown");
+    by_api_.push_back({i < SupportedApis().size() ? &requests_.Add({{"api", api}}) : nullptr,
+                       &unserved_.Add({{"api", api}, {"outcome", "refused"}}),
+                       &unserved_.Add({{"api", api}, {"outcome", "closed"}})});
   }
+}
+
+size_t KafkaHandler::ApiIndex(int16_t api_key) {
+  size_t i = 0;
+  while (i < SupportedApis().size() && SupportedApis()[i].key != api_key) ++i;
+  return i;  // SupportedApis().size(): "unknown"
+}
+
+void KafkaHandler::CountUnserved(int16_t api_key, Unserved outcome) {
+  const ApiCounters& c = by_api_[ApiIndex(api_key)];
+  (outcome == Unserved::kRefused ? c.refused : c.closed)->Increment();
+}
+
+void KafkaHandler::Refuse(const RequestHeader& header, const std::string& detail, std::string answer,
+                          FrameReply reply) {
+  CountUnserved(header.api_key, Unserved::kRefused);
+  LogEvent(LogLevel::kWarn, "kafka_request_refused",
+           {{"api", ApiName(header.api_key)},
+            {"version", absl::StrCat(header.api_version)},
+            {"client", header.client_id.value_or("?")},
+            {"detail", absl::StrCat(kProduceOnly, detail)}});
+  reply.Respond(EncodeResponseHeader(header) + answer);
 }
 
 void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameReply reply) {
@@ -137,7 +169,9 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
   const int16_t version = header->api_version;
   const ApiRange* api = FindApi(key);
   if (!api) {
-    return reply.Close(absl::StrCat("unknown API key ", key, " (client ",
+    // No layout to answer in: closed, as a broker closes it (the server logs the reason).
+    CountUnserved(key, Unserved::kClosed);
+    return reply.Close(absl::StrCat(kProduceOnly, "API key ", key, " is not served (client ",
                                     header->client_id.value_or("?"), ")"));
   }
   std::string response_header = EncodeResponseHeader(*header);
@@ -146,46 +180,44 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
       // As brokers do: the v0 layout, UNSUPPORTED_VERSION and the supported ranges.
       return reply.Respond(response_header + EncodeApiVersionsResponse(0, kUnsupportedVersion));
     }
+    CountUnserved(key, Unserved::kClosed);
     return reply.Close(absl::StrCat("API ", key, " v", version, " is not supported (", api->min,
                                     "-", api->max, ")"));
   }
   const size_t body_at = frame->size() - in.remaining();
+  by_api_[ApiIndex(key)].requests->Increment();
   switch (key) {
     case kApiVersions:
-      requests_.Add({{"api", "api_versions"}}).Increment();
       return reply.Respond(response_header + EncodeApiVersionsResponse(version, kNone));
     case kMetadata:
-      requests_.Add({{"api", "metadata"}}).Increment();
       return HandleMetadata(frame, body_at, version, std::move(response_header), std::move(reply));
     case kProduce:
-      requests_.Add({{"api", "produce"}}).Increment();
       return HandleProduce(frame, body_at, version, std::move(response_header), std::move(reply));
     case kInitProducerId: {
-      requests_.Add({{"api", "init_producer_id"}}).Increment();
       absl::StatusOr<InitProducerIdRequest> req = DecodeInitProducerIdRequest(in, version);
       if (!req.ok()) return reply.Close(std::string(req.status().message()));
       if (req->transactional_id) {
-        LogEvent(LogLevel::kWarn, "kafka_transactions_refused",
-                 {{"client", header->client_id.value_or("?")},
-                  {"transactional_id", *req->transactional_id},
-                  {"detail", "saltproxy does not support transactions; produce without "
-                             "transactional.id"}});
-        return reply.Respond(response_header +
-                             EncodeInitProducerIdResponse(
-                                 version, kTransactionalIdAuthorizationFailed, -1, -1));
+        // InitProducerId has no field for a message: the log says why.
+        return Refuse(*header,
+                      absl::StrCat("transactions are not supported (transactional_id ",
+                                   *req->transactional_id, "); produce without transactional.id"),
+                      EncodeInitProducerIdResponse(version, kTransactionalIdAuthorizationFailed,
+                                                   -1, -1),
+                      std::move(reply));
       }
       ProducerRegistry::Issued id = producers_.Init(req->producer_id, req->producer_epoch);
       return reply.Respond(response_header +
                            EncodeInitProducerIdResponse(version, kNone, id.producer_id, id.epoch));
     }
     case kFindCoordinator:
-      requests_.Add({{"api", "find_coordinator"}}).Increment();
-      return reply.Respond(response_header + EncodeFindCoordinatorError(version));
+      return Refuse(*header, "it has no group or transaction coordinator",
+                    EncodeFindCoordinatorError(version), std::move(reply));
     case kFetch: {
-      requests_.Add({{"api", "fetch"}}).Increment();
+      // Fetch has no field for a message: the log says why.
       absl::StatusOr<std::string> body = EncodeFetchError(in, version, kUnsupportedVersion);
       if (!body.ok()) return reply.Close(std::string(body.status().message()));
-      return reply.Respond(response_header + *body);
+      return Refuse(*header, "consume from the Kafka cluster itself", std::move(*body),
+                    std::move(reply));
     }
   }
   reply.Close("unhandled API");
@@ -261,6 +293,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
   if (version < 3) {
     // Advertised (librdkafka wants Produce's minimum at v0) but not served: message formats v0
     // and v1 would be rewritten as v2. Every partition is refused in the version's own layout.
+    CountUnserved(kProduce, Unserved::kRefused);
     LogEvent(LogLevel::kWarn, "kafka_produce_version_refused",
              {{"version", absl::StrCat(version)},
               {"detail", "message format v0/v1; use Produce v3+"}});

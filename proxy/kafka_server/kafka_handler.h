@@ -2,7 +2,9 @@
 // partition, with the upstream cluster's real partition counts), so that it owns the partition
 // choice; Produce records go through the same router as HTTP records; it is the producer-id
 // authority for idempotent clients (InitProducerId, sequence windows, duplicates answered with
-// the first attempt's offset). Transactions are refused with a clear error.
+// the first attempt's offset). What a produce-only gateway does not serve (transactions,
+// consumer groups, fetching) is refused in the request's own response, with a log line and
+// saltproxy_kafka_unserved_requests_total.
 //
 //   KafkaHandler handler(options, router, upstream, registry, metrics);
 //   KafkaServer server(server_options, handler, metrics);
@@ -10,11 +12,13 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include <prometheus/counter.h>
 
 #include "proxy/common/record.h"
 #include "proxy/common/upstream.h"
+#include "proxy/kafka/protocol.h"
 #include "proxy/kafka_server/producer_state.h"
 #include "proxy/kafka_server/server.h"
 #include "proxy/kafka_server/topic_ids.h"
@@ -46,6 +50,13 @@ class KafkaHandler : public FrameHandler {
                       std::string header, FrameReply reply);
   void HandleProduce(std::shared_ptr<std::string> frame, size_t body_at, int16_t version,
                      std::string header, FrameReply reply);
+  // A request saltproxy does not serve: counted and logged, then answered with `answer` (or
+  // the connection closed, when the request cannot be answered in its own layout).
+  enum class Unserved { kRefused, kClosed };
+  static size_t ApiIndex(int16_t api_key);
+  void CountUnserved(int16_t api_key, Unserved outcome);
+  void Refuse(const kafka::RequestHeader& header, const std::string& detail, std::string answer,
+              FrameReply reply);
 
   const KafkaHandlerOptions options_;
   RecordSink& sink_;
@@ -55,6 +66,15 @@ class KafkaHandler : public FrameHandler {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Counter& records_in_;
   prometheus::Counter& duplicates_;
+  prometheus::Family<prometheus::Counter>& unserved_;
+  // By API, in kafka::SupportedApis() order, then "unknown" (no requests counter); resolved
+  // at start-up.
+  struct ApiCounters {
+    prometheus::Counter* requests;
+    prometheus::Counter* refused;
+    prometheus::Counter* closed;
+  };
+  std::vector<ApiCounters> by_api_;
 };
 
 }  // namespace saltproxy

@@ -74,7 +74,47 @@ class KafkaHandlerTest : public ::testing::Test {
   ProducerRegistry::Issued id = registry.Init();
   KafkaHandler handler{KafkaHandlerOptions{}, sink, upstream, registry, metrics};
   std::map<int32_t, Answer> answers;  // by correlation id
+
+  // Hands `request` (a header and body written by the test) to the handler; the answer's body
+  // after its correlation id, or nullopt when the connection was closed.
+  std::optional<std::string> Ask(const std::string& request) {
+    std::optional<std::string> answer;
+    handler.Handle(request, 1, FrameReply([&](FrameReply::Kind kind, std::string payload) {
+                     if (kind == FrameReply::Kind::kRespond) answer = payload.substr(4);
+                   }));
+    return answer;
+  }
+  std::string Counted(const std::string& api, const std::string& outcome) {
+    const std::string series = absl::StrCat("saltproxy_kafka_unserved_requests_total{api=\"", api,
+                                            "\",outcome=\"", outcome, "\"} ");
+    const std::string text = metrics.Serialize();
+    size_t at = text.find(series);
+    return at == std::string::npos ? "absent"
+                                   : text.substr(at + series.size(),
+                                                 text.find('\n', at) - at - series.size());
+  }
 };
+
+// A request header v1 (every API below, in the versions used, is not flexible).
+WireWriter Header(int16_t api, int16_t version) {
+  WireWriter w;
+  w.Int16(api);
+  w.Int16(version);
+  w.Int32(7);
+  w.NullableString(std::string("unserved-test"), false);
+  return w;
+}
+
+TEST_F(KafkaHandlerTest, AnUnknownApiClosesTheConnectionAndIsCounted) {
+  WireWriter w = Header(/*DeleteTopics*/ 20, 1);
+  w.ArrayLength(0, false);
+  w.Int32(30000);
+  FrameReply::Kind kind = FrameReply::Kind::kRespond;
+  handler.Handle(w.data(), 1, FrameReply([&](FrameReply::Kind k, std::string) { kind = k; }));
+  EXPECT_EQ(kind, FrameReply::Kind::kClose);
+  EXPECT_EQ(Counted("unknown", "closed"), "1");
+  EXPECT_EQ(Counted("fetch", "refused"), "0");
+}
 
 TEST_F(KafkaHandlerTest, ProduceV2IsAnsweredUnsupportedVersionPerPartitionInItsOwnLayout) {
   WireWriter w;
