@@ -230,15 +230,21 @@ std::string EncodeInitProducerIdResponse(int16_t version, int16_t error, int64_t
   return std::move(w.data());
 }
 
-std::string EncodeFindCoordinatorError(int16_t version) {
+absl::StatusOr<FindCoordinatorRequest> DecodeFindCoordinatorRequest(WireReader& in,
+                                                                    int16_t version) {
+  FindCoordinatorRequest req;
+  req.key = in.String(false);
+  if (version >= 1) req.key_type = in.Int8();
+  if (!in.ok()) return in.status();
+  return req;
+}
+
+std::string EncodeFindCoordinatorError(int16_t version, int16_t error,
+                                       const std::string& message) {
   WireWriter w;
   if (version >= 1) w.Int32(0);  // throttle_time_ms
-  w.Int16(kCoordinatorNotAvailable);
-  if (version >= 1) {
-    w.NullableString(std::string("saltproxy is a produce-only gateway: it has no group or "
-                                 "transaction coordinator"),
-                     false);
-  }
+  w.Int16(error);
+  if (version >= 1) w.NullableString(message, false);
   w.Int32(-1);  // node_id
   w.String("", false);
   w.Int32(-1);  // port

@@ -36,6 +36,8 @@ inline constexpr int16_t kRequestTimedOut = 7;
 inline constexpr int16_t kMessageTooLarge = 10;
 inline constexpr int16_t kCoordinatorNotAvailable = 15;
 inline constexpr int16_t kNotEnoughReplicas = 19;
+inline constexpr int16_t kGroupAuthorizationFailed = 30;
+inline constexpr int16_t kClusterAuthorizationFailed = 31;
 inline constexpr int16_t kUnsupportedVersion = 35;
 inline constexpr int16_t kInvalidRequest = 42;
 inline constexpr int16_t kUnsupportedForMessageFormat = 43;
@@ -139,9 +141,20 @@ absl::StatusOr<InitProducerIdRequest> DecodeInitProducerIdRequest(WireReader& in
 std::string EncodeInitProducerIdResponse(int16_t version, int16_t error, int64_t producer_id,
                                          int16_t producer_epoch);
 
-// FindCoordinator v0-v2 and Fetch v4-v11, which saltproxy does not serve: their error
-// responses (COORDINATOR_NOT_AVAILABLE; for Fetch, `error` on every partition asked for).
-std::string EncodeFindCoordinatorError(int16_t version);
+// FindCoordinator v0-v2, which saltproxy does not serve: it has no group or transaction
+// coordinator. v0 has no key type (a group); error_message is v1+.
+inline constexpr int8_t kGroupCoordinator = 0;
+inline constexpr int8_t kTransactionCoordinator = 1;
+struct FindCoordinatorRequest {
+  std::string key;
+  int8_t key_type = kGroupCoordinator;
+};
+absl::StatusOr<FindCoordinatorRequest> DecodeFindCoordinatorRequest(WireReader& in,
+                                                                    int16_t version);
+std::string EncodeFindCoordinatorError(int16_t version, int16_t error,
+                                       const std::string& message);
+
+// Fetch v4-v11, which saltproxy does not serve: `error` on every partition asked for.
 absl::StatusOr<std::string> EncodeFetchError(WireReader& in, int16_t version, int16_t error);
 
 }  // namespace saltproxy::kafka

@@ -209,9 +209,34 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
       return reply.Respond(response_header +
                            EncodeInitProducerIdResponse(version, kNone, id.producer_id, id.epoch));
     }
-    case kFindCoordinator:
-      return Refuse(*header, "it has no group or transaction coordinator",
-                    EncodeFindCoordinatorError(version), std::move(reply));
+    case kFindCoordinator: {
+      absl::StatusOr<FindCoordinatorRequest> req = DecodeFindCoordinatorRequest(in, version);
+      if (!req.ok()) return reply.Close(std::string(req.status().message()));
+      // Never COORDINATOR_NOT_AVAILABLE, which is retriable: clients would ask again until their
+      // own timeout (60 s for Java's initTransactions). The codes below are the ones each
+      // client gives up on at once, checked with the real clients (tests/e2e):
+      // CLUSTER_AUTHORIZATION_FAILED is fatal to librdkafka's and Java's transactional
+      // producers, and Java's is the one that shows the message (its
+      // TRANSACTIONAL_ID_AUTHORIZATION_FAILED exception has a fixed text);
+      // GROUP_AUTHORIZATION_FAILED is what Java's and librdkafka's consumers surface from a
+      // group lookup.
+      const bool transaction = req->key_type == kTransactionCoordinator;
+      const std::string message =
+          transaction ? absl::StrCat(kProduceOnly,
+                                     "it does not support transactions; produce without "
+                                     "transactional.id")
+                      : absl::StrCat(kProduceOnly,
+                                     "it has no group coordinator; consume from the Kafka "
+                                     "cluster itself");
+      return Refuse(*header,
+                    absl::StrCat(transaction ? "transaction " : "group ", req->key,
+                                 ": no coordinator"),
+                    EncodeFindCoordinatorError(version,
+                                               transaction ? kClusterAuthorizationFailed
+                                                           : kGroupAuthorizationFailed,
+                                               message),
+                    std::move(reply));
+    }
     case kFetch: {
       // Fetch has no field for a message: the log says why.
       absl::StatusOr<std::string> body = EncodeFetchError(in, version, kUnsupportedVersion);

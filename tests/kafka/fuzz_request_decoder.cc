@@ -65,6 +65,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case kFetch:
       if (v >= 4 && v <= 11) (void)EncodeFetchError(in, v, kUnsupportedVersion);
       break;
+    case kFindCoordinator:
+      if (v <= 2) (void)DecodeFindCoordinatorRequest(in, v);
+      break;
     default:
       // Everything else: the bytes as record batches, the decoder with the most to get wrong.
       CheckBatches(frame);

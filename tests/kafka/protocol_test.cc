@@ -249,5 +249,19 @@ TEST(ProtocolTest, FetchIsAnsweredWithAnErrorPerPartitionAskedFor) {
   EXPECT_EQ(r.Int16(), kUnsupportedVersion);
 }
 
+TEST(ProtocolTest, FindCoordinatorV0HasNoKeyType) {
+  WireWriter w;
+  w.String("g", false);
+  WireReader in(w.data());
+  absl::StatusOr<FindCoordinatorRequest> req = DecodeFindCoordinatorRequest(in, 0);
+  ASSERT_TRUE(req.ok()) << req.status();
+  EXPECT_EQ(req->key, "g");
+  EXPECT_EQ(req->key_type, kGroupCoordinator);
+  WireWriter truncated;  // v1 without its key type
+  truncated.String("t", false);
+  WireReader short_in(truncated.data());
+  EXPECT_FALSE(DecodeFindCoordinatorRequest(short_in, 1).ok());
+}
+
 }  // namespace
 }  // namespace saltproxy::kafka

@@ -105,6 +105,54 @@ WireWriter Header(int16_t api, int16_t version) {
   return w;
 }
 
+TEST_F(KafkaHandlerTest, FindCoordinatorForATransactionIsRefusedForGoodWithTheReason) {
+  WireWriter w = Header(kFindCoordinator, 2);
+  w.String("my-transactions", false);
+  w.Int8(kTransactionCoordinator);
+  std::optional<std::string> answer = Ask(w.data());
+  ASSERT_TRUE(answer.has_value()) << "the connection was closed";
+  WireReader in(*answer);
+  EXPECT_EQ(in.Int32(), 0);  // throttle time
+  // Not COORDINATOR_NOT_AVAILABLE, which clients retry until their own timeout.
+  EXPECT_EQ(in.Int16(), kClusterAuthorizationFailed);
+  std::optional<std::string> message = in.NullableString(false);
+  ASSERT_TRUE(message.has_value());
+  EXPECT_NE(message->find("produce-only gateway"), std::string::npos) << *message;
+  EXPECT_NE(message->find("transactional.id"), std::string::npos) << *message;
+  EXPECT_EQ(in.Int32(), -1);  // node id
+  EXPECT_EQ(in.String(false), "");
+  EXPECT_EQ(in.Int32(), -1);  // port
+  EXPECT_TRUE(in.ok());
+  EXPECT_EQ(in.remaining(), 0u);
+  EXPECT_EQ(Counted("find_coordinator", "refused"), "1");
+}
+
+TEST_F(KafkaHandlerTest, FindCoordinatorForAGroupIsAnsweredGroupAuthorizationFailed) {
+  WireWriter v1 = Header(kFindCoordinator, 1);
+  v1.String("my-group", false);
+  v1.Int8(kGroupCoordinator);
+  std::optional<std::string> answer = Ask(v1.data());
+  ASSERT_TRUE(answer.has_value());
+  WireReader in(*answer);
+  in.Int32();
+  EXPECT_EQ(in.Int16(), kGroupAuthorizationFailed);
+  std::optional<std::string> message = in.NullableString(false);
+  ASSERT_TRUE(message.has_value());
+  EXPECT_NE(message->find("produce-only gateway"), std::string::npos) << *message;
+  // v0: a group's key alone, and no throttle time or message in the answer.
+  WireWriter v0 = Header(kFindCoordinator, 0);
+  v0.String("my-group", false);
+  answer = Ask(v0.data());
+  ASSERT_TRUE(answer.has_value());
+  WireReader in0(*answer);
+  EXPECT_EQ(in0.Int16(), kGroupAuthorizationFailed);
+  EXPECT_EQ(in0.Int32(), -1);
+  EXPECT_EQ(in0.String(false), "");
+  EXPECT_EQ(in0.Int32(), -1);
+  EXPECT_EQ(in0.remaining(), 0u);
+  EXPECT_EQ(Counted("find_coordinator", "refused"), "2");
+}
+
 TEST_F(KafkaHandlerTest, AnUnknownApiClosesTheConnectionAndIsCounted) {
   WireWriter w = Header(/*DeleteTopics*/ 20, 1);
   w.ArrayLength(0, false);
