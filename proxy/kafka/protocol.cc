@@ -264,8 +264,8 @@ absl::StatusOr<std::string> EncodeFetchError(WireReader& in, int16_t version, in
   WireWriter w;
   w.Int32(0);  // throttle_time_ms
   if (version >= 7) {
-    w.Int16(error);
-    w.Int32(0);  // session_id
+    w.Int16(kNone);  // the partitions carry the error (see the header)
+    w.Int32(0);      // session_id
   }
   int32_t topics = in.ArrayLength(false);
   WireWriter body;
@@ -288,7 +288,9 @@ absl::StatusOr<std::string> EncodeFetchError(WireReader& in, int16_t version, in
       if (version >= 5) body.Int64(-1);  // log_start_offset
       body.ArrayLength(-1, false);       // aborted_transactions
       if (version >= 11) body.Int32(-1);  // preferred_read_replica
-      body.NullableBytes(std::nullopt, false);
+      // Empty records, as brokers send with an error: librdkafka takes a null for a parse
+      // failure ("invalid MessageSetSize -1") and fetches again for ever.
+      body.NullableBytes(std::string_view(), false);
     }
     ++written;
   }

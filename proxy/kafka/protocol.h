@@ -36,6 +36,7 @@ inline constexpr int16_t kRequestTimedOut = 7;
 inline constexpr int16_t kMessageTooLarge = 10;
 inline constexpr int16_t kCoordinatorNotAvailable = 15;
 inline constexpr int16_t kNotEnoughReplicas = 19;
+inline constexpr int16_t kTopicAuthorizationFailed = 29;
 inline constexpr int16_t kGroupAuthorizationFailed = 30;
 inline constexpr int16_t kClusterAuthorizationFailed = 31;
 inline constexpr int16_t kUnsupportedVersion = 35;
@@ -154,7 +155,8 @@ absl::StatusOr<FindCoordinatorRequest> DecodeFindCoordinatorRequest(WireReader& 
 std::string EncodeFindCoordinatorError(int16_t version, int16_t error,
                                        const std::string& message);
 
-// Fetch v4-v11, which saltproxy does not serve: `error` on every partition asked for.
+// Fetch v4-v11, which saltproxy does not serve: `error` on every partition asked for, none at
+// the top (v7+), where the Java client takes an error for its fetch session's and retries.
 absl::StatusOr<std::string> EncodeFetchError(WireReader& in, int16_t version, int16_t error);
 
 }  // namespace saltproxy::kafka

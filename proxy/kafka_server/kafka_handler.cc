@@ -238,8 +238,9 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
                     std::move(reply));
     }
     case kFetch: {
-      // Fetch has no field for a message: the log says why.
-      absl::StatusOr<std::string> body = EncodeFetchError(in, version, kUnsupportedVersion);
+      // Fetch has no field for a message: the log says why. TOPIC_AUTHORIZATION_FAILED is what
+      // Java's and librdkafka's consumers surface to the application and stop fetching on.
+      absl::StatusOr<std::string> body = EncodeFetchError(in, version, kTopicAuthorizationFailed);
       if (!body.ok()) return reply.Close(std::string(body.status().message()));
       return Refuse(*header, "consume from the Kafka cluster itself", std::move(*body),
                     std::move(reply));

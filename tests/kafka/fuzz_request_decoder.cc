@@ -63,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (v <= 4) (void)DecodeInitProducerIdRequest(in, v);
       break;
     case kFetch:
-      if (v >= 4 && v <= 11) (void)EncodeFetchError(in, v, kUnsupportedVersion);
+      if (v >= 4 && v <= 11) (void)EncodeFetchError(in, v, kTopicAuthorizationFailed);
       break;
     case kFindCoordinator:
       if (v <= 2) (void)DecodeFindCoordinatorRequest(in, v);

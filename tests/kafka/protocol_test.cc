@@ -238,7 +238,7 @@ TEST(ProtocolTest, FetchIsAnsweredWithAnErrorPerPartitionAskedFor) {
   w.Int64(0);
   w.Int32(1 << 20);
   WireReader in(w.data());
-  auto body = EncodeFetchError(in, 5, kUnsupportedVersion);
+  auto body = EncodeFetchError(in, 5, kTopicAuthorizationFailed);
   ASSERT_TRUE(body.ok()) << body.status();
   WireReader r(*body);
   r.Int32();
@@ -246,7 +246,7 @@ TEST(ProtocolTest, FetchIsAnsweredWithAnErrorPerPartitionAskedFor) {
   EXPECT_EQ(r.String(false), "t");
   ASSERT_EQ(r.ArrayLength(false), 1);
   EXPECT_EQ(r.Int32(), 3);
-  EXPECT_EQ(r.Int16(), kUnsupportedVersion);
+  EXPECT_EQ(r.Int16(), kTopicAuthorizationFailed);
 }
 
 TEST(ProtocolTest, FindCoordinatorV0HasNoKeyType) {

@@ -153,6 +153,50 @@ TEST_F(KafkaHandlerTest, FindCoordinatorForAGroupIsAnsweredGroupAuthorizationFai
   EXPECT_EQ(Counted("find_coordinator", "refused"), "2");
 }
 
+TEST_F(KafkaHandlerTest, FetchGetsTopicAuthorizationFailedPerPartitionAndNoErrorAtTheTop) {
+  WireWriter w = Header(kFetch, 11);
+  w.Int32(-1);       // replica id
+  w.Int32(500);      // max wait
+  w.Int32(1);        // min bytes
+  w.Int32(1 << 20);  // max bytes
+  w.Int8(0);         // isolation level
+  w.Int32(0);        // session id
+  w.Int32(-1);       // session epoch
+  w.ArrayLength(1, false);
+  w.String("t", false);
+  w.ArrayLength(1, false);
+  w.Int32(2);   // partition
+  w.Int32(-1);  // current leader epoch
+  w.Int64(0);   // fetch offset
+  w.Int64(-1);  // log start offset
+  w.Int32(1 << 20);
+  w.ArrayLength(0, false);  // forgotten topics
+  w.String("", false);      // rack id
+  std::optional<std::string> answer = Ask(w.data());
+  ASSERT_TRUE(answer.has_value());
+  WireReader in(*answer);
+  in.Int32();  // throttle time
+  // An error here is, to the Java client, its fetch session's: it would fetch again for ever.
+  EXPECT_EQ(in.Int16(), kNone);
+  EXPECT_EQ(in.Int32(), 0);  // session id
+  ASSERT_EQ(in.ArrayLength(false), 1);
+  EXPECT_EQ(in.String(false), "t");
+  ASSERT_EQ(in.ArrayLength(false), 1);
+  EXPECT_EQ(in.Int32(), 2);
+  EXPECT_EQ(in.Int16(), kTopicAuthorizationFailed);
+  in.Int64();  // high watermark
+  in.Int64();  // last stable offset
+  in.Int64();  // log start offset
+  in.ArrayLength(false);  // aborted transactions
+  EXPECT_EQ(in.Int32(), -1);  // preferred read replica
+  // Empty, not null: librdkafka takes a null for a parse failure and fetches again for ever.
+  std::optional<std::string_view> records = in.NullableBytes(false);
+  ASSERT_TRUE(records.has_value());
+  EXPECT_TRUE(records->empty());
+  EXPECT_TRUE(in.ok());
+  EXPECT_EQ(Counted("fetch", "refused"), "1");
+}
+
 TEST_F(KafkaHandlerTest, AnUnknownApiClosesTheConnectionAndIsCounted) {
   WireWriter w = Header(/*DeleteTopics*/ 20, 1);
   w.ArrayLength(0, false);
