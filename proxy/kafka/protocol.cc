@@ -8,6 +8,7 @@ const std::vector<ApiRange>& SupportedApis() {
   static const std::vector<ApiRange> apis = {
       {kProduce, 0, 12},        {kFetch, 4, 11},     {kMetadata, 0, 12},
       {kFindCoordinator, 0, 2}, {kApiVersions, 0, 4}, {kInitProducerId, 0, 4},
+      {kCreateTopics, 0, 7},
   };
   return apis;
 }
@@ -27,6 +28,7 @@ std::string_view ApiName(int16_t key) {
     case kFindCoordinator: return "find_coordinator";
     case kApiVersions: return "api_versions";
     case kInitProducerId: return "init_producer_id";
+    case kCreateTopics: return "create_topics";
     default: return "unknown";
   }
 }
@@ -39,6 +41,7 @@ bool IsFlexible(int16_t api_key, int16_t version) {
     case kFindCoordinator: return version >= 3;
     case kApiVersions: return version >= 3;
     case kInitProducerId: return version >= 2;
+    case kCreateTopics: return version >= 5;
     default: return false;
   }
 }
@@ -297,6 +300,58 @@ absl::StatusOr<std::string> EncodeFetchError(WireReader& in, int16_t version, in
   if (!in.ok()) return in.status();
   w.ArrayLength(written, false);
   w.Raw(body.data());
+  return std::move(w.data());
+}
+
+absl::StatusOr<CreateTopicsRequest> DecodeCreateTopicsRequest(WireReader& in, int16_t version) {
+  const bool flexible = version >= 5;
+  CreateTopicsRequest req;
+  int32_t topics = in.ArrayLength(flexible);
+  for (int32_t t = 0; t < topics && in.ok(); ++t) {
+    req.names.push_back(in.String(flexible));
+    in.Int32();  // num_partitions
+    in.Int16();  // replication_factor
+    int32_t assignments = in.ArrayLength(flexible);
+    for (int32_t a = 0; a < assignments && in.ok(); ++a) {
+      in.Int32();  // partition_index
+      int32_t brokers = in.ArrayLength(flexible);
+      for (int32_t b = 0; b < brokers && in.ok(); ++b) in.Int32();
+      if (flexible) in.SkipTaggedFields();
+    }
+    int32_t configs = in.ArrayLength(flexible);
+    for (int32_t c = 0; c < configs && in.ok(); ++c) {
+      in.String(flexible);          // name
+      in.NullableString(flexible);  // value
+      if (flexible) in.SkipTaggedFields();
+    }
+    if (flexible) in.SkipTaggedFields();
+  }
+  in.Int32();                 // timeout_ms
+  if (version >= 1) in.Bool();  // validate_only
+  if (flexible) in.SkipTaggedFields();
+  if (!in.ok()) return in.status();
+  return req;
+}
+
+std::string EncodeCreateTopicsError(const CreateTopicsRequest& request, int16_t version,
+                                    int16_t error, const std::string& message) {
+  const bool flexible = version >= 5;
+  WireWriter w;
+  if (version >= 2) w.Int32(0);  // throttle_time_ms
+  w.ArrayLength(static_cast<int32_t>(request.names.size()), flexible);
+  for (const std::string& name : request.names) {
+    w.String(name, flexible);
+    if (version >= 7) w.WriteUuid(Uuid{});  // topic_id: none, nothing was created
+    w.Int16(error);
+    if (version >= 1) w.NullableString(message, flexible);
+    if (version >= 5) {
+      w.Int32(-1);                   // num_partitions
+      w.Int16(-1);                   // replication_factor
+      w.ArrayLength(-1, flexible);  // configs: null
+    }
+    if (flexible) w.EmptyTaggedFields();
+  }
+  if (flexible) w.EmptyTaggedFields();
   return std::move(w.data());
 }
 

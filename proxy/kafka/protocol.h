@@ -25,6 +25,7 @@ inline constexpr int16_t kFetch = 1;
 inline constexpr int16_t kMetadata = 3;
 inline constexpr int16_t kFindCoordinator = 10;
 inline constexpr int16_t kApiVersions = 18;
+inline constexpr int16_t kCreateTopics = 19;
 inline constexpr int16_t kInitProducerId = 22;
 
 // Error codes.
@@ -55,7 +56,8 @@ struct ApiRange {
 // What saltproxy advertises. ApiVersions is a feature contract: librdkafka turns record format
 // v2 on when it sees Produce v3 and Fetch v4, lz4 when it sees FindCoordinator, zstd when it sees
 // Produce v7 and Fetch v10. Produce v0-v2, Fetch and FindCoordinator are advertised for those
-// flags and answered with an error in their own response shape, never with silence.
+// flags, CreateTopics so that admin clients send it rather than fail on their own: all four are
+// answered with a non-retriable error in their own response shape, never with silence.
 const std::vector<ApiRange>& SupportedApis();
 const ApiRange* FindApi(int16_t key);
 // The API's name for logs and metric labels ("find_coordinator"); "unknown" for one not above.
@@ -158,5 +160,14 @@ std::string EncodeFindCoordinatorError(int16_t version, int16_t error,
 // Fetch v4-v11, which saltproxy does not serve: `error` on every partition asked for, none at
 // the top (v7+), where the Java client takes an error for its fetch session's and retries.
 absl::StatusOr<std::string> EncodeFetchError(WireReader& in, int16_t version, int16_t error);
+
+// CreateTopics v0-v7, which saltproxy does not serve: `error` and `message` (v1+) for every
+// topic asked for.
+struct CreateTopicsRequest {
+  std::vector<std::string> names;
+};
+absl::StatusOr<CreateTopicsRequest> DecodeCreateTopicsRequest(WireReader& in, int16_t version);
+std::string EncodeCreateTopicsError(const CreateTopicsRequest& request, int16_t version,
+                                    int16_t error, const std::string& message);
 
 }  // namespace saltproxy::kafka

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "proxy/common/log.h"
 #include "proxy/kafka/protocol.h"
 #include "proxy/kafka/record_batch.h"
@@ -243,6 +244,17 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
       absl::StatusOr<std::string> body = EncodeFetchError(in, version, kTopicAuthorizationFailed);
       if (!body.ok()) return reply.Close(std::string(body.status().message()));
       return Refuse(*header, "consume from the Kafka cluster itself", std::move(*body),
+                    std::move(reply));
+    }
+    case kCreateTopics: {
+      absl::StatusOr<CreateTopicsRequest> req = DecodeCreateTopicsRequest(in, version);
+      if (!req.ok()) return reply.Close(std::string(req.status().message()));
+      const std::string message = absl::StrCat(
+          kProduceOnly, "it does not create topics; create them on the Kafka cluster itself");
+      return Refuse(*header,
+                    absl::StrCat("create topics ", absl::StrJoin(req->names, ","),
+                                 ": not served"),
+                    EncodeCreateTopicsError(*req, version, kClusterAuthorizationFailed, message),
                     std::move(reply));
     }
   }

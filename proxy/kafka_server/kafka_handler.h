@@ -3,8 +3,8 @@
 // choice; Produce records go through the same router as HTTP records; it is the producer-id
 // authority for idempotent clients (InitProducerId, sequence windows, duplicates answered with
 // the first attempt's offset). What a produce-only gateway does not serve (transactions,
-// consumer groups, fetching) is refused in the request's own response, with a log line and
-// saltproxy_kafka_unserved_requests_total.
+// consumer groups, fetching, creating topics) is refused at once with a non-retriable error in
+// the request's own response, with a log line and saltproxy_kafka_unserved_requests_total.
 //
 //   KafkaHandler handler(options, router, upstream, registry, metrics);
 //   KafkaServer server(server_options, handler, metrics);

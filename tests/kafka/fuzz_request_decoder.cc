@@ -68,6 +68,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case kFindCoordinator:
       if (v <= 2) (void)DecodeFindCoordinatorRequest(in, v);
       break;
+    case kCreateTopics:
+      if (v <= 7) {
+        auto req = DecodeCreateTopicsRequest(in, v);
+        if (req.ok()) (void)EncodeCreateTopicsError(*req, v, kClusterAuthorizationFailed, "");
+      }
+      break;
     default:
       // Everything else: the bytes as record batches, the decoder with the most to get wrong.
       CheckBatches(frame);

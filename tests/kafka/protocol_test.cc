@@ -249,6 +249,60 @@ TEST(ProtocolTest, FetchIsAnsweredWithAnErrorPerPartitionAskedFor) {
   EXPECT_EQ(r.Int16(), kTopicAuthorizationFailed);
 }
 
+TEST(ProtocolTest, CreateTopicsV5IsCompactAndItsAnswerCarriesTheMessageAndNoConfigs) {
+  WireWriter w;
+  w.ArrayLength(1, true);
+  w.String("orders", true);
+  w.Int32(-1);  // partitions: the broker's default
+  w.Int16(-1);
+  w.ArrayLength(1, true);  // one assignment
+  w.Int32(0);
+  w.ArrayLength(2, true);
+  w.Int32(1);
+  w.Int32(2);
+  w.EmptyTaggedFields();
+  w.ArrayLength(0, true);  // configs
+  w.EmptyTaggedFields();
+  w.Int32(60000);
+  w.Bool(true);  // validate only
+  w.EmptyTaggedFields();
+  WireReader in(w.data());
+  absl::StatusOr<CreateTopicsRequest> req = DecodeCreateTopicsRequest(in, 5);
+  ASSERT_TRUE(req.ok()) << req.status();
+  EXPECT_EQ(req->names, std::vector<std::string>{"orders"});
+  EXPECT_EQ(in.remaining(), 0u);
+
+  for (int16_t version : {5, 7}) {
+    SCOPED_TRACE(version);
+    const std::string answer =
+        EncodeCreateTopicsError(*req, version, kClusterAuthorizationFailed, "why");
+    WireReader r(answer);
+    EXPECT_EQ(r.Int32(), 0);  // throttle time
+    ASSERT_EQ(r.ArrayLength(true), 1);
+    EXPECT_EQ(r.String(true), "orders");
+    if (version >= 7) EXPECT_EQ(r.ReadUuid(), Uuid{});
+    EXPECT_EQ(r.Int16(), kClusterAuthorizationFailed);
+    EXPECT_EQ(r.NullableString(true), "why");
+    EXPECT_EQ(r.Int32(), -1);
+    EXPECT_EQ(r.Int16(), -1);
+    EXPECT_EQ(r.ArrayLength(true), -1);  // configs: null
+    r.SkipTaggedFields();
+    r.SkipTaggedFields();
+    EXPECT_TRUE(r.ok());
+    EXPECT_EQ(r.remaining(), 0u);
+  }
+}
+
+TEST(ProtocolTest, CreateTopicsV0AnswerHasNoThrottleTimeNorMessage) {
+  CreateTopicsRequest req{{"a"}};
+  const std::string answer = EncodeCreateTopicsError(req, 0, kClusterAuthorizationFailed, "why");
+  WireReader r(answer);
+  ASSERT_EQ(r.ArrayLength(false), 1);
+  EXPECT_EQ(r.String(false), "a");
+  EXPECT_EQ(r.Int16(), kClusterAuthorizationFailed);
+  EXPECT_EQ(r.remaining(), 0u);
+}
+
 TEST(ProtocolTest, FindCoordinatorV0HasNoKeyType) {
   WireWriter w;
   w.String("g", false);

@@ -197,6 +197,36 @@ TEST_F(KafkaHandlerTest, FetchGetsTopicAuthorizationFailedPerPartitionAndNoError
   EXPECT_EQ(Counted("fetch", "refused"), "1");
 }
 
+TEST_F(KafkaHandlerTest, CreateTopicsIsRefusedPerTopicWithTheReason) {
+  WireWriter w = Header(kCreateTopics, 4);
+  w.ArrayLength(2, false);
+  for (const char* name : {"a", "b"}) {
+    w.String(name, false);
+    w.Int32(3);   // partitions
+    w.Int16(1);   // replication factor
+    w.ArrayLength(0, false);
+    w.ArrayLength(1, false);
+    w.String("cleanup.policy", false);
+    w.NullableString(std::string("compact"), false);
+  }
+  w.Int32(30000);
+  w.Bool(false);
+  std::optional<std::string> answer = Ask(w.data());
+  ASSERT_TRUE(answer.has_value());
+  WireReader in(*answer);
+  EXPECT_EQ(in.Int32(), 0);  // throttle time
+  ASSERT_EQ(in.ArrayLength(false), 2);
+  for (const char* name : {"a", "b"}) {
+    EXPECT_EQ(in.String(false), name);
+    EXPECT_EQ(in.Int16(), kClusterAuthorizationFailed);
+    std::optional<std::string> message = in.NullableString(false);
+    ASSERT_TRUE(message.has_value());
+    EXPECT_NE(message->find("produce-only gateway"), std::string::npos) << *message;
+  }
+  EXPECT_EQ(in.remaining(), 0u);
+  EXPECT_EQ(Counted("create_topics", "refused"), "1");
+}
+
 TEST_F(KafkaHandlerTest, AnUnknownApiClosesTheConnectionAndIsCounted) {
   WireWriter w = Header(/*DeleteTopics*/ 20, 1);
   w.ArrayLength(0, false);
