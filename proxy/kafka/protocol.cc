@@ -8,7 +8,7 @@ const std::vector<ApiRange>& SupportedApis() {
   static const std::vector<ApiRange> apis = {
       {kProduce, 0, 12},        {kFetch, 4, 11},     {kMetadata, 0, 12},
       {kFindCoordinator, 0, 2}, {kApiVersions, 0, 4}, {kInitProducerId, 0, 4},
-      {kCreateTopics, 0, 7},
+      {kListOffsets, 0, 10},    {kCreateTopics, 0, 7},
   };
   return apis;
 }
@@ -24,6 +24,7 @@ std::string_view ApiName(int16_t key) {
   switch (key) {
     case kProduce: return "produce";
     case kFetch: return "fetch";
+    case kListOffsets: return "list_offsets";
     case kMetadata: return "metadata";
     case kFindCoordinator: return "find_coordinator";
     case kApiVersions: return "api_versions";
@@ -37,6 +38,7 @@ bool IsFlexible(int16_t api_key, int16_t version) {
   switch (api_key) {
     case kProduce: return version >= 9;
     case kFetch: return version >= 12;
+    case kListOffsets: return version >= 6;
     case kMetadata: return version >= 9;
     case kFindCoordinator: return version >= 3;
     case kApiVersions: return version >= 3;
@@ -300,6 +302,52 @@ absl::StatusOr<std::string> EncodeFetchError(WireReader& in, int16_t version, in
   if (!in.ok()) return in.status();
   w.ArrayLength(written, false);
   w.Raw(body.data());
+  return std::move(w.data());
+}
+
+absl::StatusOr<std::string> EncodeListOffsetsError(WireReader& in, int16_t version,
+                                                   int16_t error) {
+  const bool flexible = version >= 6;
+  in.Int32();                    // replica_id
+  if (version >= 2) in.Int8();  // isolation_level
+  WireWriter w;
+  if (version >= 2) w.Int32(0);  // throttle_time_ms
+  int32_t topics = in.ArrayLength(flexible);
+  WireWriter body;
+  int32_t written = 0;
+  for (int32_t t = 0; t < topics && in.ok(); ++t) {
+    std::string name = in.String(flexible);
+    int32_t partitions = in.ArrayLength(flexible);
+    body.String(name, flexible);
+    body.ArrayLength(std::max(partitions, 0), flexible);
+    for (int32_t p = 0; p < partitions && in.ok(); ++p) {
+      int32_t index = in.Int32();
+      if (version >= 4) in.Int32();  // current_leader_epoch
+      in.Int64();                    // timestamp
+      if (version == 0) in.Int32();  // max_num_offsets
+      if (flexible) in.SkipTaggedFields();
+      body.Int32(index);
+      body.Int16(error);
+      if (version == 0) body.ArrayLength(0, false);  // old_style_offsets
+      if (version >= 1) {
+        body.Int64(-1);  // timestamp
+        body.Int64(-1);  // offset
+      }
+      if (version >= 4) body.Int32(-1);  // leader_epoch
+      if (flexible) body.EmptyTaggedFields();
+    }
+    if (flexible) {
+      in.SkipTaggedFields();
+      body.EmptyTaggedFields();
+    }
+    ++written;
+  }
+  if (version >= 10) in.Int32();  // timeout_ms
+  if (flexible) in.SkipTaggedFields();
+  if (!in.ok()) return in.status();
+  w.ArrayLength(written, flexible);
+  w.Raw(body.data());
+  if (flexible) w.EmptyTaggedFields();
   return std::move(w.data());
 }
 

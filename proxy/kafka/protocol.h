@@ -22,6 +22,7 @@ namespace saltproxy::kafka {
 // API keys.
 inline constexpr int16_t kProduce = 0;
 inline constexpr int16_t kFetch = 1;
+inline constexpr int16_t kListOffsets = 2;
 inline constexpr int16_t kMetadata = 3;
 inline constexpr int16_t kFindCoordinator = 10;
 inline constexpr int16_t kApiVersions = 18;
@@ -56,8 +57,9 @@ struct ApiRange {
 // What saltproxy advertises. ApiVersions is a feature contract: librdkafka turns record format
 // v2 on when it sees Produce v3 and Fetch v4, lz4 when it sees FindCoordinator, zstd when it sees
 // Produce v7 and Fetch v10. Produce v0-v2, Fetch and FindCoordinator are advertised for those
-// flags, CreateTopics so that admin clients send it rather than fail on their own: all four are
-// answered with a non-retriable error in their own response shape, never with silence.
+// flags, ListOffsets and CreateTopics so that consumers and admin clients send them rather than
+// fail on their own: all are answered with a non-retriable error in their own response shape,
+// never with silence.
 const std::vector<ApiRange>& SupportedApis();
 const ApiRange* FindApi(int16_t key);
 // The API's name for logs and metric labels ("find_coordinator"); "unknown" for one not above.
@@ -160,6 +162,10 @@ std::string EncodeFindCoordinatorError(int16_t version, int16_t error,
 // Fetch v4-v11, which saltproxy does not serve: `error` on every partition asked for, none at
 // the top (v7+), where the Java client takes an error for its fetch session's and retries.
 absl::StatusOr<std::string> EncodeFetchError(WireReader& in, int16_t version, int16_t error);
+
+// ListOffsets v0-v10, which saltproxy does not serve: `error` on every partition asked for.
+absl::StatusOr<std::string> EncodeListOffsetsError(WireReader& in, int16_t version,
+                                                   int16_t error);
 
 // CreateTopics v0-v7, which saltproxy does not serve: `error` and `message` (v1+) for every
 // topic asked for.

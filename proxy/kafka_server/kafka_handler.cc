@@ -246,6 +246,14 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
       return Refuse(*header, "consume from the Kafka cluster itself", std::move(*body),
                     std::move(reply));
     }
+    case kListOffsets: {
+      // As Fetch: no message field, and TOPIC_AUTHORIZATION_FAILED is what consumers surface.
+      absl::StatusOr<std::string> body =
+          EncodeListOffsetsError(in, version, kTopicAuthorizationFailed);
+      if (!body.ok()) return reply.Close(std::string(body.status().message()));
+      return Refuse(*header, "consume from the Kafka cluster itself", std::move(*body),
+                    std::move(reply));
+    }
     case kCreateTopics: {
       absl::StatusOr<CreateTopicsRequest> req = DecodeCreateTopicsRequest(in, version);
       if (!req.ok()) return reply.Close(std::string(req.status().message()));

@@ -68,6 +68,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case kFindCoordinator:
       if (v <= 2) (void)DecodeFindCoordinatorRequest(in, v);
       break;
+    case kListOffsets:
+      if (v <= 10) (void)EncodeListOffsetsError(in, v, kTopicAuthorizationFailed);
+      break;
     case kCreateTopics:
       if (v <= 7) {
         auto req = DecodeCreateTopicsRequest(in, v);

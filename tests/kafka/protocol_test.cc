@@ -249,6 +249,62 @@ TEST(ProtocolTest, FetchIsAnsweredWithAnErrorPerPartitionAskedFor) {
   EXPECT_EQ(r.Int16(), kTopicAuthorizationFailed);
 }
 
+TEST(ProtocolTest, ListOffsetsV6IsCompactWithLeaderEpochs) {
+  WireWriter w;
+  w.Int32(-1);  // replica id
+  w.Int8(0);    // isolation level
+  w.ArrayLength(1, true);
+  w.String("t", true);
+  w.ArrayLength(1, true);
+  w.Int32(4);
+  w.Int32(7);   // current leader epoch
+  w.Int64(-1);  // the latest offset
+  w.EmptyTaggedFields();
+  w.EmptyTaggedFields();
+  w.EmptyTaggedFields();
+  WireReader in(w.data());
+  absl::StatusOr<std::string> body = EncodeListOffsetsError(in, 6, kTopicAuthorizationFailed);
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_EQ(in.remaining(), 0u);
+  WireReader r(*body);
+  EXPECT_EQ(r.Int32(), 0);  // throttle time
+  ASSERT_EQ(r.ArrayLength(true), 1);
+  EXPECT_EQ(r.String(true), "t");
+  ASSERT_EQ(r.ArrayLength(true), 1);
+  EXPECT_EQ(r.Int32(), 4);
+  EXPECT_EQ(r.Int16(), kTopicAuthorizationFailed);
+  EXPECT_EQ(r.Int64(), -1);  // timestamp
+  EXPECT_EQ(r.Int64(), -1);  // offset
+  EXPECT_EQ(r.Int32(), -1);  // leader epoch
+  r.SkipTaggedFields();
+  r.SkipTaggedFields();
+  r.SkipTaggedFields();
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r.remaining(), 0u);
+}
+
+TEST(ProtocolTest, ListOffsetsV0AnswersAnEmptyOffsetList) {
+  WireWriter w;
+  w.Int32(-1);
+  w.ArrayLength(1, false);
+  w.String("t", false);
+  w.ArrayLength(1, false);
+  w.Int32(0);
+  w.Int64(-2);
+  w.Int32(1);  // max_num_offsets
+  WireReader in(w.data());
+  absl::StatusOr<std::string> body = EncodeListOffsetsError(in, 0, kTopicAuthorizationFailed);
+  ASSERT_TRUE(body.ok()) << body.status();
+  WireReader r(*body);
+  ASSERT_EQ(r.ArrayLength(false), 1);
+  EXPECT_EQ(r.String(false), "t");
+  ASSERT_EQ(r.ArrayLength(false), 1);
+  EXPECT_EQ(r.Int32(), 0);
+  EXPECT_EQ(r.Int16(), kTopicAuthorizationFailed);
+  EXPECT_EQ(r.ArrayLength(false), 0);  // old-style offsets
+  EXPECT_EQ(r.remaining(), 0u);
+}
+
 TEST(ProtocolTest, CreateTopicsV5IsCompactAndItsAnswerCarriesTheMessageAndNoConfigs) {
   WireWriter w;
   w.ArrayLength(1, true);

@@ -197,6 +197,35 @@ TEST_F(KafkaHandlerTest, FetchGetsTopicAuthorizationFailedPerPartitionAndNoError
   EXPECT_EQ(Counted("fetch", "refused"), "1");
 }
 
+TEST_F(KafkaHandlerTest, ListOffsetsGetsTopicAuthorizationFailedPerPartition) {
+  // v1, as kafka-go's Reader sends it without asking ApiVersions first: it was closed, and
+  // kafka-go showed "unexpected EOF".
+  WireWriter w = Header(kListOffsets, 1);
+  w.Int32(-1);  // replica id
+  w.ArrayLength(1, false);
+  w.String("t", false);
+  w.ArrayLength(2, false);
+  for (int32_t p : {0, 1}) {
+    w.Int32(p);
+    w.Int64(-2);  // the earliest offset
+  }
+  std::optional<std::string> answer = Ask(w.data());
+  ASSERT_TRUE(answer.has_value()) << "the connection was closed";
+  WireReader in(*answer);
+  ASSERT_EQ(in.ArrayLength(false), 1);  // no throttle time before v2
+  EXPECT_EQ(in.String(false), "t");
+  ASSERT_EQ(in.ArrayLength(false), 2);
+  for (int32_t p : {0, 1}) {
+    EXPECT_EQ(in.Int32(), p);
+    EXPECT_EQ(in.Int16(), kTopicAuthorizationFailed);
+    EXPECT_EQ(in.Int64(), -1);  // timestamp
+    EXPECT_EQ(in.Int64(), -1);  // offset
+  }
+  EXPECT_TRUE(in.ok());
+  EXPECT_EQ(in.remaining(), 0u);
+  EXPECT_EQ(Counted("list_offsets", "refused"), "1");
+}
+
 TEST_F(KafkaHandlerTest, CreateTopicsIsRefusedPerTopicWithTheReason) {
   WireWriter w = Header(kCreateTopics, 4);
   w.ArrayLength(2, false);
