@@ -1,12 +1,14 @@
 // Real clients, pointed at saltproxy's Kafka listener in front of a real broker, used for what a
 // produce-only gateway does not serve: a transactional producer, a consumer group, a plain fetch
-// and an admin call (createTopics). Each client must raise an error its user sees, naming the
-// reason where its API shows a broker's message, well within a generous deadline (clients that
-// retry a retriable answer wait 45 s and more), and saltproxy must count the refusal.
+// (and a consumer's first question, the partition's offsets) and an admin call (createTopics).
+// Each client must raise an error its user sees, naming the reason where its API shows a
+// broker's message, well within a generous deadline (clients that retry a retriable answer wait
+// 45 s and more), and saltproxy must count the refusal.
 //
 // Clients: the Java kafka-clients (Maven Central, compiled by the test), confluent-kafka
-// (librdkafka, from PyPI into .cache/python), kcat (librdkafka, Debian) and kafkajs (npm, into
-// .cache/node). kafkajs has no consumer without a group, so it has no plain fetch.
+// (librdkafka, from PyPI into .cache/python), kcat (librdkafka, Debian), kafkajs (npm, into
+// .cache/node) and kafka-go (the Go module proxy, built into .cache/go). kafkajs has no consumer
+// without a group, so it has no plain fetch; kafka-go asks no ApiVersions first.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -49,6 +51,7 @@ struct Clients {
   std::string java_classpath;  // kafka-clients' jars and the compiled UnservedUse
   std::string python;          // a venv's python with confluent-kafka
   std::string node_path;       // kafkajs' node_modules
+  std::string kafka_go;        // the built tests/e2e/go program
   std::string error;           // why setting them up failed, if it did
 };
 
@@ -80,16 +83,23 @@ const Clients& SetUpClients() {
                                                 modules, " --no-audit --no-fund kafkajs@2.2.4"));
     if (npm_rc != 0) return c.error = npm_out, c;
     c.node_path = modules + "/node_modules";
+
+    // Go from PATH, else where this kind of machine keeps it; never a toolchain download.
+    c.kafka_go = kSource + "/.cache/go/kafka-go-unserved";
+    auto [go_rc, go_out] = Shell(absl::StrCat(
+        "cd ", kSource, "/tests/e2e/go && GOTOOLCHAIN=local \"$(command -v go || echo ",
+        "/usr/local/go/bin/go)\" build -o ", c.kafka_go, " ."));
+    if (go_rc != 0) return c.error = go_out, c;
     return c;
   }();
   return clients;
 }
 
-enum class Client { kJava, kConfluentKafka, kKcat, kKafkajs };
+enum class Client { kJava, kConfluentKafka, kKcat, kKafkajs, kKafkaGo };
 
 struct Case {
   Client client;
-  std::string use;                    // transactions, group, fetch, admin
+  std::string use;                    // transactions, group, fetch, offsets, admin
   std::vector<std::string> expected;  // what the error the user sees must contain
   std::string counted_api;            // saltproxy_kafka_unserved_requests_total's api label
   std::string name;
@@ -162,11 +172,18 @@ upstream:
         output_ = out;
         return ParseScript(rc, out);
       }
+      case Client::kKafkaGo: {
+        auto [rc, out] = Shell(absl::StrCat(clients.kafka_go, " ", proxy_, " ", c.use, " ", topic));
+        output_ = out;
+        return ParseScript(rc, out);
+      }
       case Client::kKcat: {
-        // kcat exits 1 on a consumer error; `timeout` ends one that waits (exit 124).
-        const std::string args = c.use == "group"
-                                     ? absl::StrCat("-G saltproxy-e2e-", topic, " ", topic)
-                                     : absl::StrCat("-C -t ", topic, " -p 0 -o 0");
+        // kcat exits 1 on a consumer error; `timeout` ends one that waits (exit 124). Without
+        // -o it starts from the end, which it asks ListOffsets for.
+        const std::string args =
+            c.use == "group"   ? absl::StrCat("-G saltproxy-e2e-", topic, " ", topic)
+            : c.use == "fetch" ? absl::StrCat("-C -t ", topic, " -p 0 -o 0")
+                               : absl::StrCat("-C -t ", topic, " -p 0");
         const auto start = std::chrono::steady_clock::now();
         auto [rc, out] = Shell(absl::StrCat("timeout 45 kcat -b ", proxy_, " ", args));
         output_ = out;
@@ -226,6 +243,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{Client::kJava, "group", {"GroupAuthorizationException"}, "find_coordinator",
              "java_group"},
         Case{Client::kJava, "fetch", {"TopicAuthorizationException"}, "fetch", "java_fetch"},
+        Case{Client::kJava, "offsets", {"TopicAuthorizationException"}, "list_offsets",
+             "java_offsets"},
         Case{Client::kJava, "admin", {"ClusterAuthorizationException", kProduceOnly},
              "create_topics", "java_admin"},
         // librdkafka through confluent-kafka: a fetch needs a group.id there, so it meets the
@@ -238,17 +257,31 @@ INSTANTIATE_TEST_SUITE_P(
              "find_coordinator", "confluent_kafka_fetch"},
         Case{Client::kConfluentKafka, "admin", {kProduceOnly}, "create_topics",
              "confluent_kafka_admin"},
-        // librdkafka through kcat: a group, and a plain fetch from offset 0.
+        // librdkafka through kcat: a group, a plain fetch from offset 0, one from the end.
         Case{Client::kKcat, "group", {"FindCoordinator", kProduceOnly}, "find_coordinator",
              "kcat_group"},
         Case{Client::kKcat, "fetch", {"Topic authorization failed"}, "fetch", "kcat_fetch"},
+        Case{Client::kKcat, "offsets", {"query logical offset", "Topic authorization failed"},
+             "list_offsets", "kcat_offsets"},
         // kafkajs shows its own words for a coordinator it cannot find, and the code's name.
         Case{Client::kKafkajs, "transactions", {"KafkaJSGroupCoordinatorNotFound"},
              "find_coordinator", "kafkajs_transactions"},
         Case{Client::kKafkajs, "group", {"KafkaJSGroupCoordinatorNotFound"}, "find_coordinator",
              "kafkajs_group"},
+        Case{Client::kKafkajs, "offsets", {"KafkaJSProtocolError", "Not authorized"},
+             "list_offsets", "kafkajs_offsets"},
         Case{Client::kKafkajs, "admin", {"Cluster authorization failed"}, "create_topics",
-             "kafkajs_admin"}),
+             "kafkajs_admin"},
+        // kafka-go: its Reader asks ListOffsets before it fetches; it has no transactional
+        // writer, so its transactional step is Client.InitProducerID, which is refused there.
+        Case{Client::kKafkaGo, "transactions", {"Transactional ID Authorization Failed"},
+             "init_producer_id", "kafka_go_transactions"},
+        Case{Client::kKafkaGo, "group", {"Group Authorization Failed"}, "find_coordinator",
+             "kafka_go_group"},
+        Case{Client::kKafkaGo, "fetch", {"Topic Authorization Failed"}, "list_offsets",
+             "kafka_go_fetch"},
+        Case{Client::kKafkaGo, "admin", {"Cluster Authorization Failed", kProduceOnly},
+             "create_topics", "kafka_go_admin"}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace

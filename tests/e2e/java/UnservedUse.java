@@ -1,9 +1,10 @@
 // A Java team's use of what saltproxy does not serve, one at a time: a transactional producer,
-// a consumer group, a plain fetch (assign and seek, no group) and an admin call (createTopics).
+// a consumer group, a plain fetch (assign and seek to 0, no group), a consumer that starts from
+// the end (assign, no seek: it asks ListOffsets first) and an admin call (createTopics).
 // Prints how long the client took to raise an error and the error as the user sees it, or that
 // it raised none within its own limit. Used by tests/e2e/unserved_apis_real_kafka_test.cc.
 //
-//   java -cp 'lib/*:.' UnservedUse BOOTSTRAP transactions|group|fetch|admin TOPIC
+//   java -cp 'lib/*:.' UnservedUse BOOTSTRAP transactions|group|fetch|offsets|admin TOPIC
 import java.time.Duration;
 import java.util.List;
 import java.util.Properties;
@@ -30,8 +31,9 @@ public class UnservedUse {
     try {
       switch (use) {
         case "transactions": transactions(bootstrap, topic); break;
-        case "group": consume(bootstrap, topic, true); break;
-        case "fetch": consume(bootstrap, topic, false); break;
+        case "group": consume(bootstrap, topic, true, false); break;
+        case "fetch": consume(bootstrap, topic, false, true); break;
+        case "offsets": consume(bootstrap, topic, false, false); break;
         case "admin": admin(bootstrap, topic); break;
         default: throw new IllegalArgumentException("unknown use " + use);
       }
@@ -57,7 +59,7 @@ public class UnservedUse {
     }
   }
 
-  static void consume(String bootstrap, String topic, boolean group) {
+  static void consume(String bootstrap, String topic, boolean group, boolean seek) {
     Properties props = new Properties();
     props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
     if (group) props.put(ConsumerConfig.GROUP_ID_CONFIG, "saltproxy-e2e-" + topic);
@@ -69,7 +71,7 @@ public class UnservedUse {
       } else {
         TopicPartition partition = new TopicPartition(topic, 0);
         consumer.assign(List.of(partition));
-        consumer.seek(partition, 0);
+        if (seek) consumer.seek(partition, 0);
       }
       long deadline = System.nanoTime() + LIMIT_MS * 1_000_000;
       while (System.nanoTime() < deadline) consumer.poll(Duration.ofMillis(200));

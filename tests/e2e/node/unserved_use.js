@@ -1,5 +1,6 @@
 // A Node team's use, with kafkajs, of what saltproxy does not serve: a transactional producer,
-// a consumer group and an admin call (createTopics); kafkajs has no consumer without a group.
+// a consumer group, a topic's offsets (admin.fetchTopicOffsets: kafkajs has no consumer without
+// a group) and an admin call (createTopics).
 // Prints how long the client took to raise an error and the error as the user sees it, or
 // that it raised none within its own limit. Used by tests/e2e/unserved_apis_real_kafka_test.cc.
 //
@@ -32,6 +33,9 @@ async function main() {
         .then(() => consumer.run({ eachMessage: async () => {} }))
         .catch(reject);
     });
+  } else if (use === 'offsets') {
+    const admin = kafka.admin();
+    work = admin.connect().then(() => admin.fetchTopicOffsets(topic));
   } else if (use === 'admin') {
     const admin = kafka.admin();
     work = admin.connect().then(() => admin.createTopics({ topics: [{ topic, numPartitions: 3 }] }));
