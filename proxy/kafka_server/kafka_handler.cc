@@ -150,8 +150,8 @@ void KafkaHandler::CountUnserved(int16_t api_key, Unserved outcome) {
   (outcome == Unserved::kRefused ? c.refused : c.closed)->Increment();
 }
 
-void KafkaHandler::Refuse(const RequestHeader& header, const std::string& detail, std::string answer,
-                          FrameReply reply) {
+void KafkaHandler::Refuse(const RequestHeader& header, const std::string& detail,
+                          std::string answer, FrameReply reply) {
   CountUnserved(header.api_key, Unserved::kRefused);
   LogEvent(LogLevel::kWarn, "kafka_request_refused",
            {{"api", ApiName(header.api_key)},

@@ -58,7 +58,8 @@ struct Clients {
 const Clients& SetUpClients() {
   static const Clients clients = [] {
     Clients c;
-    auto [rc, classpath] = Shell(absl::StrCat("bash ", kSource, "/tests/kafka/broker.sh classpath"));
+    auto [rc, classpath] =
+        Shell(absl::StrCat("bash ", kSource, "/tests/kafka/broker.sh classpath"));
     if (rc != 0) return c.error = classpath, c;
     while (!classpath.empty() && classpath.back() == '\n') classpath.pop_back();
     classpath = classpath.substr(classpath.find_last_of('\n') + 1);
