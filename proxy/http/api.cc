@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "proxy/common/log.h"
 #include "proxy/common/strings.h"
+#include "proxy/http/json_text.h"
 #include "proxy/http/produce_request.h"
 #include "proxy/http/produce_result.h"
 #include "proxy/http/streams.h"
@@ -418,8 +419,9 @@ void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
                            Responder respond) {
   const unsigned version = request.version();
   const bool keep_alive = request.keep_alive();
+  const absl::string_view body = Sv(request.body());
   boost::system::error_code ec;
-  json::value root = json::parse(json::string_view(request.body().data(), request.body().size()), ec);
+  json::value root = json::parse(json::string_view(body.data(), body.size()), ec);
   if (ec) {
     return respond(V3Error(version, keep_alive, 400, absl::StrCat("malformed JSON: ", ec.message())));
   }
@@ -429,7 +431,7 @@ void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
     Record record;
     record.topic = target.topic;
     V3Batch::Entry entry;
-    absl::Status read = ReadV3Record(root, &record, &entry.key, &entry.value);
+    absl::Status read = ReadV3Record(root, body, &record, &entry.key, &entry.value);
     if (!read.ok()) return respond(V3Error(version, keep_alive, 400, read.message()));
     entries.push_back(std::move(entry));
     records.push_back(std::move(record));
@@ -448,12 +450,18 @@ void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
                                           config_.max_records_per_request,
                                           " per request (http.max_records_per_request)")));
     }
+    absl::StatusOr<absl::string_view> list_text = MemberText(body, "entries");
+    absl::StatusOr<std::vector<absl::string_view>> texts =
+        list_text.ok() ? ElementTexts(*list_text) : list_text.status();
+    if (!texts.ok() || texts->size() != array.size()) {
+      return respond(V3Error(version, keep_alive, 400, "malformed JSON: \"entries\" could not be read"));
+    }
     absl::flat_hash_map<std::string, size_t> ids;
     for (size_t i = 0; i < array.size(); ++i) {
       Record record;
       record.topic = target.topic;
       V3Batch::Entry entry;
-      entry.invalid = ReadV3Record(array[i], &record, &entry.key, &entry.value,
+      entry.invalid = ReadV3Record(array[i], (*texts)[i], &record, &entry.key, &entry.value,
                                    /*allow_id=*/true, &entry.id);
       if (entry.id.empty()) {
         return respond(V3Error(version, keep_alive, 400,

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "proxy/common/status_macros.h"
 #include "proxy/common/strings.h"
+#include "proxy/http/json_text.h"
 
 namespace saltproxy {
 namespace {
@@ -18,17 +19,26 @@ namespace json = boost::json;
 
 absl::Status Invalid(absl::string_view what) { return absl::FailedPreconditionError(what); }
 
+// The JSON text of member `field` of `object_text`, as the client wrote it but for whitespace
+// (see json_text.h for why not json::serialize).
+absl::Status StoreJsonText(absl::string_view object_text, absl::string_view field,
+                           std::optional<std::string>* out) {
+  absl::StatusOr<absl::string_view> text = MemberText(object_text, field);
+  if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
+  *out = CompactJson(*text);
+  return absl::OkStatus();
+}
+
 // Reads a key or a value: null stays null; otherwise JSON text (json format) or base64 bytes.
-absl::Status ReadPayload(const json::value& v, EmbeddedFormat format, absl::string_view field,
+// `record_text`: the source text of the record that holds it.
+absl::Status ReadPayload(const json::value& v, absl::string_view record_text,
+                         EmbeddedFormat format, absl::string_view field,
                          std::optional<std::string>* out) {
   if (v.is_null()) {
     out->reset();
     return absl::OkStatus();
   }
-  if (format == EmbeddedFormat::kJson) {
-    *out = json::serialize(v);
-    return absl::OkStatus();
-  }
+  if (format == EmbeddedFormat::kJson) return StoreJsonText(record_text, field, out);
   if (!v.is_string()) {
     return Invalid(absl::StrCat(field, ": expected a base64 string or null"));
   }
@@ -107,7 +117,8 @@ absl::StatusOr<EmbeddedFormat> FormatFromContentType(absl::string_view content_t
       "\": expected application/vnd.kafka.json.v2+json or application/vnd.kafka.binary.v2+json"));
 }
 
-absl::Status ReadV2Record(const json::value& value, EmbeddedFormat format, Record* out) {
+absl::Status ReadV2Record(const json::value& value, absl::string_view text, EmbeddedFormat format,
+                          Record* out) {
   const json::object* r = value.if_object();
   if (!r) return absl::FailedPreconditionError("expected an object with \"key\" and \"value\"");
   Record& record = *out;
@@ -115,9 +126,9 @@ absl::Status ReadV2Record(const json::value& value, EmbeddedFormat format, Recor
     absl::string_view name = Sv(field.key());
     const json::value& v = field.value();
     if (name == "key") {
-      RETURN_IF_ERROR(ReadPayload(v, format, "key", &record.key));
+      RETURN_IF_ERROR(ReadPayload(v, text, format, "key", &record.key));
     } else if (name == "value") {
-      RETURN_IF_ERROR(ReadPayload(v, format, "value", &record.value));
+      RETURN_IF_ERROR(ReadPayload(v, text, format, "value", &record.value));
     } else if (name == "partition") {
       if (v.is_null()) continue;
       if (!v.is_int64() || v.get_int64() < 0 || v.get_int64() > INT32_MAX) {
@@ -165,12 +176,18 @@ absl::StatusOr<std::vector<Record>> ParseProduceBody(absl::string_view body, Emb
                                               max_records,
                                               " per request (http.max_records_per_request)"));
   }
+  absl::StatusOr<absl::string_view> records_text = MemberText(body, "records");
+  if (!records_text.ok()) return absl::InvalidArgumentError(records_text.status().message());
+  absl::StatusOr<std::vector<absl::string_view>> texts = ElementTexts(*records_text);
+  if (!texts.ok() || texts->size() != array.size()) {
+    return absl::InvalidArgumentError("malformed JSON: \"records\" could not be read");
+  }
   std::vector<Record> records;
   records.reserve(array.size());
   for (size_t i = 0; i < array.size(); ++i) {
     Record record;
     record.topic = topic;
-    if (absl::Status s = ReadV2Record(array[i], format, &record); !s.ok()) {
+    if (absl::Status s = ReadV2Record(array[i], (*texts)[i], format, &record); !s.ok()) {
       return absl::FailedPreconditionError(absl::StrCat("records[", i, "]: ", s.message()));
     }
     records.push_back(std::move(record));
@@ -181,7 +198,8 @@ absl::StatusOr<std::vector<Record>> ParseProduceBody(absl::string_view body, Emb
 namespace {
 
 // {"type":"BINARY"|"JSON"|"STRING","data":…}; a null or absent payload is a null key or value.
-absl::Status ReadV3Payload(const json::value& v, absl::string_view field,
+// `text`: the payload's source text.
+absl::Status ReadV3Payload(const json::value& v, absl::string_view text, absl::string_view field,
                            std::optional<std::string>* out, V3Payload* info) {
   out->reset();
   *info = V3Payload{};
@@ -226,7 +244,7 @@ absl::Status ReadV3Payload(const json::value& v, absl::string_view field,
   } else if (type == "JSON") {
     info->type = "JSON";
     if (!data || data->is_null()) return absl::OkStatus();
-    *out = json::serialize(*data);
+    RETURN_IF_ERROR(StoreJsonText(text, "data", out));
   } else if (type == "STRING") {
     info->type = "STRING";
     if (!data || data->is_null()) return absl::OkStatus();
@@ -248,8 +266,8 @@ absl::Status ReadV3Payload(const json::value& v, absl::string_view field,
 
 }  // namespace
 
-absl::Status ReadV3Record(const json::value& value, Record* out, V3Payload* key,
-                          V3Payload* val, bool allow_id, std::string* id) {
+absl::Status ReadV3Record(const json::value& value, absl::string_view text, Record* out,
+                          V3Payload* key, V3Payload* val, bool allow_id, std::string* id) {
   const json::object* r = value.if_object();
   if (!r) return absl::FailedPreconditionError("expected a JSON object (one record)");
   Record& record = *out;
@@ -258,10 +276,18 @@ absl::Status ReadV3Record(const json::value& value, Record* out, V3Payload* key,
   for (const auto& field : *r) {
     absl::string_view name = Sv(field.key());
     const json::value& v = field.value();
-    if (name == "key") {
-      RETURN_IF_ERROR(ReadV3Payload(v, "key", &record.key, key));
-    } else if (name == "value") {
-      RETURN_IF_ERROR(ReadV3Payload(v, "value", &record.value, val));
+    if (name == "key" || name == "value") {
+      absl::string_view payload_text;
+      if (!v.is_null()) {
+        absl::StatusOr<absl::string_view> t = MemberText(text, name);
+        if (!t.ok()) return absl::InvalidArgumentError(t.status().message());
+        payload_text = *t;
+      }
+      if (name == "key") {
+        RETURN_IF_ERROR(ReadV3Payload(v, payload_text, "key", &record.key, key));
+      } else {
+        RETURN_IF_ERROR(ReadV3Payload(v, payload_text, "value", &record.value, val));
+      }
     } else if (name == "partition_id") {
       if (v.is_null()) continue;
       if (!v.is_int64() || v.get_int64() < 0 || v.get_int64() > INT32_MAX) {

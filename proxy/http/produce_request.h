@@ -22,7 +22,7 @@ namespace saltproxy {
 
 enum class EmbeddedFormat {
   kJson,    // application/vnd.kafka.json.v2+json (and plain application/json): keys and values
-            // are JSON, stored as their JSON text.
+            // are JSON, stored as the client's JSON text (whitespace between tokens dropped).
   kBinary,  // application/vnd.kafka.binary.v2+json: keys and values are base64 strings.
 };
 
@@ -41,8 +41,11 @@ absl::StatusOr<std::vector<Record>> ParseProduceBody(absl::string_view body, Emb
                                                      const std::string& topic, int max_records);
 
 // One v2 record (an element of "records", or one line of an NDJSON bulk body) into `out`
-// (whose topic is already set). The error (FailedPrecondition) names the field, not the record.
-absl::Status ReadV2Record(const boost::json::value& v, EmbeddedFormat format, Record* out);
+// (whose topic is already set). `text` is the record's source text, which `v` was parsed from:
+// JSON keys and values are stored as it spells them. The error (FailedPrecondition) names the
+// field, not the record.
+absl::Status ReadV2Record(const boost::json::value& v, absl::string_view text,
+                          EmbeddedFormat format, Record* out);
 
 // What a v3 answer says of a key or a value: its type and its size in bytes.
 struct V3Payload {
@@ -50,10 +53,12 @@ struct V3Payload {
   size_t size = 0;
 };
 
-// One v3 record into `out` (whose topic is already set). `allow_id`: a records:batch entry,
+// One v3 record into `out` (whose topic is already set); `text` as for ReadV2Record.
+// `allow_id`: a records:batch entry,
 // whose "id" (a string or a number) goes to `id`. Errors: FailedPrecondition naming the field;
 // Unimplemented for schema-registry types.
-absl::Status ReadV3Record(const boost::json::value& v, Record* out, V3Payload* key,
-                          V3Payload* value, bool allow_id = false, std::string* id = nullptr);
+absl::Status ReadV3Record(const boost::json::value& v, absl::string_view text, Record* out,
+                          V3Payload* key, V3Payload* value, bool allow_id = false,
+                          std::string* id = nullptr);
 
 }  // namespace saltproxy

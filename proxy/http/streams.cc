@@ -92,7 +92,7 @@ class BulkStream : public StreamHandler {
         read = absl::InvalidArgumentError(absl::StrCat("malformed JSON: ", ec.message()));
       } else {
         record.topic = target_.topic;
-        read = ReadV2Record(v, format_, &record);
+        read = ReadV2Record(v, line, format_, &record);
       }
       if (!read.ok()) {
         results->Complete(slot, JsonErrorLine(absl::IsInvalidArgument(read) ? 400 : 422,
@@ -157,7 +157,7 @@ class V3Stream : public StreamHandler {
       Record record;
       record.topic = target_.topic;
       V3Payload key, value;
-      absl::Status read = ReadV3Record(v, &record, &key, &value);
+      absl::Status read = ReadV3Record(v, data.substr(pos, used), &record, &key, &value);
       if (!read.ok()) {
         results->Complete(slot, JsonErrorLine(400, read.message()));
       } else if (!Submit(target_, std::move(record),

@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
 #include "testing/status_matchers.h"
 
 namespace saltproxy {
@@ -25,6 +29,56 @@ TEST(ProduceRequestTest, JsonFormatStoresKeysAndValuesAsJsonText) {
   EXPECT_EQ((*records)[1].value, "[1,2]");
   EXPECT_FALSE((*records)[2].value.has_value());
   EXPECT_EQ((*records)[0].partition, -1);
+}
+
+// Issue 20: a JSON key or value is stored as the client's JSON text, numbers spelled as they
+// were (Boost.JSON's DOM would store 53.5 as 5.35E1 and 1e999999 as Infinity), whitespace
+// between tokens aside.
+TEST(ProduceRequestTest, JsonFormatStoresNumbersAsTheClientWroteThem) {
+  auto records = ParseProduceBody(
+      absl::StrCat(R"({"records":[{"key":9.99,"value":53.5},{"key":1e3,"value":0.1},)",
+                   R"({"key":1.0,"value":1e999999},{"key":-0,"value":123456789012345678901234567890},)",
+                   R"({"key" : "a\u00e9\"b" ,"value": { "n" : [ 1.50 , -0.0E+2 ] }}]})"),
+      EmbeddedFormat::kJson, "t", 100);
+  ASSERT_THAT(records, IsOk());
+  ASSERT_EQ(records->size(), 5u);
+  EXPECT_EQ((*records)[0].key, "9.99");
+  EXPECT_EQ((*records)[0].value, "53.5");
+  EXPECT_EQ((*records)[1].key, "1e3");
+  EXPECT_EQ((*records)[1].value, "0.1");
+  EXPECT_EQ((*records)[2].key, "1.0");
+  EXPECT_EQ((*records)[2].value, "1e999999");
+  EXPECT_EQ((*records)[3].key, "-0");
+  EXPECT_EQ((*records)[3].value, "123456789012345678901234567890");
+  EXPECT_EQ((*records)[4].key, R"("a\u00e9\"b")");
+  EXPECT_EQ((*records)[4].value, R"({"n":[1.50,-0.0E+2]})");
+}
+
+TEST(ProduceRequestTest, JsonFormatStoresATenThousandDigitNumberWhole) {
+  const std::string big(10000, '7');
+  auto records = ParseProduceBody(absl::StrCat(R"({"records":[{"value":)", big, "}]}"),
+                                  EmbeddedFormat::kJson, "t", 100);
+  ASSERT_THAT(records, IsOk());
+  EXPECT_EQ((*records)[0].value, big);
+}
+
+TEST(ProduceRequestTest, RepeatedFieldTakesTheLastAsTheParserDoes) {
+  auto records = ParseProduceBody(R"({"records":[{"value":1.5,"value":2.50}]})",
+                                  EmbeddedFormat::kJson, "t", 100);
+  ASSERT_THAT(records, IsOk());
+  EXPECT_EQ((*records)[0].value, "2.50");
+}
+
+TEST(ProduceRequestTest, V3JsonDataIsStoredAsTheClientWroteIt) {
+  const std::string text =
+      R"({"key":{"type":"JSON","data":9.99},"value":{"type":"JSON","data": {"price": 53.5, "n": 1e999999}}})";
+  boost::json::value v = boost::json::parse(text);
+  Record record;
+  V3Payload key, value;
+  ASSERT_THAT(ReadV3Record(v, text, &record, &key, &value), IsOk());
+  EXPECT_EQ(record.key, "9.99");
+  EXPECT_EQ(record.value, R"({"price":53.5,"n":1e999999})");
+  EXPECT_EQ(value.size, record.value->size());
 }
 
 TEST(ProduceRequestTest, BinaryFormatDecodesBase64) {
