@@ -7,6 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "proxy/common/status_macros.h"
 #include "proxy/common/strings.h"
@@ -100,17 +101,26 @@ ProduceError ToProduceError(const absl::Status& status) {
 absl::StatusOr<EmbeddedFormat> FormatFromContentType(absl::string_view content_type) {
   std::string type = absl::AsciiStrToLower(
       absl::StripAsciiWhitespace(absl::string_view(content_type).substr(0, content_type.find(';'))));
-  if (type == "application/vnd.kafka.json.v2+json" || type == "application/json") {
-    return EmbeddedFormat::kJson;
+  // Confluent's API reference (Content Types): application/vnd.kafka[.format][.version]+json;
+  // "less specific content types are permitted", application/json and application/octet-stream
+  // among them, and "if the embedded format is omitted, binary is assumed". No content type
+  // at all is read the same way.
+  if (type.empty() || type == "application/json" || type == "application/octet-stream") {
+    return EmbeddedFormat::kBinary;
   }
-  if (type == "application/vnd.kafka.binary.v2+json") return EmbeddedFormat::kBinary;
-  if (type == "application/vnd.kafka.avro.v2+json" ||
-      type == "application/vnd.kafka.protobuf.v2+json" ||
-      type == "application/vnd.kafka.jsonschema.v2+json") {
-    return absl::UnimplementedError(absl::StrCat(
-        "content type ", type,
-        " needs a schema registry, which saltproxy does not use; send "
-        "application/vnd.kafka.json.v2+json or application/vnd.kafka.binary.v2+json"));
+  constexpr absl::string_view kPrefix = "application/vnd.kafka";
+  constexpr absl::string_view kSuffix = "+json";
+  absl::string_view format = type;
+  if (absl::ConsumePrefix(&format, kPrefix) && absl::ConsumeSuffix(&format, kSuffix)) {
+    absl::ConsumeSuffix(&format, ".v2");
+    if (format.empty() || format == ".binary") return EmbeddedFormat::kBinary;
+    if (format == ".json") return EmbeddedFormat::kJson;
+    if (format == ".avro" || format == ".protobuf" || format == ".jsonschema") {
+      return absl::UnimplementedError(absl::StrCat(
+          "content type ", type,
+          " needs a schema registry, which saltproxy does not use; send "
+          "application/vnd.kafka.json.v2+json or application/vnd.kafka.binary.v2+json"));
+    }
   }
   return absl::UnimplementedError(absl::StrCat(
       "unsupported content type \"", type,

@@ -21,9 +21,11 @@
 namespace saltproxy {
 
 enum class EmbeddedFormat {
-  kJson,    // application/vnd.kafka.json.v2+json (and plain application/json): keys and values
-            // are JSON, stored as the client's JSON text (whitespace between tokens dropped).
-  kBinary,  // application/vnd.kafka.binary.v2+json: keys and values are base64 strings.
+  kJson,    // application/vnd.kafka.json.v2+json: keys and values are JSON, stored as the
+            // client's JSON text (whitespace between tokens dropped).
+  kBinary,  // application/vnd.kafka.binary.v2+json, and as Confluent's doc says, every type that
+            // names no embedded format (application/json, application/vnd.kafka.v2+json,
+            // application/vnd.kafka+json, application/octet-stream, none): base64 strings.
 };
 
 // A status whose code tells the HTTP answer: InvalidArgument → 400 (malformed JSON),

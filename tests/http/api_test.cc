@@ -199,6 +199,22 @@ TEST_F(HttpApiTest, UnsupportedContentTypeIs415) {
   EXPECT_EQ(r.Json().at("error_code").as_int64(), 415);
 }
 
+// Issue 20: Confluent's doc assumes the binary format when the content type names none, so
+// application/json (what requests.post(json=...) sends) carries base64, not JSON.
+TEST_F(HttpApiTest, ApplicationJsonMeansTheBinaryFormat) {
+  const std::string doc_example = R"({"records":[{"key":"a2V5","value":"Y29uZmx1ZW50"}]})";
+  for (const char* type : {"application/json", "application/vnd.kafka.v2+json",
+                           "application/vnd.kafka+json", "application/octet-stream"}) {
+    SCOPED_TRACE(type);
+    HttpResult r = HttpClient(port()).Post("/topics/orders", doc_example, type);
+    EXPECT_EQ(r.status, 200) << r.body;
+  }
+  HttpResult json = HttpClient(port()).Post(
+      "/topics/orders", R"({"records":[{"value":{"total":42}}]})", "application/json");
+  EXPECT_EQ(json.status, 422) << json.body;
+  EXPECT_THAT(json.body, HasSubstr("base64"));
+}
+
 TEST_F(HttpApiTest, EmptyRecordsIs422) {
   HttpResult r = HttpClient(port()).Post("/topics/orders", R"({"records":[]})");
   EXPECT_EQ(r.status, 422);

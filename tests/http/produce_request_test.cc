@@ -154,7 +154,7 @@ TEST(ProduceRequestTest, TooManyRecordsIsOutOfRange) {
 
 TEST(ProduceRequestTest, ContentTypes) {
   EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.json.v2+json"), EmbeddedFormat::kJson);
-  EXPECT_EQ(*FormatFromContentType("application/json; charset=utf-8"), EmbeddedFormat::kJson);
+  EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.json+json"), EmbeddedFormat::kJson);
   EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.binary.v2+json"),
             EmbeddedFormat::kBinary);
   EXPECT_THAT(FormatFromContentType("application/vnd.kafka.avro.v2+json"),
@@ -162,6 +162,21 @@ TEST(ProduceRequestTest, ContentTypes) {
   EXPECT_THAT(FormatFromContentType("text/plain"),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("unsupported content type")));
   EXPECT_EQ(ToProduceError(FormatFromContentType("text/plain").status()).http_status, 415);
+}
+
+// Confluent's doc: the less specific types are permitted, and "if the embedded format is
+// omitted, binary is assumed" (Python's requests.post(json=...) sends application/json).
+TEST(ProduceRequestTest, TypesWithoutAnEmbeddedFormatMeanBinary) {
+  for (const char* type : {"application/json", "application/json; charset=utf-8", "",
+                           "application/vnd.kafka.v2+json", "application/vnd.kafka+json",
+                           "application/octet-stream", "Application/JSON"}) {
+    SCOPED_TRACE(type);
+    absl::StatusOr<EmbeddedFormat> format = FormatFromContentType(type);
+    ASSERT_THAT(format, IsOk());
+    EXPECT_EQ(*format, EmbeddedFormat::kBinary);
+  }
+  EXPECT_THAT(FormatFromContentType("application/vnd.kafka.v1+json"),
+              StatusIs(absl::StatusCode::kUnimplemented));
 }
 
 TEST(ProduceResultTest, ABulkRecordsErrorLineHasTheShapeOfEveryOtherErrorLine) {
