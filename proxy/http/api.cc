@@ -138,7 +138,7 @@ class V3Batch {
       if (!e.invalid.ok() || !e.report.status.ok()) {
         delivery_failed |= e.invalid.ok();
         const absl::Status& st = e.invalid.ok() ? e.report.status : e.invalid;
-        int code = 400;
+        int code = V3RecordErrorCode(st);
         if (e.invalid.ok()) code = Retriable(st) ? 503 : 500;
         if (absl::IsNotFound(st)) code = 404;
         absl::StrAppend(&failures, failures.empty() ? "" : ",", "{\"id\":");
@@ -432,6 +432,10 @@ void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
     record.topic = target.topic;
     V3Batch::Entry entry;
     absl::Status read = ReadV3Record(root, body, &record, &entry.key, &entry.value);
+    if (!read.ok() && AnsweredInRecord(read)) {
+      return respond(JsonAnswer(version, keep_alive, 200,
+                                JsonErrorLine(V3RecordErrorCode(read), read.message())));
+    }
     if (!read.ok()) return respond(V3Error(version, keep_alive, 400, read.message()));
     entries.push_back(std::move(entry));
     records.push_back(std::move(record));

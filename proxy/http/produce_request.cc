@@ -20,6 +20,20 @@ namespace json = boost::json;
 
 absl::Status Invalid(absl::string_view what) { return absl::FailedPreconditionError(what); }
 
+// Base64 as Confluent's v3 reads it (Jackson's default variant): padded to a multiple of four,
+// nothing but the alphabet and trailing '='. absl::Base64Unescape alone takes "abc".
+bool StrictBase64(absl::string_view s, std::string* out) {
+  if (s.size() % 4 != 0) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool padding = c == '=' && i + 2 >= s.size() && (i + 1 == s.size() || s[i + 1] == '=');
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/' && !padding) {
+      return false;
+    }
+  }
+  return absl::Base64Unescape(s, out);
+}
+
 // The JSON text of member `field` of `object_text`, as the client wrote it but for whitespace
 // (see json_text.h for why not json::serialize).
 absl::Status StoreJsonText(absl::string_view object_text, absl::string_view field,
@@ -52,9 +66,11 @@ absl::Status ReadPayload(const json::value& v, absl::string_view record_text,
   return absl::OkStatus();
 }
 
-// v2 (Strimzi) names a header's name "key", v3 "name"; values are base64 or null.
+// v2 (Strimzi) names a header's name "key", v3 "name"; values are base64 or null. v3's are
+// strict (StrictBase64, and not empty: the doc's own example of a 400 is a header value "").
 absl::Status ReadHeaders(const json::value& v, absl::string_view name_field,
                          std::vector<RecordHeader>* out) {
+  const bool strict = name_field == "name";
   if (v.is_null()) return absl::OkStatus();
   if (!v.is_array()) {
     return Invalid(absl::StrCat("headers: expected a list of {\"", name_field,
@@ -73,8 +89,11 @@ absl::Status ReadHeaders(const json::value& v, absl::string_view name_field,
     if (const json::value* value = o->if_contains("value"); value && !value->is_null()) {
       if (!value->is_string()) return Invalid("headers: \"value\" must be base64 or null");
       std::string decoded;
-      if (!absl::Base64Unescape(Sv(value->get_string()), &decoded)) {
-        return Invalid("headers: \"value\" is not valid base64");
+      const absl::string_view text = Sv(value->get_string());
+      if (strict ? (text.empty() || !StrictBase64(text, &decoded))
+                 : !absl::Base64Unescape(text, &decoded)) {
+        return Invalid(absl::StrCat("headers: \"value\" is not valid base64: \"",
+                                    text.substr(0, 64), "\""));
       }
       header.value = std::move(decoded);
     }
@@ -84,6 +103,12 @@ absl::Status ReadHeaders(const json::value& v, absl::string_view name_field,
 }
 
 }  // namespace
+
+int V3RecordErrorCode(const absl::Status& status) {
+  if (absl::IsUnimplemented(status)) return 42206;
+  if (absl::IsNotFound(status)) return 404;
+  return 400;
+}
 
 ProduceError ToProduceError(const absl::Status& status) {
   switch (status.code()) {
@@ -219,7 +244,7 @@ absl::Status ReadV3Payload(const json::value& v, absl::string_view text, absl::s
     return absl::FailedPreconditionError(absl::StrCat(
         field, ": expected {\"type\":\"BINARY\"|\"JSON\"|\"STRING\",\"data\":…}"));
   }
-  absl::string_view type = "JSON";  // Confluent's default when no schema is involved
+  absl::string_view type;  // none: the topic's schema, from a schema registry (Confluent's doc)
   const json::value* data = nullptr;
   for (const auto& f : *o) {
     absl::string_view name = Sv(f.key());
@@ -234,21 +259,25 @@ absl::Status ReadV3Payload(const json::value& v, absl::string_view text, absl::s
                name == "subject_name_strategy" || name == "schema") {
       return absl::UnimplementedError(absl::StrCat(
           field, ".", name, ": schemas need a schema registry, which saltproxy does not use; "
-          "send type BINARY, JSON or STRING"));
+          "send \"type\":\"BINARY\", \"JSON\" or \"STRING\""));
     } else {
       return absl::FailedPreconditionError(
           absl::StrCat(field, ": unrecognized field \"", name, "\""));
     }
   }
+  if (type.empty()) {
+    return absl::UnimplementedError(absl::StrCat(
+        field, ": no \"type\": Confluent REST Proxy then serialises with the topic's schema "
+        "from a schema registry, which saltproxy does not use; send \"type\":\"BINARY\", "
+        "\"JSON\" or \"STRING\""));
+  }
   if (type == "BINARY") {
     info->type = "BINARY";
     if (!data || data->is_null()) return absl::OkStatus();
-    if (!data->is_string()) {
-      return absl::FailedPreconditionError(absl::StrCat(field, ".data: expected base64"));
-    }
     std::string decoded;
-    if (!absl::Base64Unescape(Sv(data->get_string()), &decoded)) {
-      return absl::FailedPreconditionError(absl::StrCat(field, ".data: not valid base64"));
+    if (!data->is_string() || !StrictBase64(Sv(data->get_string()), &decoded)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".data: expected base64 (padded to a multiple of 4 characters)"));
     }
     *out = std::move(decoded);
   } else if (type == "JSON") {
@@ -259,13 +288,13 @@ absl::Status ReadV3Payload(const json::value& v, absl::string_view text, absl::s
     info->type = "STRING";
     if (!data || data->is_null()) return absl::OkStatus();
     if (!data->is_string()) {
-      return absl::FailedPreconditionError(absl::StrCat(field, ".data: expected a string"));
+      return absl::InvalidArgumentError(absl::StrCat(field, ".data: expected a string"));
     }
     *out = std::string(Sv(data->get_string()));
   } else if (type == "AVRO" || type == "PROTOBUF" || type == "JSONSCHEMA") {
     return absl::UnimplementedError(absl::StrCat(
         field, ".type ", type, " needs a schema registry, which saltproxy does not use; "
-        "send BINARY, JSON or STRING"));
+        "send \"type\":\"BINARY\", \"JSON\" or \"STRING\""));
   } else {
     return absl::FailedPreconditionError(absl::StrCat(
         field, ".type: expected BINARY, JSON or STRING, got \"", type, "\""));

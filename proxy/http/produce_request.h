@@ -56,11 +56,23 @@ struct V3Payload {
 };
 
 // One v3 record into `out` (whose topic is already set); `text` as for ReadV2Record.
-// `allow_id`: a records:batch entry,
-// whose "id" (a string or a number) goes to `id`. Errors: FailedPrecondition naming the field;
-// Unimplemented for schema-registry types.
+// `allow_id`: a records:batch entry, whose "id" (a string or a number) goes to `id`. Errors
+// name the field: FailedPrecondition, the record is not of the v3 shape (headers included);
+// InvalidArgument, a key's or value's data does not fit its type (bad base64); Unimplemented,
+// it needs a schema registry (no "type", a schema field, AVRO/JSONSCHEMA/PROTOBUF).
 absl::Status ReadV3Record(const boost::json::value& v, absl::string_view text, Record* out,
                           V3Payload* key, V3Payload* value, bool allow_id = false,
                           std::string* id = nullptr);
+
+// The error_code of a v3 record's own result for ReadV3Record's error (or a partition not
+// found): 400, 404, or 42206 (Confluent's "Payload error" for a schema without a registry).
+int V3RecordErrorCode(const absl::Status& status);
+
+// A record ReadV3Record refused for its key's or value's data (InvalidArgument, Unimplemented)
+// is answered as Confluent answers it, in the record's own result within a 200; a record not
+// of the v3 shape (FailedPrecondition) is a whole-request 400.
+inline bool AnsweredInRecord(const absl::Status& status) {
+  return absl::IsInvalidArgument(status) || absl::IsUnimplemented(status);
+}
 
 }  // namespace saltproxy

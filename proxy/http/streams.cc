@@ -159,7 +159,7 @@ class V3Stream : public StreamHandler {
       V3Payload key, value;
       absl::Status read = ReadV3Record(v, data.substr(pos, used), &record, &key, &value);
       if (!read.ok()) {
-        results->Complete(slot, JsonErrorLine(400, read.message()));
+        results->Complete(slot, JsonErrorLine(V3RecordErrorCode(read), read.message()));
       } else if (!Submit(target_, std::move(record),
                          [results, slot, names = names_, key, value,
                           routing = target_.routing](const DeliveryReport& r) {

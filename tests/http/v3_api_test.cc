@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "embedded_app.h"
 #include "testing/http_client.h"
 #include "testing/raw_http.h"
@@ -94,27 +95,27 @@ TEST_F(V3ApiTest, PartitionIdIsKept) {
 }
 
 TEST_F(V3ApiTest, RoutingIsReportedWhenAskedFor) {
-  HttpResult r = Post(Records() + "?routing=true", R"({"key":{"data":"a"},"value":{"data":1}})");
+  HttpResult r = Post(Records() + "?routing=true", R"({"key":{"type":"JSON","data":"a"},"value":{"type":"JSON","data":1}})");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.Json().at("routing").at("action").as_string(), "passed");
   EXPECT_EQ(r.Json().at("routing").at("partition"), r.Json().at("partition_id"));
 }
 
 TEST_F(V3ApiTest, UnknownClusterIs404) {
-  HttpResult r = Post("/v3/clusters/nope/topics/orders/records", R"({"value":{"data":1}})");
+  HttpResult r = Post("/v3/clusters/nope/topics/orders/records", R"({"value":{"type":"JSON","data":1}})");
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(r.Json().at("error_code").as_int64(), 404);
   EXPECT_THAT(r.body, HasSubstr("cluster not found"));
 }
 
 TEST_F(V3ApiTest, UnknownTopicIs404) {
-  HttpResult r = Post(Records("no-such-topic"), R"({"value":{"data":1}})");
+  HttpResult r = Post(Records("no-such-topic"), R"({"value":{"type":"JSON","data":1}})");
   EXPECT_EQ(r.status, 404);
   EXPECT_THAT(r.body, HasSubstr("topic not found: no-such-topic"));
 }
 
 TEST_F(V3ApiTest, UnknownPartitionIs404) {
-  HttpResult r = Post(Records(), R"({"partition_id":9,"value":{"data":1}})");
+  HttpResult r = Post(Records(), R"({"partition_id":9,"value":{"type":"JSON","data":1}})");
   EXPECT_EQ(r.status, 404);
   EXPECT_THAT(r.body, HasSubstr("partition not found"));
 }
@@ -125,35 +126,82 @@ TEST_F(V3ApiTest, MalformedJsonIs400) {
   EXPECT_EQ(r.Json().at("error_code").as_int64(), 400);
 }
 
-TEST_F(V3ApiTest, SchemaTypesAre400SayingNoSchemaRegistry) {
+// Without a schema registry Confluent answers a schema type in the record's own result:
+// error_code 42206 ("Payload error"), HTTP 200 as for every v3 record result.
+TEST_F(V3ApiTest, SchemaTypesAre42206SayingNoSchemaRegistry) {
   HttpResult r = Post(Records(), R"({"value":{"type":"AVRO","data":1}})");
-  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 42206);
   EXPECT_THAT(r.body, HasSubstr("schema registry"));
 }
 
+// Issue 20: the doc's examples without "type" (latest_schema, schema_id_and_schema_version)
+// mean the topic's schema from Schema Registry; with none, Confluent answers 42206. They were
+// stored as JSON here.
+TEST_F(V3ApiTest, RecordsWithoutTypeAreAnsweredAsNeedingASchemaRegistry) {
+  for (const char* body :
+       {R"({"key":{"data":1000},"value":{"data":"foobar"}})",
+        R"({"key":{"subject_name_strategy":"TOPIC_NAME","schema_id":1,"data":1000},)"
+        R"("value":{"schema_version":1,"data":{"foo":"bar"}}})",
+        R"({"value":{"data":{"n":1}}})"}) {
+    SCOPED_TRACE(body);
+    HttpResult r = Post(Records(), body);
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.Json().at("error_code").as_int64(), 42206) << r.body;
+    EXPECT_THAT(r.body, HasSubstr("schema registry"));
+    EXPECT_FALSE(r.Json().as_object().contains("offset"));
+  }
+}
+
+// Issue 20, the doc's header_not_base64_encoded example: a header value that is not padded
+// base64 is a 400 (it was stored as whatever absl::Base64Unescape made of it).
+TEST_F(V3ApiTest, HeaderValueNotBase64Is400) {
+  for (const char* value : {"abc", "", "SGVhZGVyLTE"}) {
+    SCOPED_TRACE(value);
+    HttpResult r = Post(Records(), absl::StrCat(R"({"headers":[{"name":"Header-1","value":")",
+                                                value, R"("}],"value":{"type":"STRING","data":"x"}})"));
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(r.Json().at("error_code").as_int64(), 400);
+    EXPECT_THAT(r.body, HasSubstr("headers"));
+  }
+  HttpResult ok = Post(Records(), R"({"headers":[{"name":"Header-1","value":"SGVhZGVyLTE="}],
+      "value":{"type":"STRING","data":"x"}})");
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(ok.Json().at("error_code").as_int64(), 200);
+}
+
+// Issue 20: Confluent answers BINARY data that is not base64 in the record's result: HTTP 200
+// with error_code 400 (its produceBinaryWithInvalidData_throwsBadRequest), not an HTTP 400.
+TEST_F(V3ApiTest, BadBinaryDataIsTheRecordsOwnError400) {
+  HttpResult r = Post(Records(), R"({"key":{"type":"BINARY","data":1},"value":{"type":"BINARY","data":"fooba"}})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 400);
+  EXPECT_THAT(r.body, HasSubstr("base64"));
+}
+
 TEST_F(V3ApiTest, UnknownFieldIs400) {
-  HttpResult r = Post(Records(), R"({"value":{"data":1},"colour":"red"})");
+  HttpResult r = Post(Records(), R"({"value":{"type":"JSON","data":1},"colour":"red"})");
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.body, HasSubstr("colour"));
 }
 
 TEST_F(V3ApiTest, BadTimestampIs400) {
-  HttpResult r = Post(Records(), R"({"value":{"data":1},"timestamp":"yesterday"})");
+  HttpResult r = Post(Records(), R"({"value":{"type":"JSON","data":1},"timestamp":"yesterday"})");
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.body, HasSubstr("RFC 3339"));
 }
 
 TEST_F(V3ApiTest, NonJsonContentTypeIs415) {
-  HttpResult r = HttpClient(port()).Post(Records(), R"({"value":{"data":1}})", "text/plain");
+  HttpResult r = HttpClient(port()).Post(Records(), R"({"value":{"type":"JSON","data":1}})", "text/plain");
   EXPECT_EQ(r.status, 415);
   EXPECT_EQ(r.Json().at("error_code").as_int64(), 415);
 }
 
 TEST_F(V3ApiTest, BatchAnswers207WithSuccessesAndFailuresById) {
   HttpResult r = Post(Records() + ":batch", R"({"entries":[
-      {"id":"a","key":{"data":"k"},"value":{"data":1}},
+      {"id":"a","key":{"type":"JSON","data":"k"},"value":{"type":"JSON","data":1}},
       {"id":"b","value":{"type":"PROTOBUF","data":1}},
-      {"id":"c","partition_id":99,"value":{"data":1}},
+      {"id":"c","partition_id":99,"value":{"type":"JSON","data":1}},
       {"id":"d","value":{"type":"BINARY","data":"eHl6"}}]})");
   ASSERT_EQ(r.status, 207) << r.body;
   const auto& successes = r.Json().at("successes").as_array();
@@ -164,15 +212,15 @@ TEST_F(V3ApiTest, BatchAnswers207WithSuccessesAndFailuresById) {
   EXPECT_EQ(successes[1].at("value").at("size").as_int64(), 3);
   ASSERT_EQ(failures.size(), 2u);
   EXPECT_EQ(failures[0].at("id").as_string(), "b");
-  EXPECT_EQ(failures[0].at("error_code").as_int64(), 400);
+  EXPECT_EQ(failures[0].at("error_code").as_int64(), 42206);
   EXPECT_EQ(failures[1].at("id").as_string(), "c");
   EXPECT_EQ(failures[1].at("error_code").as_int64(), 404);
 }
 
 TEST_F(V3ApiTest, BatchEntriesNeedUniqueIds) {
-  EXPECT_EQ(Post(Records() + ":batch", R"({"entries":[{"value":{"data":1}}]})").status, 400);
+  EXPECT_EQ(Post(Records() + ":batch", R"({"entries":[{"value":{"type":"JSON","data":1}}]})").status, 400);
   HttpResult twice = Post(Records() + ":batch",
-                          R"({"entries":[{"id":"x","value":{"data":1}},{"id":"x","value":{"data":2}}]})");
+                          R"({"entries":[{"id":"x","value":{"type":"JSON","data":1}},{"id":"x","value":{"type":"JSON","data":2}}]})");
   EXPECT_EQ(twice.status, 400);
   EXPECT_THAT(twice.body, HasSubstr("used twice"));
   EXPECT_EQ(Post(Records() + ":batch", R"({"entries":[]})").status, 400);
@@ -181,7 +229,7 @@ TEST_F(V3ApiTest, BatchEntriesNeedUniqueIds) {
 TEST_F(V3ApiTest, StreamingAnswersOneResultPerRecordInOrder) {
   std::string body;
   for (int i = 0; i < 50; ++i) {
-    body += R"({"partition_id":)" + std::to_string(i % 4) + R"(,"value":{"data":)" +
+    body += R"({"partition_id":)" + std::to_string(i % 4) + R"(,"value":{"type":"JSON","data":)" +
             std::to_string(i) + "}}";
   }
   std::vector<std::string> lines = Stream(body);
@@ -198,10 +246,10 @@ TEST_F(V3ApiTest, StreamingResultsFlowWhileTheRequestIsStillOpen) {
   c.Send("POST " + Records() +
          " HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
          "Transfer-Encoding: chunked\r\n\r\n");
-  c.SendChunk(R"({"value":{"data":1}})");
+  c.SendChunk(R"({"value":{"type":"JSON","data":1}})");
   ASSERT_EQ(c.ReadHeader().status, 200);
   EXPECT_THAT(c.ReadLine(), HasSubstr(R"("error_code":200)"));  // before the body ended
-  c.SendChunk(R"({"value":{"data":2}} {"value":{"data":3}})");
+  c.SendChunk(R"({"value":{"type":"JSON","data":2}} {"value":{"type":"JSON","data":3}})");
   EXPECT_THAT(c.ReadLine(), HasSubstr(R"("error_code":200)"));
   EXPECT_THAT(c.ReadLine(), HasSubstr(R"("error_code":200)"));
   c.SendChunk("");
@@ -211,16 +259,20 @@ TEST_F(V3ApiTest, StreamingResultsFlowWhileTheRequestIsStillOpen) {
 
 TEST_F(V3ApiTest, StreamingInvalidRecordGetsItsErrorAndTheStreamGoesOn) {
   std::vector<std::string> lines =
-      Stream(R"({"value":{"data":1}}{"value":{"type":"AVRO","data":1}}{"partition_id":7,"value":{"data":1}}{"value":{"data":3}})");
-  ASSERT_EQ(lines.size(), 4u);
+      Stream(R"({"value":{"type":"JSON","data":1}}{"value":{"type":"AVRO","data":1}}{"partition_id":7,"value":{"type":"JSON","data":1}}{"value":{"type":"JSON","data":3}})"
+             R"({"value":{"type":"BINARY","data":"fooba"}}{"value":{"data":1}}{"value":{"type":"JSON","data":4}})");
+  ASSERT_EQ(lines.size(), 7u);
   EXPECT_EQ(Parse(lines[0]).at("error_code").as_int64(), 200);
-  EXPECT_EQ(Parse(lines[1]).at("error_code").as_int64(), 400);
+  EXPECT_EQ(Parse(lines[1]).at("error_code").as_int64(), 42206);
   EXPECT_EQ(Parse(lines[2]).at("error_code").as_int64(), 404);
   EXPECT_EQ(Parse(lines[3]).at("error_code").as_int64(), 200);
+  EXPECT_EQ(Parse(lines[4]).at("error_code").as_int64(), 400);
+  EXPECT_EQ(Parse(lines[5]).at("error_code").as_int64(), 42206);
+  EXPECT_EQ(Parse(lines[6]).at("error_code").as_int64(), 200);
 }
 
 TEST_F(V3ApiTest, StreamingMalformedJsonEndsTheStreamAfterAnError) {
-  std::vector<std::string> lines = Stream(R"({"value":{"data":1}} {"value":]] {"value":{"data":2}})");
+  std::vector<std::string> lines = Stream(R"({"value":{"type":"JSON","data":1}} {"value":]] {"value":{"type":"JSON","data":2}})");
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(Parse(lines[0]).at("error_code").as_int64(), 200);
   EXPECT_EQ(Parse(lines[1]).at("error_code").as_int64(), 400);
@@ -229,7 +281,7 @@ TEST_F(V3ApiTest, StreamingMalformedJsonEndsTheStreamAfterAnError) {
 
 TEST_F(V3ApiTest, StreamingBeyondTheCreditAnswersEveryRecord) {
   std::string body;
-  for (int i = 0; i < 2000; ++i) body += R"({"value":{"data":)" + std::to_string(i) + "}}\n";
+  for (int i = 0; i < 2000; ++i) body += R"({"value":{"type":"JSON","data":)" + std::to_string(i) + "}}\n";
   std::vector<std::string> lines = Stream(body);
   ASSERT_EQ(lines.size(), 2000u);  // 250 times the credit of 8
   for (const std::string& l : lines) EXPECT_THAT(l, HasSubstr(R"("error_code":200)"));
