@@ -125,7 +125,7 @@ class V3Batch {
     if (!batch_) {
       const Entry& e = entries_[0];
       if (!e.report.status.ok()) {
-        const int status = Retriable(e.report.status) ? 503 : 500;
+        const int status = V3DeliveryErrorCode(e.report.status);
         return respond_(V3Error(version_, keep_alive_, status, e.report.status.message()));
       }
       std::string body;
@@ -138,9 +138,7 @@ class V3Batch {
       if (!e.invalid.ok() || !e.report.status.ok()) {
         delivery_failed |= e.invalid.ok();
         const absl::Status& st = e.invalid.ok() ? e.report.status : e.invalid;
-        int code = V3RecordErrorCode(st);
-        if (e.invalid.ok()) code = Retriable(st) ? 503 : 500;
-        if (absl::IsNotFound(st)) code = 404;
+        const int code = e.invalid.ok() ? V3DeliveryErrorCode(st) : V3RecordErrorCode(st);
         absl::StrAppend(&failures, failures.empty() ? "" : ",", "{\"id\":");
         AppendJsonString(e.id, &failures);
         absl::StrAppend(&failures, ",\"error_code\":", code, ",\"message\":");

@@ -21,6 +21,12 @@ bool Retriable(const absl::Status& status) {
          absl::IsDeadlineExceeded(status);
 }
 
+int V3DeliveryErrorCode(const absl::Status& status) {
+  if (absl::IsNotFound(status)) return 404;
+  if (absl::IsInvalidArgument(status)) return 413;
+  return Retriable(status) ? 503 : 500;
+}
+
 void AppendJsonString(absl::string_view s, std::string* out) {
   out->push_back('"');
   for (char c : s) {
@@ -76,7 +82,7 @@ void AppendV3Result(const DeliveryReport& r, const V3Echo& echo, bool routing,
     out->push_back(',');
   }
   if (!r.status.ok()) {
-    const int code = absl::IsNotFound(r.status) ? 404 : Retriable(r.status) ? 503 : 500;
+    const int code = V3DeliveryErrorCode(r.status);
     absl::StrAppend(out, "\"error_code\":", code, ",\"message\":");
     AppendJsonString(r.status.message(), out);
     out->push_back('}');

@@ -18,6 +18,12 @@ namespace saltproxy {
 // True when a retry of the record may succeed (the queue was full, the cluster did not answer).
 bool Retriable(const absl::Status& status);
 
+// A v3 record's error_code (and a one-record request's HTTP status) for a delivery that
+// failed: 404 no such partition, 413 larger than the cluster takes (InvalidArgument, the
+// forwarder's word for Kafka's MESSAGE_TOO_LARGE, as Confluent's doc answers it), 503
+// retriable, else 500.
+int V3DeliveryErrorCode(const absl::Status& status);
+
 // `s` as a JSON string literal, quotes included.
 void AppendJsonString(absl::string_view s, std::string* out);
 
@@ -38,7 +44,7 @@ struct V3Echo {
 
 // Confluent v3: {"error_code":200,"cluster_id":…,"topic_name":…,"partition_id":…,"offset":…,
 // "timestamp":…,"key":{"type":…,"size":…},"value":{…}}, or {"error_code":…,"message":…} with
-// 404 (no such partition), 503 (retriable) or 500.
+// V3DeliveryErrorCode.
 // `id`: a records:batch entry's id, written first when not empty.
 void AppendV3Result(const DeliveryReport& report, const V3Echo& echo, bool routing,
                     absl::string_view id, std::string* out);

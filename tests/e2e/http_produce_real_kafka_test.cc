@@ -26,7 +26,7 @@ class HttpProduceRealKafkaTest : public ::testing::Test {
     ASSERT_FALSE(kafka_->bootstrap().empty());
     absl::StatusOr<Config> config = ParseConfig(absl::StrCat(R"(
 log_level: warn
-http: {listen: 127.0.0.1:0}
+http: {listen: 127.0.0.1:0, max_body_bytes: 4194304}
 salting: {control_topic: ""}
 upstream:
   bootstrap_servers: )", kafka_->bootstrap(), "\n"));
@@ -134,6 +134,49 @@ TEST_F(HttpProduceRealKafkaTest, ApplicationJsonBodiesAreBase64) {
   ASSERT_THAT(records, IsOk());
   EXPECT_EQ((*records)[0].key, "key");
   EXPECT_EQ((*records)[0].value, "confluent");
+}
+
+// Issue 20: the cluster decides how large a record may be (max.message.bytes, 1,048,588 by
+// default): a 1,000,000-byte v3 value and a 1,000,002-byte v2 value are written (they got 500
+// and 50002 from librdkafka's own 1,000,000 limit); one over the broker's limit is the doc's
+// 413, and the producer goes on.
+TEST_F(HttpProduceRealKafkaTest, RecordSizeLimitIsTheClustersAndOverItIs413) {
+  ASSERT_THAT(kafka_->CreateTopic("http-e2e-large", 1), IsOk());
+  HttpClient client(app_->http_port());
+  HttpResult clusters = client.Get("/v3/clusters");
+  ASSERT_EQ(clusters.status, 200) << clusters.body;
+  const std::string records = absl::StrCat(
+      "/v3/clusters/", std::string(clusters.Json().at("data").at(0).at("cluster_id").as_string()),
+      "/topics/http-e2e-large/records");
+  auto v3 = [&](size_t size) {
+    return client.Post(records,
+                       absl::StrCat(R"({"value":{"type":"STRING","data":")",
+                                    std::string(size, 'v'), R"("}})"),
+                       "application/json");
+  };
+  HttpResult fits = v3(1000000);
+  EXPECT_EQ(fits.status, 200) << fits.body.substr(0, 300);
+  EXPECT_EQ(fits.Json().at("error_code").as_int64(), 200);
+  HttpResult v2 = client.Post(
+      "/topics/http-e2e-large",
+      absl::StrCat(R"({"records":[{"value":")", absl::Base64Escape(std::string(1000002, 'w')),
+                   R"("}]})"),
+      "application/vnd.kafka.binary.v2+json");
+  ASSERT_EQ(v2.status, 200) << v2.body.substr(0, 300);
+  EXPECT_TRUE(v2.Json().at("offsets").at(0).at("error_code").is_null()) << v2.body;
+  HttpResult over = v3(1100000);
+  EXPECT_EQ(over.status, 413) << over.body.substr(0, 300);
+  EXPECT_EQ(over.Json().at("error_code").as_int64(), 413);
+  EXPECT_THAT(std::string(over.Json().at("message").as_string()),
+              ::testing::HasSubstr("max.message.bytes"));
+  HttpResult after = v3(10);
+  EXPECT_EQ(after.status, 200) << after.body;
+  auto stored = kafka_->ConsumeAll("http-e2e-large", 3, absl::Seconds(60));
+  ASSERT_THAT(stored, IsOk());
+  ASSERT_EQ(stored->size(), 3u);
+  EXPECT_EQ((*stored)[0].value->size(), 1000000u);
+  EXPECT_EQ((*stored)[1].value->size(), 1000002u);
+  EXPECT_EQ((*stored)[2].value->size(), 10u);
 }
 
 }  // namespace

@@ -244,6 +244,7 @@ TEST_F(ForwarderTest, LookupKnowsConfiguredTopicsAndRefusesOthers) {
 }
 
 TEST_F(ForwarderTest, RecordOverMessageMaxBytesIsRefusedAtOnce) {
+  config_.librdkafka["message.max.bytes"] = "1000000";  // the client's own limit, set lower
   auto forwarder = Make();
   Reports reports;
   Record big = MakeRecord("orders", "k");
