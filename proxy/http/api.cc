@@ -12,7 +12,9 @@
 #include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "proxy/common/log.h"
 #include "proxy/common/strings.h"
 #include "proxy/http/json_text.h"
@@ -60,6 +62,70 @@ HttpResponse MethodNotAllowed(const HttpRequest& request, absl::string_view allo
             absl::StrCat("method ", Sv(request.method_string()), " is not allowed on ",
                          PathOf(request), "; allowed: ", allow));
   response.set(http::field::allow, std::string(allow));
+  return response;
+}
+
+// The media types each REST endpoint answers in, the server's preference first. v2 as
+// Confluent's v2 resources produce them (the versioned type, then the less specific ones).
+constexpr absl::string_view kV2Types[] = {kV2ResponseType, "application/vnd.kafka+json",
+                                          "application/json"};
+constexpr absl::string_view kV3Types[] = {"application/json"};
+constexpr absl::string_view kBulkTypes[] = {"application/x-ndjson", "application/jsonl"};
+
+// HTTP content negotiation (RFC 9110, Accept): the offered type the client weighs highest,
+// ties going to the server's order; each offered type takes the q of the most specific range
+// that matches it (type/subtype over type/* over */*), and q=0 refuses it. No Accept: the
+// first. nullopt: nothing offered is acceptable (406).
+template <size_t N>
+std::optional<absl::string_view> Negotiate(absl::string_view accept,
+                                           const absl::string_view (&offered)[N]) {
+  if (absl::StripAsciiWhitespace(accept).empty()) return offered[0];
+  std::optional<absl::string_view> best;
+  double best_q = 0;
+  for (absl::string_view type : offered) {
+    int specificity = -1;
+    double q = 0;
+    for (absl::string_view range : absl::StrSplit(accept, ',')) {
+      std::vector<absl::string_view> params = absl::StrSplit(range, ';');
+      absl::string_view media = absl::StripAsciiWhitespace(params[0]);
+      double range_q = 1;
+      for (size_t i = 1; i < params.size(); ++i) {
+        absl::string_view param = absl::StripAsciiWhitespace(params[i]);
+        if (absl::ConsumePrefix(&param, "q=") &&
+            !absl::SimpleAtod(absl::StripAsciiWhitespace(param), &range_q)) {
+          range_q = 0;
+        }
+      }
+      int s = -1;
+      if (media == "*/*") {
+        s = 0;
+      } else if (absl::EndsWith(media, "/*") &&
+                 absl::StartsWithIgnoreCase(type, media.substr(0, media.size() - 1))) {
+        s = 1;
+      } else if (absl::EqualsIgnoreCase(media, type)) {
+        s = 2;
+      }
+      if (s > specificity) {
+        specificity = s;
+        q = range_q;
+      }
+    }
+    if (specificity >= 0 && q > best_q) {
+      best = type;
+      best_q = q;
+    }
+  }
+  return best;
+}
+
+template <size_t N>
+HttpResponse NotAcceptable(unsigned version, bool keep_alive,
+                           const absl::string_view (&offered)[N]) {
+  HttpResponse response = JsonError(
+      version, 406, 406,
+      absl::StrCat("Accept names no type this endpoint answers in; it answers ",
+                   absl::StrJoin(offered, ", ")));
+  response.keep_alive(keep_alive);
   return response;
 }
 
@@ -175,11 +241,12 @@ class V3Batch {
 class ProduceBatch {
  public:
   // `recorded`: the answer is remembered under an Idempotency-Key (kNothingWrittenHeader).
+  // `answer_type`: one of kV2Types (static storage), as negotiated.
   ProduceBatch(size_t records, unsigned version, bool keep_alive, bool routing, bool recorded,
-               Responder respond)
+               absl::string_view answer_type, Responder respond)
       : results_(records), remaining_(static_cast<int>(records)), version_(version),
         keep_alive_(keep_alive), routing_(routing), recorded_(recorded),
-        respond_(std::move(respond)) {}
+        answer_type_(answer_type), respond_(std::move(respond)) {}
 
   // Answers `response` instead of the offsets; only before any record was queued.
   void Abort(HttpResponse&& response) { respond_(std::move(response)); }
@@ -199,7 +266,7 @@ class ProduceBatch {
     }
     body.append("]}");
     HttpResponse response{http::status::ok, version_};
-    response.set(http::field::content_type, kV2ResponseType);
+    response.set(http::field::content_type, std::string(answer_type_));
     response.keep_alive(keep_alive_);
     response.body() = std::move(body);
     response.prepare_payload();
@@ -216,6 +283,7 @@ class ProduceBatch {
   bool keep_alive_;
   bool routing_;
   bool recorded_;
+  absl::string_view answer_type_;
   Responder respond_;
 };
 
@@ -295,12 +363,20 @@ void ApiHandler::Handle(HttpRequest&& request, Responder respond) {
       return respond(Error(request, 404, 40401, absl::StrCat("topic not found: ", topic,
                                                              " is not a valid topic name")));
     }
+    std::optional<absl::string_view> answer_type =
+        Negotiate(Sv(request[http::field::accept]), kV2Types);
+    if (!answer_type) {
+      return respond(NotAcceptable(request.version(), request.keep_alive(), kV2Types));
+    }
     const bool routing = WantsRouting(request);
     if (ClaimIdempotency(request, respond)) return;
-    return Produce(std::move(request), std::string(topic), partition, routing,
+    return Produce(std::move(request), std::string(topic), partition, routing, *answer_type,
                    std::move(respond));
   }
   if (absl::StartsWith(path, kV3Prefix)) {
+    if (!Negotiate(Sv(request[http::field::accept]), kV3Types)) {
+      return respond(NotAcceptable(request.version(), request.keep_alive(), kV3Types));
+    }
     if (std::optional<V3Target> target = ParseV3Records(path)) {
       if (request.method() != http::verb::post) return respond(MethodNotAllowed(request, "POST"));
       if (std::optional<HttpResponse> refused = CheckV3Target(request, *target)) {
@@ -543,6 +619,13 @@ void ApiHandler::OpenStream(const HttpRequest& header,
   std::string cluster_id;
   EmbeddedFormat format = EmbeddedFormat::kJson;
   bool v3 = false;
+  absl::string_view accept = Sv(header[http::field::accept]);
+  if (absl::StartsWith(path, kBulkPrefix) ? !Negotiate(accept, kBulkTypes)
+                                          : !Negotiate(accept, kV3Types)) {
+    return done(absl::StartsWith(path, kBulkPrefix)
+                    ? NotAcceptable(version, false, kBulkTypes)
+                    : NotAcceptable(version, false, kV3Types));
+  }
   if (absl::StartsWith(path, kBulkPrefix)) {
     target.topic = std::string(path.substr(kBulkPrefix.size()));
     if (!ValidTopicName(target.topic)) {
@@ -590,7 +673,8 @@ void ApiHandler::OpenStream(const HttpRequest& header,
 }
 
 void ApiHandler::Produce(HttpRequest&& request, std::string topic,
-                         std::optional<int32_t> partition, bool routing, Responder respond) {
+                         std::optional<int32_t> partition, bool routing,
+                         absl::string_view answer_type, Responder respond) {
   absl::StatusOr<EmbeddedFormat> format =
       FormatFromContentType(Sv(request[http::field::content_type]));
   if (!format.ok()) {
@@ -613,7 +697,7 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic,
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   // The lookup answers from cached metadata when it can; an unknown topic gets a 404 at once.
   sink_.LookupTopic(topic, [this, topic, version, keep_alive, routing, recorded, shared_records,
-                            shared_respond](absl::StatusOr<int32_t> partitions) {
+                            shared_respond, answer_type](absl::StatusOr<int32_t> partitions) {
     Responder respond = std::move(*shared_respond);
     auto error = [&](int status, int code, absl::string_view message) {
       HttpResponse response = JsonError(version, status, code, message);
@@ -634,7 +718,7 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic,
       }
     }
     auto collector = std::make_shared<ProduceBatch>(batch.size(), version, keep_alive, routing,
-                                                    recorded, std::move(respond));
+                                                    recorded, answer_type, std::move(respond));
     for (size_t i = 0; i < batch.size(); ++i) {
       absl::Status queued = sink_.Submit(
           std::move(batch[i]),

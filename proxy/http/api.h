@@ -76,8 +76,9 @@ class ApiHandler : public HttpHandler {
 
   // `partition`: from /topics/{topic}/partitions/{partition}; `routing`: the client asked to be
   // told what the router did (?routing=true or Prefer: saltproxy-routing).
+  // `answer_type`: the negotiated Content-Type of the answer (static storage).
   void Produce(HttpRequest&& request, std::string topic, std::optional<int32_t> partition,
-               bool routing, Responder respond);
+               bool routing, absl::string_view answer_type, Responder respond);
 
   const HttpConfig config_;
   RecordSink& sink_;

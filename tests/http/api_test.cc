@@ -215,6 +215,39 @@ TEST_F(HttpApiTest, ApplicationJsonMeansTheBinaryFormat) {
   EXPECT_THAT(json.body, HasSubstr("base64"));
 }
 
+// Issue 20: the doc says the server negotiates content: a type it cannot answer in is a 406
+// (text/html got JSON); what it can, it answers in, the client's weights deciding.
+TEST_F(HttpApiTest, AcceptIsNegotiated) {
+  const std::string body = R"({"records":[{"value":1}]})";
+  const std::string json = "application/vnd.kafka.json.v2+json";
+  HttpClient client(port());
+  for (const char* accept : {"text/html", "text/*", "application/xml, text/plain;q=0.5",
+                             "application/json;q=0"}) {
+    SCOPED_TRACE(accept);
+    HttpResult r = client.Post("/topics/orders", body, json, {{"Accept", accept}});
+    EXPECT_EQ(r.status, 406) << r.body;
+    EXPECT_EQ(r.Json().at("error_code").as_int64(), 406);
+    EXPECT_THAT(r.body, HasSubstr("application/vnd.kafka.v2+json"));
+  }
+  struct Case {
+    const char* accept;
+    const char* type;
+  };
+  for (const Case& c : {Case{"*/*", "application/vnd.kafka.v2+json"},
+                        Case{"application/json", "application/json"},
+                        Case{"application/*", "application/vnd.kafka.v2+json"},
+                        Case{"application/vnd.kafka.v2+json; q=0.9, application/json; q=0.5",
+                             "application/vnd.kafka.v2+json"},
+                        Case{"application/vnd.kafka.v2+json; q=0.4, application/json; q=0.5",
+                             "application/json"},
+                        Case{"text/html, application/vnd.kafka+json", "application/vnd.kafka+json"}}) {
+    SCOPED_TRACE(c.accept);
+    HttpResult r = client.Post("/topics/orders", body, json, {{"Accept", c.accept}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.headers["Content-Type"], c.type);
+  }
+}
+
 TEST_F(HttpApiTest, EmptyRecordsIs422) {
   HttpResult r = HttpClient(port()).Post("/topics/orders", R"({"records":[]})");
   EXPECT_EQ(r.status, 422);

@@ -155,6 +155,15 @@ TEST_F(BulkTest, OtherContentTypeIs415) {
   EXPECT_EQ(r.Json().at("error_code").as_int64(), 415);
 }
 
+TEST_F(BulkTest, AcceptWithoutNdjsonIs406BeforeTheStreamStarts) {
+  RawHttp c(port());
+  c.Send("POST /bulk/topics/orders HTTP/1.1\r\nHost: t\r\nAccept: text/html\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n");
+  RawHttp::Head head = c.ReadHeader();
+  EXPECT_EQ(head.status, 406);
+  EXPECT_EQ(Parse(c.ReadBody(head)).at("error_code").as_int64(), 406);
+}
+
 TEST_F(BulkTest, GetIs405) {
   EXPECT_EQ(HttpClient(port()).Get("/bulk/topics/orders").status, 405);
 }

@@ -191,6 +191,22 @@ TEST_F(V3ApiTest, BadTimestampIs400) {
   EXPECT_THAT(r.body, HasSubstr("RFC 3339"));
 }
 
+TEST_F(V3ApiTest, AcceptOtherThanJsonIs406) {
+  HttpResult r = Post(Records(), R"({"value":{"type":"JSON","data":1}})", {{"Accept", "text/html"}});
+  EXPECT_EQ(r.status, 406) << r.body;
+  EXPECT_EQ(r.Json().at("error_code").as_int64(), 406);
+  HttpResult ok = Post(Records(), R"({"value":{"type":"JSON","data":1}})",
+                       {{"Accept", "text/html;q=0.9, application/json;q=0.1"}});
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  RawHttp c(port());
+  c.Send("GET /v3/clusters HTTP/1.1\r\nHost: t\r\nAccept: text/html\r\n\r\n");
+  EXPECT_EQ(c.ReadHeader().status, 406);
+  RawHttp s(port());
+  s.Send("POST " + Records() + " HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+         "Accept: application/xml\r\nTransfer-Encoding: chunked\r\n\r\n");
+  EXPECT_EQ(s.ReadHeader().status, 406);
+}
+
 TEST_F(V3ApiTest, NonJsonContentTypeIs415) {
   HttpResult r = HttpClient(port()).Post(Records(), R"({"value":{"type":"JSON","data":1}})", "text/plain");
   EXPECT_EQ(r.status, 415);
