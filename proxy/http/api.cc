@@ -494,6 +494,11 @@ void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
   const unsigned version = request.version();
   const bool keep_alive = request.keep_alive();
   const absl::string_view body = Sv(request.body());
+  if (absl::StripAsciiWhitespace(body).empty()) {
+    // The doc's produce_record_empty_request_body: 422 rather than "malformed JSON".
+    return respond(V3Error(version, keep_alive, 422,
+                           "Payload error. Request body is empty. Data is required."));
+  }
   boost::system::error_code ec;
   json::value root = json::parse(json::string_view(body.data(), body.size()), ec);
   if (ec) {
@@ -687,6 +692,7 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic,
     ProduceError e = ToProduceError(records.status());
     return respond(Error(request, e.http_status, e.error_code, records.status().message()));
   }
+  const bool from_path = partition.has_value();
   if (partition) {
     for (Record& r : *records) r.partition = *partition;
   }
@@ -697,7 +703,8 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic,
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   // The lookup answers from cached metadata when it can; an unknown topic gets a 404 at once.
   sink_.LookupTopic(topic, [this, topic, version, keep_alive, routing, recorded, shared_records,
-                            shared_respond, answer_type](absl::StatusOr<int32_t> partitions) {
+                            shared_respond, answer_type,
+                            from_path](absl::StatusOr<int32_t> partitions) {
     Responder respond = std::move(*shared_respond);
     auto error = [&](int status, int code, absl::string_view message) {
       HttpResponse response = JsonError(version, status, code, message);
@@ -711,15 +718,24 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic,
       return error(503, 50301, partitions.status().message());
     }
     std::vector<Record>& batch = *shared_records;
-    for (const Record& r : batch) {
-      if (r.partition >= *partitions) {
-        return error(404, 40402, absl::StrCat("partition not found: topic ", topic, " has ",
-                                              *partitions, " partitions, not ", r.partition + 1));
-      }
+    // /topics/{topic}/partitions/{p} names a partition that is not there: the whole request
+    // is a 404. A record's own "partition" is that record's error (40402); the rest go on.
+    if (from_path && !batch.empty() && batch[0].partition >= *partitions) {
+      return error(404, 40402, absl::StrCat("partition not found: topic ", topic, " has ",
+                                            *partitions, " partitions, not ",
+                                            batch[0].partition + 1));
     }
     auto collector = std::make_shared<ProduceBatch>(batch.size(), version, keep_alive, routing,
                                                     recorded, answer_type, std::move(respond));
     for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].partition >= *partitions) {
+        DeliveryReport missing;
+        missing.status = absl::NotFoundError(absl::StrCat(
+            "partition not found: topic ", topic, " has ", *partitions, " partitions, not ",
+            batch[i].partition + 1));
+        collector->Complete(i, std::move(missing));
+        continue;
+      }
       absl::Status queued = sink_.Submit(
           std::move(batch[i]),
           [collector, i](const DeliveryReport& report) { collector->Complete(i, report); });

@@ -66,8 +66,9 @@ void AppendV2Offset(const DeliveryReport& r, bool routing, std::string* out) {
                     ",\"error_code\":null,\"error\":null");
     if (routing) AppendRouting(r, out);
   } else {
-    absl::StrAppend(out, "{\"partition\":null,\"offset\":null,\"error_code\":",
-                    Retriable(r.status) ? 50003 : 50002, ",\"error\":");
+    const int code = absl::IsNotFound(r.status) ? 40402 : Retriable(r.status) ? 50003 : 50002;
+    absl::StrAppend(out, "{\"partition\":null,\"offset\":null,\"error_code\":", code,
+                    ",\"error\":");
     AppendJsonString(r.status.message(), out);
   }
   out->push_back('}');

@@ -31,7 +31,7 @@ void AppendJsonString(absl::string_view s, std::string* out);
 void AppendRouting(const DeliveryReport& report, std::string* out);
 
 // Confluent v2: one entry of "offsets"; a failed record has error_code 50003 (retriable) or
-// 50002, as Confluent REST Proxy answers.
+// 50002, as Confluent REST Proxy answers, or 40402 (its record's partition is not there).
 void AppendV2Offset(const DeliveryReport& report, bool routing, std::string* out);
 
 // What a v3 answer repeats of the request: where it was sent, and the key and value sent.

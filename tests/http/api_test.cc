@@ -162,11 +162,21 @@ TEST_F(HttpApiTest, UnknownTopicIs404With40401) {
   EXPECT_THAT(r.body, HasSubstr("no-such-topic"));
 }
 
-TEST_F(HttpApiTest, UnknownPartitionIs404With40402) {
-  HttpResult r = HttpClient(port()).Post("/topics/orders",
-                                         R"({"records":[{"value":1,"partition":9}]})");
-  EXPECT_EQ(r.status, 404);
-  EXPECT_EQ(r.Json().at("error_code").as_int64(), 40402);
+// Issue 20: a record's partition outside the topic is that record's error; the others are
+// written (the whole request was a 404).
+TEST_F(HttpApiTest, UnknownPartitionIsThatRecordsError40402) {
+  HttpResult r = HttpClient(port()).Post(
+      "/topics/orders",
+      R"({"records":[{"value":1,"partition":1},{"value":2,"partition":9},{"value":3}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto& offsets = r.Json().at("offsets").as_array();
+  ASSERT_EQ(offsets.size(), 3u);
+  EXPECT_EQ(offsets[0].at("partition").as_int64(), 1);
+  EXPECT_TRUE(offsets[0].at("error_code").is_null());
+  EXPECT_EQ(offsets[1].at("error_code").as_int64(), 40402);
+  EXPECT_THAT(std::string(offsets[1].at("error").as_string()), HasSubstr("partition not found"));
+  EXPECT_TRUE(offsets[1].at("partition").is_null());
+  EXPECT_TRUE(offsets[2].at("error_code").is_null());
 }
 
 TEST_F(HttpApiTest, BodyOverLimitIs413AndServerKeepsServing) {

@@ -120,6 +120,17 @@ TEST_F(V3ApiTest, UnknownPartitionIs404) {
   EXPECT_THAT(r.body, HasSubstr("partition not found"));
 }
 
+// Issue 20, the doc's produce_record_empty_request_body: 422, not "malformed JSON".
+TEST_F(V3ApiTest, EmptyBodyIs422WithTheDocsMessage) {
+  for (const char* body : {"", "  \n"}) {
+    HttpResult r = Post(Records(), body);
+    EXPECT_EQ(r.status, 422) << r.body;
+    EXPECT_EQ(r.Json().at("error_code").as_int64(), 422);
+    EXPECT_EQ(r.Json().at("message").as_string(),
+              "Payload error. Request body is empty. Data is required.");
+  }
+}
+
 TEST_F(V3ApiTest, MalformedJsonIs400) {
   HttpResult r = Post(Records(), R"({"value":)");
   EXPECT_EQ(r.status, 400);
