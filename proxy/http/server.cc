@@ -562,9 +562,17 @@ class Session : public std::enable_shared_from_this<Session> {
         return MaybeEnd();
       }
       if (ec == http::error::partial_message || ec == net::error::eof ||
-          ec == net::error::connection_reset || ec == beast::error::timeout ||
-          ec == http::error::end_of_stream || ec == net::error::operation_aborted) {
-        return Close();  // the client is gone, or too slow
+          ec == http::error::end_of_stream) {
+        // The client stopped sending before the last chunk (inside one, or between two) but
+        // may still read: what was read is answered, then a line says the rest was not.
+        EndWithError(400, "the request body ended before its last chunk (the client closed "
+                          "its side inside a chunk or before the terminating 0 chunk); the "
+                          "records after the last result above were not read");
+        return MaybeEnd();
+      }
+      if (ec == net::error::connection_reset || ec == beast::error::timeout ||
+          ec == net::error::operation_aborted) {
+        return Close();  // the client is gone, or too slow (the timeout closed the socket)
       }
       EndWithError(400, absl::StrCat("malformed HTTP body: ", ec.message()));
       return MaybeEnd();

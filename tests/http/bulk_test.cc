@@ -164,6 +164,43 @@ TEST_F(BulkTest, AcceptWithoutNdjsonIs406BeforeTheStreamStarts) {
   EXPECT_EQ(Parse(c.ReadBody(head)).at("error_code").as_int64(), 406);
 }
 
+// Issue 20: a chunk that announces more than the client sends before it closes its side got
+// 200 with no line at all, not even the results of the records before it, which were written.
+TEST_F(BulkTest, BodyEndingInsideAChunkEndsWithALineSayingSo) {
+  RawHttp c(port());
+  c.Send("POST /bulk/topics/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-ndjson\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n");
+  c.SendChunk("{\"key\":\"a\",\"value\":1}\n");
+  c.Send("100\r\n{\"key\":\"b\",\"value\":2}\n{\"key\":\"c\"");  // 256 announced, 36 sent
+  c.ShutdownSend();
+  RawHttp::Head head = c.ReadHeader();
+  EXPECT_EQ(head.status, 200);
+  std::vector<std::string> lines = c.ReadLinesToEnd();
+  // a, and b (whole within the cut chunk), are written and answered; then what went wrong.
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_GE(Parse(lines[0]).at("offset").as_int64(), 0);
+  EXPECT_GE(Parse(lines[1]).at("offset").as_int64(), 0);
+  EXPECT_EQ(Parse(lines[2]).at("error_code").as_int64(), 400);
+  EXPECT_THAT(lines[2], HasSubstr("ended before its last chunk"));
+  EXPECT_TRUE(c.ended());
+}
+
+// Issue 20: a 100 MB line (the limit is 4096 bytes here) ends the stream with a 413 line, which
+// a client that reads only after sending the whole body still gets.
+TEST_F(BulkTest, HundredMegabyteLineEndsWithA413Line) {
+  RawHttp c(port());
+  const std::string line = "{\"value\":\"" + std::string(100 << 20, 'x') + "\"}\n";
+  c.Send("POST /bulk/topics/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-ndjson\r\n"
+         "Content-Length: " + std::to_string(line.size()) + "\r\n\r\n");
+  c.Send(line);
+  RawHttp::Head head = c.ReadHeader();
+  EXPECT_EQ(head.status, 200);
+  std::vector<std::string> lines = c.ReadLinesToEnd();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(Parse(lines[0]).at("error_code").as_int64(), 413);
+  EXPECT_TRUE(c.ended());
+}
+
 TEST_F(BulkTest, GetIs405) {
   EXPECT_EQ(HttpClient(port()).Get("/bulk/topics/orders").status, 405);
 }

@@ -43,6 +43,12 @@ class RawHttp {
     return Send(chunk.str());
   }
 
+  // Half-closes the connection: the server reads end of file, and this side can still read.
+  void ShutdownSend() {
+    boost::system::error_code ec;
+    socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+  }
+
   struct Head {
     int status = 0;
     std::map<std::string, std::string> headers;  // names lower-cased
