@@ -26,11 +26,17 @@ enum class EmbeddedFormat {
   kBinary,  // application/vnd.kafka.binary.v2+json, and as Confluent's doc says, every type that
             // names no embedded format (application/json, application/vnd.kafka.v2+json,
             // application/vnd.kafka+json, application/octet-stream, none): base64 strings.
+  // application/vnd.kafka.{avro,jsonschema,protobuf}.v2+json: keys and values are serialised
+  // with a schema held by a schema registry, which saltproxy does not use. ParseProduceBody
+  // refuses them with the 422 Confluent's doc gives for each case (see SchemaFormatError).
+  kAvro,
+  kJsonSchema,
+  kProtobuf,
 };
 
 // A status whose code tells the HTTP answer: InvalidArgument → 400 (malformed JSON),
-// FailedPrecondition → 422 (valid JSON, invalid records), Unimplemented → 415,
-// OutOfRange → 413 (too many records).
+// FailedPrecondition → 422 (valid JSON, invalid records; with a Confluent error_code such as
+// 42201 when the status carries one), Unimplemented → 415, OutOfRange → 413 (too many records).
 struct ProduceError {
   int http_status;
   int error_code;

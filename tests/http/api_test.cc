@@ -258,6 +258,33 @@ TEST_F(HttpApiTest, AcceptIsNegotiated) {
   }
 }
 
+// Issue 20: Avro, JSON Schema and Protobuf were a 415; Confluent's doc answers 422 with its
+// codes (42201 keys without key_schema, 42202 values without value_schema, 42205 an invalid
+// schema), and a request that passes those needs the schema registry (42206).
+TEST_F(HttpApiTest, SchemaFormatsAre422WithConfluentsCodes) {
+  HttpClient client(port());
+  const std::string avro = "application/vnd.kafka.avro.v2+json";
+  struct Case {
+    std::string body;
+    int error_code;
+  };
+  for (const Case& c : {
+           Case{R"({"value_schema":"\"int\"","records":[{"key":"k","value":12}]})", 42201},
+           Case{R"({"records":[{"value":12}]})", 42202},
+           Case{R"({"value_schema":"{\"type\":","records":[{"value":12}]})", 42205},
+           Case{R"({"value_schema":"{\"name\":\"int\",\"type\": \"int\"}",)"
+                R"("records":[{"value":12},{"value":24,"partition":1}]})", 42206}}) {
+    SCOPED_TRACE(c.body);
+    HttpResult r = client.Post("/topics/orders", c.body, avro);
+    EXPECT_EQ(r.status, 422) << r.body;
+    EXPECT_EQ(r.Json().at("error_code").as_int64(), c.error_code) << r.body;
+  }
+  HttpResult proto = client.Post("/topics/orders", R"({"records":[{"value":{}}]})",
+                                 "application/vnd.kafka.protobuf.v2+json");
+  EXPECT_EQ(proto.status, 422);
+  EXPECT_EQ(proto.Json().at("error_code").as_int64(), 42202);
+}
+
 TEST_F(HttpApiTest, EmptyRecordsIs422) {
   HttpResult r = HttpClient(port()).Post("/topics/orders", R"({"records":[]})");
   EXPECT_EQ(r.status, 422);

@@ -157,8 +157,11 @@ TEST(ProduceRequestTest, ContentTypes) {
   EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.json+json"), EmbeddedFormat::kJson);
   EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.binary.v2+json"),
             EmbeddedFormat::kBinary);
-  EXPECT_THAT(FormatFromContentType("application/vnd.kafka.avro.v2+json"),
-              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("schema registry")));
+  EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.avro.v2+json"), EmbeddedFormat::kAvro);
+  EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.protobuf.v2+json"),
+            EmbeddedFormat::kProtobuf);
+  EXPECT_EQ(*FormatFromContentType("application/vnd.kafka.jsonschema.v2+json"),
+            EmbeddedFormat::kJsonSchema);
   EXPECT_THAT(FormatFromContentType("text/plain"),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("unsupported content type")));
   EXPECT_EQ(ToProduceError(FormatFromContentType("text/plain").status()).http_status, 415);
@@ -177,6 +180,44 @@ TEST(ProduceRequestTest, TypesWithoutAnEmbeddedFormatMeanBinary) {
   }
   EXPECT_THAT(FormatFromContentType("application/vnd.kafka.v1+json"),
               StatusIs(absl::StatusCode::kUnimplemented));
+}
+
+// Issue 20: the schema formats get the 422s of Confluent's v2 doc (POST /topics/{topic}) for
+// the cases it lists, and 42206 (no schema registry) for a request that passes them.
+TEST(ProduceRequestTest, SchemaFormatsGetConfluentsCodes) {
+  struct Case {
+    EmbeddedFormat format;
+    const char* body;
+    int error_code;
+  };
+  for (const Case& c : {
+           Case{EmbeddedFormat::kAvro,
+                R"({"value_schema":"{\"name\":\"int\",\"type\": \"int\"}",)"
+                R"("records":[{"key":"k","value":12}]})", 42201},
+           Case{EmbeddedFormat::kAvro, R"({"records":[{"value":12},{"value":24,"partition":1}]})",
+                42202},
+           Case{EmbeddedFormat::kAvro, R"({"value_schema":"not a schema","records":[{"value":1}]})",
+                42205},
+           Case{EmbeddedFormat::kAvro, R"({"value_schema":7,"records":[{"value":1}]})", 42205},
+           Case{EmbeddedFormat::kJsonSchema, R"({"value_schema":"[1]","records":[{"value":1}]})",
+                42205},
+           // The doc's Avro example: valid, so what is missing is the registry.
+           Case{EmbeddedFormat::kAvro,
+                R"({"value_schema":"{\"name\":\"int\",\"type\": \"int\"}",)"
+                R"("records":[{"value":12},{"value":24,"partition":1}]})", 42206},
+           Case{EmbeddedFormat::kAvro, R"({"key_schema_id":1,"value_schema_id":2,)"
+                R"("records":[{"key":1,"value":2}]})", 42206},
+           Case{EmbeddedFormat::kProtobuf, R"({"value_schema":"syntax = \"proto3\"; message M {}",)"
+                R"("records":[{"value":{}}]})", 42206},
+           Case{EmbeddedFormat::kJsonSchema, R"({"value_schema":"{\"type\":\"object\"}",)"
+                R"("records":[{"value":{}}]})", 42206},
+       }) {
+    SCOPED_TRACE(c.body);
+    auto records = ParseProduceBody(c.body, c.format, "t", 100);
+    ASSERT_FALSE(records.ok());
+    EXPECT_EQ(ToProduceError(records.status()).http_status, 422);
+    EXPECT_EQ(ToProduceError(records.status()).error_code, c.error_code) << records.status();
+  }
 }
 
 TEST(ProduceResultTest, ABulkRecordsErrorLineHasTheShapeOfEveryOtherErrorLine) {
