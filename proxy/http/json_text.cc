@@ -32,10 +32,13 @@ size_t SkipString(absl::string_view t, size_t pos) {
   return kBad;
 }
 
-// One value from `pos` (no leading whitespace); returns the position after it. The text was
-// accepted by Boost.JSON already, whose depth limit (32) bounds this recursion.
-size_t SkipValue(absl::string_view t, size_t pos) {
-  if (pos >= t.size()) return kBad;
+// Deeper than Boost.JSON's default max_depth (32), so whatever it accepted is walked; hostile
+// text that was never parsed cannot take the recursion further.
+constexpr int kMaxDepth = 64;
+
+// One value from `pos` (no leading whitespace); returns the position after it.
+size_t SkipValue(absl::string_view t, size_t pos, int depth = 0) {
+  if (pos >= t.size() || depth > kMaxDepth) return kBad;
   const char c = t[pos];
   if (c == '"') return SkipString(t, pos);
   if (c == '{' || c == '[') {
@@ -50,7 +53,7 @@ size_t SkipValue(absl::string_view t, size_t pos) {
         if (pos >= t.size() || t[pos] != ':') return kBad;
         pos = SkipSpace(t, pos + 1);
       }
-      pos = SkipValue(t, pos);
+      pos = SkipValue(t, pos, depth + 1);
       if (pos == kBad) return kBad;
       pos = SkipSpace(t, pos);
       if (pos >= t.size()) return kBad;
