@@ -298,6 +298,25 @@ TEST_F(V3ApiTest, StreamingInvalidRecordGetsItsErrorAndTheStreamGoesOn) {
   EXPECT_EQ(Parse(lines[6]).at("error_code").as_int64(), 200);
 }
 
+// Issue 20: a v3 stream whose client closes its side inside a chunk ends, after the result of
+// every record read, with a line saying so (it closed with nothing written).
+TEST_F(V3ApiTest, StreamingBodyCutInsideAChunkEndsWithALineSayingSo) {
+  RawHttp c(port());
+  c.Send("POST " + Records() +
+         " HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n");
+  c.SendChunk(R"({"value":{"type":"JSON","data":1}})");
+  c.Send("400\r\n{\"value\":{\"type\":\"JSON\",");  // 1024 announced, fewer sent
+  c.ShutdownSend();
+  ASSERT_EQ(c.ReadHeader().status, 200);
+  std::vector<std::string> lines = c.ReadLinesToEnd();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(Parse(lines[0]).at("error_code").as_int64(), 200);
+  EXPECT_EQ(Parse(lines[1]).at("error_code").as_int64(), 400);
+  EXPECT_THAT(lines[1], HasSubstr("ended before its last chunk"));
+  EXPECT_TRUE(c.ended());
+}
+
 TEST_F(V3ApiTest, StreamingMalformedJsonEndsTheStreamAfterAnError) {
   std::vector<std::string> lines = Stream(R"({"value":{"type":"JSON","data":1}} {"value":]] {"value":{"type":"JSON","data":2}})");
   ASSERT_EQ(lines.size(), 2u);
