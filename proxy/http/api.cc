@@ -537,7 +537,8 @@ void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
     absl::StatusOr<std::vector<absl::string_view>> texts =
         list_text.ok() ? ElementTexts(*list_text) : list_text.status();
     if (!texts.ok() || texts->size() != array.size()) {
-      return respond(V3Error(version, keep_alive, 400, "malformed JSON: \"entries\" could not be read"));
+      return respond(
+          V3Error(version, keep_alive, 400, "malformed JSON: \"entries\" could not be read"));
     }
     absl::flat_hash_map<std::string, size_t> ids;
     for (size_t i = 0; i < array.size(); ++i) {

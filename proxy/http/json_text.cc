@@ -80,7 +80,8 @@ bool NameIs(absl::string_view token, absl::string_view name) {
   absl::string_view inner = token.substr(1, token.size() - 2);
   if (inner.find('\\') == absl::string_view::npos) return inner == name;
   boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(boost::json::string_view(token.data(), token.size()), ec);
+  boost::json::value v =
+      boost::json::parse(boost::json::string_view(token.data(), token.size()), ec);
   return !ec && v.is_string() &&
          absl::string_view(v.get_string().data(), v.get_string().size()) == name;
 }

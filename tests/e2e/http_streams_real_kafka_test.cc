@@ -114,7 +114,8 @@ TEST_F(HttpStreamsRealKafkaTest, V3SingleRecordsLandWhereTheirAnswersSay) {
            R"("},"value":{"type":"BINARY","data":")" + absl::Base64Escape("raw bytes") +
            R"("},"timestamp":"2026-11-24T21:30:00.123Z"})",
        std::string("\x01\x02"), "raw bytes", {}, 2, 1795555800123},
-      {R"({"key":{"type":"JSON","data":"user-2"},"value":{"type":"JSON","data":[1,2,3]}})", "\"user-2\"",
+      {R"({"key":{"type":"JSON","data":"user-2"},)"
+       R"("value":{"type":"JSON","data":[1,2,3]}})", "\"user-2\"",
        "[1,2,3]", {}},
       {R"({"value":{"type":"STRING","data":"no key"}})", std::nullopt, "no key", {}},
   };

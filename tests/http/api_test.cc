@@ -250,7 +250,8 @@ TEST_F(HttpApiTest, AcceptIsNegotiated) {
                              "application/vnd.kafka.v2+json"},
                         Case{"application/vnd.kafka.v2+json; q=0.4, application/json; q=0.5",
                              "application/json"},
-                        Case{"text/html, application/vnd.kafka+json", "application/vnd.kafka+json"}}) {
+                        Case{"text/html, application/vnd.kafka+json",
+                             "application/vnd.kafka+json"}}) {
     SCOPED_TRACE(c.accept);
     HttpResult r = client.Post("/topics/orders", body, json, {{"Accept", c.accept}});
     EXPECT_EQ(r.status, 200) << r.body;

@@ -95,14 +95,16 @@ TEST_F(V3ApiTest, PartitionIdIsKept) {
 }
 
 TEST_F(V3ApiTest, RoutingIsReportedWhenAskedFor) {
-  HttpResult r = Post(Records() + "?routing=true", R"({"key":{"type":"JSON","data":"a"},"value":{"type":"JSON","data":1}})");
+  HttpResult r = Post(Records() + "?routing=true",
+                      R"({"key":{"type":"JSON","data":"a"},"value":{"type":"JSON","data":1}})");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.Json().at("routing").at("action").as_string(), "passed");
   EXPECT_EQ(r.Json().at("routing").at("partition"), r.Json().at("partition_id"));
 }
 
 TEST_F(V3ApiTest, UnknownClusterIs404) {
-  HttpResult r = Post("/v3/clusters/nope/topics/orders/records", R"({"value":{"type":"JSON","data":1}})");
+  HttpResult r =
+      Post("/v3/clusters/nope/topics/orders/records", R"({"value":{"type":"JSON","data":1}})");
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(r.Json().at("error_code").as_int64(), 404);
   EXPECT_THAT(r.body, HasSubstr("cluster not found"));
@@ -170,7 +172,8 @@ TEST_F(V3ApiTest, HeaderValueNotBase64Is400) {
   for (const char* value : {"abc", "", "SGVhZGVyLTE"}) {
     SCOPED_TRACE(value);
     HttpResult r = Post(Records(), absl::StrCat(R"({"headers":[{"name":"Header-1","value":")",
-                                                value, R"("}],"value":{"type":"STRING","data":"x"}})"));
+                                                value,
+                                                R"("}],"value":{"type":"STRING","data":"x"}})"));
     EXPECT_EQ(r.status, 400) << r.body;
     EXPECT_EQ(r.Json().at("error_code").as_int64(), 400);
     EXPECT_THAT(r.body, HasSubstr("headers"));
@@ -184,7 +187,8 @@ TEST_F(V3ApiTest, HeaderValueNotBase64Is400) {
 // Issue 20: Confluent answers BINARY data that is not base64 in the record's result: HTTP 200
 // with error_code 400 (its produceBinaryWithInvalidData_throwsBadRequest), not an HTTP 400.
 TEST_F(V3ApiTest, BadBinaryDataIsTheRecordsOwnError400) {
-  HttpResult r = Post(Records(), R"({"key":{"type":"BINARY","data":1},"value":{"type":"BINARY","data":"fooba"}})");
+  HttpResult r = Post(Records(), R"({"key":{"type":"BINARY","data":1},)"
+                                 R"("value":{"type":"BINARY","data":"fooba"}})");
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.Json().at("error_code").as_int64(), 400);
   EXPECT_THAT(r.body, HasSubstr("base64"));
@@ -203,7 +207,8 @@ TEST_F(V3ApiTest, BadTimestampIs400) {
 }
 
 TEST_F(V3ApiTest, AcceptOtherThanJsonIs406) {
-  HttpResult r = Post(Records(), R"({"value":{"type":"JSON","data":1}})", {{"Accept", "text/html"}});
+  HttpResult r =
+      Post(Records(), R"({"value":{"type":"JSON","data":1}})", {{"Accept", "text/html"}});
   EXPECT_EQ(r.status, 406) << r.body;
   EXPECT_EQ(r.Json().at("error_code").as_int64(), 406);
   HttpResult ok = Post(Records(), R"({"value":{"type":"JSON","data":1}})",
@@ -219,7 +224,8 @@ TEST_F(V3ApiTest, AcceptOtherThanJsonIs406) {
 }
 
 TEST_F(V3ApiTest, NonJsonContentTypeIs415) {
-  HttpResult r = HttpClient(port()).Post(Records(), R"({"value":{"type":"JSON","data":1}})", "text/plain");
+  HttpResult r =
+      HttpClient(port()).Post(Records(), R"({"value":{"type":"JSON","data":1}})", "text/plain");
   EXPECT_EQ(r.status, 415);
   EXPECT_EQ(r.Json().at("error_code").as_int64(), 415);
 }
@@ -245,9 +251,12 @@ TEST_F(V3ApiTest, BatchAnswers207WithSuccessesAndFailuresById) {
 }
 
 TEST_F(V3ApiTest, BatchEntriesNeedUniqueIds) {
-  EXPECT_EQ(Post(Records() + ":batch", R"({"entries":[{"value":{"type":"JSON","data":1}}]})").status, 400);
+  EXPECT_EQ(
+      Post(Records() + ":batch", R"({"entries":[{"value":{"type":"JSON","data":1}}]})").status,
+      400);
   HttpResult twice = Post(Records() + ":batch",
-                          R"({"entries":[{"id":"x","value":{"type":"JSON","data":1}},{"id":"x","value":{"type":"JSON","data":2}}]})");
+                          R"({"entries":[{"id":"x","value":{"type":"JSON","data":1}},)"
+                          R"({"id":"x","value":{"type":"JSON","data":2}}]})");
   EXPECT_EQ(twice.status, 400);
   EXPECT_THAT(twice.body, HasSubstr("used twice"));
   EXPECT_EQ(Post(Records() + ":batch", R"({"entries":[]})").status, 400);
@@ -286,8 +295,11 @@ TEST_F(V3ApiTest, StreamingResultsFlowWhileTheRequestIsStillOpen) {
 
 TEST_F(V3ApiTest, StreamingInvalidRecordGetsItsErrorAndTheStreamGoesOn) {
   std::vector<std::string> lines =
-      Stream(R"({"value":{"type":"JSON","data":1}}{"value":{"type":"AVRO","data":1}}{"partition_id":7,"value":{"type":"JSON","data":1}}{"value":{"type":"JSON","data":3}})"
-             R"({"value":{"type":"BINARY","data":"fooba"}}{"value":{"data":1}}{"value":{"type":"JSON","data":4}})");
+      Stream(R"({"value":{"type":"JSON","data":1}}{"value":{"type":"AVRO","data":1}})"
+             R"({"partition_id":7,"value":{"type":"JSON","data":1}})"
+             R"({"value":{"type":"JSON","data":3}})"
+             R"({"value":{"type":"BINARY","data":"fooba"}}{"value":{"data":1}})"
+             R"({"value":{"type":"JSON","data":4}})");
   ASSERT_EQ(lines.size(), 7u);
   EXPECT_EQ(Parse(lines[0]).at("error_code").as_int64(), 200);
   EXPECT_EQ(Parse(lines[1]).at("error_code").as_int64(), 42206);
@@ -318,7 +330,8 @@ TEST_F(V3ApiTest, StreamingBodyCutInsideAChunkEndsWithALineSayingSo) {
 }
 
 TEST_F(V3ApiTest, StreamingMalformedJsonEndsTheStreamAfterAnError) {
-  std::vector<std::string> lines = Stream(R"({"value":{"type":"JSON","data":1}} {"value":]] {"value":{"type":"JSON","data":2}})");
+  std::vector<std::string> lines = Stream(
+      R"({"value":{"type":"JSON","data":1}} {"value":]] {"value":{"type":"JSON","data":2}})");
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(Parse(lines[0]).at("error_code").as_int64(), 200);
   EXPECT_EQ(Parse(lines[1]).at("error_code").as_int64(), 400);
@@ -327,7 +340,9 @@ TEST_F(V3ApiTest, StreamingMalformedJsonEndsTheStreamAfterAnError) {
 
 TEST_F(V3ApiTest, StreamingBeyondTheCreditAnswersEveryRecord) {
   std::string body;
-  for (int i = 0; i < 2000; ++i) body += R"({"value":{"type":"JSON","data":)" + std::to_string(i) + "}}\n";
+  for (int i = 0; i < 2000; ++i) {
+    body += R"({"value":{"type":"JSON","data":)" + std::to_string(i) + "}}\n";
+  }
   std::vector<std::string> lines = Stream(body);
   ASSERT_EQ(lines.size(), 2000u);  // 250 times the credit of 8
   for (const std::string& l : lines) EXPECT_THAT(l, HasSubstr(R"("error_code":200)"));
