@@ -78,7 +78,7 @@ for _ in $(seq 1 100); do
   [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
   sleep 0.1
 done
-curl -s -H 'Content-Type: application/json' -d '{"records":[{"key":"a","value":1}]}' \
+curl -s -H 'Content-Type: application/vnd.kafka.json.v2+json' -d '{"records":[{"key":"a","value":1}]}' \
   "http://127.0.0.1:$port/topics/t" >/dev/null
 curl -s -H 'Content-Type: application/json' -d 'not json' "http://127.0.0.1:$port/topics/t" >/dev/null
 for _ in $(seq 1 50); do
