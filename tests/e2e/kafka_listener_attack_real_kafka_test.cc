@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/app.h"
 #include "testing/http_client.h"
+#include "testing/process.h"
 #include "testing/real_kafka.h"
 #include "testing/status_matchers.h"
 
@@ -27,15 +28,8 @@ using ::saltproxy::testing::ConsumedRecord;
 using ::saltproxy::testing::HttpClient;
 using ::saltproxy::testing::IsOk;
 using ::saltproxy::testing::RealKafka;
-
-int64_t ResidentBytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  }
-  return -1;
-}
+using ::saltproxy::testing::ResidentBytes;
+using ::saltproxy::testing::Shell;
 
 // One series of saltproxy's /metrics; -1 when absent.
 double Metric(uint16_t http_port, const std::string& series) {
@@ -95,15 +89,9 @@ upstream:
     std::ofstream out(input);
     for (int i = 0; i < kRecords; ++i) out << "key-" << i % 5 << ":value-" << i << "\n";
   }
-  const std::string command =
-      absl::StrCat("kcat -P -b 127.0.0.1:", app->kafka_port(), " -t ", topic,
-                   " -K: -X enable.idempotence=true -l ", input, " 2>&1");
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  char buf[512];
-  std::string output;
-  while (fgets(buf, sizeof buf, pipe)) output += buf;
-  ASSERT_EQ(pclose(pipe), 0) << command << "\n" << output;
+  auto [rc, output] = Shell(absl::StrCat("kcat -P -b 127.0.0.1:", app->kafka_port(), " -t ",
+                                         topic, " -K: -X enable.idempotence=true -l ", input));
+  ASSERT_EQ(rc, 0) << output;
   absl::StatusOr<std::vector<ConsumedRecord>> records =
       kafka.ConsumeAll(topic, kRecords, absl::Seconds(60));
   ASSERT_THAT(records, IsOk());

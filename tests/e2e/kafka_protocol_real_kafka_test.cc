@@ -17,6 +17,7 @@
 #include "proxy/kafka/protocol.h"
 #include "proxy/kafka/record_batch.h"
 #include "saltproxy/partitioner.h"
+#include "testing/process.h"
 #include "testing/real_kafka.h"
 #include "testing/status_matchers.h"
 
@@ -26,6 +27,7 @@ namespace {
 using ::saltproxy::testing::ConsumedRecord;
 using ::saltproxy::testing::IsOk;
 using ::saltproxy::testing::RealKafka;
+using ::saltproxy::testing::Shell;
 
 class KafkaProtocolRealKafkaTest : public ::testing::Test {
  protected:
@@ -125,16 +127,6 @@ TEST_F(KafkaProtocolRealKafkaTest, KcatProducesThroughSaltproxyWithEveryCodec) {
     }
     last[*r.key] = number;
   }
-}
-
-// Runs a shell command; returns its exit code and output.
-std::pair<int, std::string> Shell(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  char buf[512];
-  std::string output;
-  while (fgets(buf, sizeof buf, pipe)) output += buf;
-  return {pclose(pipe), output};
 }
 
 TEST_F(KafkaProtocolRealKafkaTest, JavaProducerWithDefaultSettingsAndLz4AndZstd) {

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/app.h"
 #include "testing/http_client.h"
+#include "testing/process.h"
 #include "testing/real_kafka.h"
 #include "testing/status_matchers.h"
 
@@ -27,22 +28,12 @@ namespace {
 using ::saltproxy::testing::HttpClient;
 using ::saltproxy::testing::IsOk;
 using ::saltproxy::testing::RealKafka;
+using ::saltproxy::testing::Shell;
 
 // Generous on purpose: the clients answer in about a second; a client that retries instead
 // waits for its own timeout (the scripts' limit is 45 s), which this catches without timing
 // anything finely on a loaded machine.
 constexpr int64_t kDeadlineMs = 30'000;
-
-// Runs a shell command; returns its exit code and output (stderr included).
-std::pair<int, std::string> Shell(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  char buf[512];
-  std::string output;
-  while (fgets(buf, sizeof buf, pipe)) output += buf;
-  int rc = pclose(pipe);
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, output};
-}
 
 const std::string kSource = SALTPROXY_SOURCE_DIR;
 

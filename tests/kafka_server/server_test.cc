@@ -1,4 +1,5 @@
-// The Kafka listener's framing and ordering, with a handler that answers on demand.
+// The Kafka listener's framing and ordering, with a handler that answers on demand; and what
+// peers can make it hold (the byte budget, the frame timeout, the connection bounds).
 #include "proxy/kafka_server/server.h"
 
 #include <gtest/gtest.h>
@@ -7,15 +8,17 @@
 
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <thread>
+
+#include "testing/process.h"
 
 namespace saltproxy {
 namespace {
 
 namespace net = boost::asio;
+using ::saltproxy::testing::ResidentBytes;
 using tcp = net::ip::tcp;
 
 // Keeps replies until the test releases them, in any order; or, with `echo`, answers each frame
@@ -68,16 +71,6 @@ double Value(const std::string& text, const std::string& series) {
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
-
-// This process's resident memory.
-int64_t ResidentBytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
   }
   return -1;
 }
