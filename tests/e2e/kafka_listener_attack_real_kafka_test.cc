@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "proxy/app.h"
@@ -18,6 +17,7 @@
 #include "testing/process.h"
 #include "testing/real_kafka.h"
 #include "testing/status_matchers.h"
+#include "testing/wait.h"
 
 namespace saltproxy {
 namespace {
@@ -30,6 +30,7 @@ using ::saltproxy::testing::IsOk;
 using ::saltproxy::testing::RealKafka;
 using ::saltproxy::testing::ResidentBytes;
 using ::saltproxy::testing::Shell;
+using ::saltproxy::testing::WaitUntil;
 
 // One series of saltproxy's /metrics; -1 when absent.
 double Metric(uint16_t http_port, const std::string& series) {
@@ -74,13 +75,10 @@ upstream:
     net::write(attackers.back(), net::buffer(i < 20 ? prefix : prefix + std::string(4096, 'x')));
   }
   // Every frame is begun and every trickle read (60 s at most: a deadline, not a measurement).
-  bool begun = false;
-  for (int i = 0; i < 600 && !begun; ++i) {
-    begun = Metric(app->http_port(), "saltproxy_kafka_frames_reading") == 60 &&
-            Metric(app->http_port(), "saltproxy_kafka_in_flight_bytes") >= 40 * 4096;
-    if (!begun) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_TRUE(begun);
+  ASSERT_TRUE(WaitUntil([&] {
+    return Metric(app->http_port(), "saltproxy_kafka_frames_reading") == 60 &&
+           Metric(app->http_port(), "saltproxy_kafka_in_flight_bytes") >= 40 * 4096;
+  }));
 
   // A well-behaved producer on other connections: every record answered and on the broker.
   const int kRecords = 500;

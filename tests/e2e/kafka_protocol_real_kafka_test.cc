@@ -20,6 +20,7 @@
 #include "testing/process.h"
 #include "testing/real_kafka.h"
 #include "testing/status_matchers.h"
+#include "testing/wait.h"
 
 namespace saltproxy {
 namespace {
@@ -28,6 +29,7 @@ using ::saltproxy::testing::ConsumedRecord;
 using ::saltproxy::testing::IsOk;
 using ::saltproxy::testing::RealKafka;
 using ::saltproxy::testing::Shell;
+using ::saltproxy::testing::WaitUntil;
 
 class KafkaProtocolRealKafkaTest : public ::testing::Test {
  protected:
@@ -65,15 +67,15 @@ TEST_F(KafkaProtocolRealKafkaTest, MetadataCarriesTheClustersTopicIds) {
   // Asked of saltproxy with the same request, Metadata v12 names the broker's id (as soon as
   // saltproxy has asked the cluster: at start, then at once for a topic it did not know).
   absl::StatusOr<kafka::TopicIds> proxied;
-  int attempt = 0;
-  for (; attempt < 100; ++attempt) {
+  int attempts = 0;
+  WaitUntil([&] {
+    ++attempts;
     proxied = kafka::FetchTopicIds(proxy_, absl::Seconds(10));
-    ASSERT_THAT(proxied, IsOk());
-    if (proxied->contains("with-id")) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+    return !proxied.ok() || proxied->contains("with-id");
+  });
+  ASSERT_THAT(proxied, IsOk());
   ASSERT_TRUE(proxied->contains("with-id")) << "saltproxy never gave the topic's id";
-  std::printf("saltproxy gave the id after %d attempts\n", attempt);
+  std::printf("saltproxy gave the id after %d attempts\n", attempts);
   EXPECT_EQ(proxied->at("with-id"), broker->at("with-id"));
 }
 

@@ -10,12 +10,14 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/forward/embedded_cluster.h"
 #include "testing/status_matchers.h"
+#include "testing/wait.h"
 
 namespace saltproxy {
 namespace {
 
 using ::saltproxy::testing::IsOk;
 using ::saltproxy::testing::StatusIs;
+using ::saltproxy::testing::WaitUntil;
 
 // Collects delivery reports, each with the number of the record it is for (the order it was
 // produced in), and lets a test wait for them with a deadline.
@@ -230,10 +232,7 @@ TEST_F(ForwarderTest, ARecordIsCountedAndItsRoomFreedBeforeItsCallerHears) {
 
 TEST_F(ForwarderTest, LookupKnowsConfiguredTopicsAndRefusesOthers) {
   auto forwarder = Make();
-  for (int i = 0; i < 100 && !forwarder->Ready(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(forwarder->Ready());
+  ASSERT_TRUE(WaitUntil([&] { return forwarder->Ready(); }));
   absl::StatusOr<int32_t> known = absl::UnknownError("not called");
   forwarder->LookupTopic("orders", [&](absl::StatusOr<int32_t> r) { known = r; });
   EXPECT_THAT(known, IsOk());

@@ -7,6 +7,7 @@
 #include "proxy/app.h"
 #include "testing/http_client.h"
 #include "testing/status_matchers.h"
+#include "testing/wait.h"
 
 namespace saltproxy {
 namespace {
@@ -14,6 +15,7 @@ namespace {
 using ::saltproxy::testing::HttpClient;
 using ::saltproxy::testing::HttpResult;
 using ::saltproxy::testing::IsOk;
+using ::saltproxy::testing::WaitUntil;
 using ::testing::HasSubstr;
 namespace http = boost::beast::http;
 
@@ -38,9 +40,7 @@ upstream:
     app_ = std::move(*app).release();
     // Readiness follows the first metadata answer; wait on it with a deadline.
     HttpClient client(app_->http_port());
-    for (int i = 0; i < 200 && client.Get("/readyz").status != 200; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    WaitUntil([&] { return client.Get("/readyz").status == 200; });
   }
   static void TearDownTestSuite() { delete app_; }
 

@@ -8,6 +8,7 @@
 #include "testing/http_client.h"
 #include "testing/raw_http.h"
 #include "testing/status_matchers.h"
+#include "testing/wait.h"
 
 namespace saltproxy {
 namespace {
@@ -16,6 +17,7 @@ using ::saltproxy::testing::HttpClient;
 using ::saltproxy::testing::HttpResult;
 using ::saltproxy::testing::RawHttp;
 using ::saltproxy::testing::StartEmbeddedApp;
+using ::saltproxy::testing::WaitUntil;
 using ::testing::HasSubstr;
 using std::chrono::milliseconds;
 
@@ -29,15 +31,8 @@ std::unique_ptr<RawHttp> Stalled(uint16_t port, size_t length) {
   return c;
 }
 
-// Waits, with a deadline, until `predicate` holds.
-template <typename P>
-bool WaitFor(P predicate) {
-  for (int i = 0; i < 200; ++i) {
-    if (predicate()) return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return false;
-}
+// Waits until `predicate` holds, 60 s at most.
+bool WaitFor(const std::function<bool()>& predicate) { return WaitUntil(predicate); }
 
 TEST(HttpLimitsTest, RequestsInFlightOverTheLimitGet429WithRetryAfter) {
   std::unique_ptr<App> app = StartEmbeddedApp("max_in_flight_requests: 1");

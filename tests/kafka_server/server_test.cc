@@ -13,12 +13,14 @@
 #include <thread>
 
 #include "testing/process.h"
+#include "testing/wait.h"
 
 namespace saltproxy {
 namespace {
 
 namespace net = boost::asio;
 using ::saltproxy::testing::ResidentBytes;
+using ::saltproxy::testing::WaitUntil;
 using tcp = net::ip::tcp;
 
 // Keeps replies until the test releases them, in any order; or, with `echo`, answers each frame
@@ -101,11 +103,7 @@ class KafkaServerTest : public ::testing::Test {
   double Metric(const std::string& series) { return Value(metrics.Serialize(), series); }
   // Polls a metric until `done` holds, 60 s at most (a generous deadline, not a measurement).
   bool WaitMetric(const std::string& series, const std::function<bool(double)>& done) {
-    for (int i = 0; i < 6000; ++i) {
-      if (done(Metric(series))) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
+    return WaitUntil([&] { return done(Metric(series)); });
   }
   KafkaServerOptions options;
   void TearDown() override {
