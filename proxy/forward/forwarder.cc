@@ -350,11 +350,13 @@ absl::StatusOr<rd_kafka_t*> Forwarder::NewProducer() {
       // at once rather than after the first one's acknowledgement (a Java-like load through the
       // listener: 124,000 to 127,000 1 KiB records/s, proxy CPU 1.15 to 1.06 s per 400,000).
       {"socket.nagle.disable", "true"},
-      // The cluster says how large a record may be (each topic's max.message.bytes, 1,048,588
-      // by default): librdkafka's own check, at 1,000,000 by default, refused records the
-      // broker takes. At the broker's socket.request.max.bytes default no request can be
-      // larger; batch.size still bounds batches, so only a record over it travels alone.
-      {"message.max.bytes", "104857600"},
+      // A topic takes records up to its max.message.bytes, 1,048,588 by default; librdkafka's
+      // own bound, 1,000,000 by default, refused records the broker takes, so it is the
+      // broker's default here. Not higher by default: librdkafka sizes each request's buffer
+      // up to this bound from the partition's backlog, and a record the broker refuses as too
+      // large makes an idempotent producer drain and bump its epoch on every partition.
+      // Topics that take larger records: upstream.librdkafka's message.max.bytes.
+      {"message.max.bytes", "1048588"},
       {"log_level", "4"},
       {"statistics.interval.ms", absl::StrCat(ToMillis(config_.statistics_interval))},
   };
@@ -485,8 +487,9 @@ absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCall
       return QueueFull();
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
       return absl::InvalidArgumentError(
-          "the record is larger than the upstream producer's message.max.bytes "
-          "(upstream.librdkafka)");
+          "the record is larger than saltproxy's producer takes: a topic's default "
+          "max.message.bytes, 1,048,588 bytes (upstream.librdkafka: message.max.bytes raises it "
+          "for topics that take more)");
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:  // Kafka clients: UNKNOWN_TOPIC_OR_PARTITION
       return absl::NotFoundError(
           absl::StrCat("topic ", record.topic, " has no partition ", partition));
