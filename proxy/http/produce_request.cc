@@ -22,8 +22,14 @@ namespace json = boost::json;
 
 absl::Status Invalid(absl::string_view what) { return absl::FailedPreconditionError(what); }
 
-// Base64 as Confluent's v3 reads it (Jackson's default variant): padded to a multiple of four,
-// nothing but the alphabet and trailing '='. absl::Base64Unescape alone takes "abc".
+// What Confluent's v3 says of a key or value that needs a schema registry (before saltproxy's own
+// words): its v3 error_code is 422, the 42206 is in the message.
+constexpr char kNeedsSchemaRegistry[] =
+    "Error: 42206 : Payload error. Schema Registry must be configured when using schemas. ";
+
+// Base64 as Confluent's v3 reads header values (Jackson's default variant): padded to a
+// multiple of four, nothing but the alphabet and trailing '='. absl::Base64Unescape alone takes
+// "abc".
 bool StrictBase64(absl::string_view s, std::string* out) {
   if (s.size() % 4 != 0) return false;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -32,6 +38,18 @@ bool StrictBase64(absl::string_view s, std::string* out) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/' && !padding) {
       return false;
     }
+  }
+  return absl::Base64Unescape(s, out);
+}
+
+// Base64 as Confluent's v3 reads BINARY data (Guava's BaseEncoding.base64()): trailing '='
+// optional, so a length of 2 or 3 past a multiple of four is whole, 1 is not; nothing but the
+// alphabet.
+bool DataBase64(absl::string_view s, std::string* out) {
+  while (!s.empty() && s.back() == '=') s.remove_suffix(1);
+  if (s.size() % 4 == 1) return false;
+  for (char c : s) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/') return false;
   }
   return absl::Base64Unescape(s, out);
 }
@@ -107,7 +125,8 @@ absl::Status ReadHeaders(const json::value& v, absl::string_view name_field,
 }  // namespace
 
 int V3RecordErrorCode(const absl::Status& status) {
-  if (absl::IsUnimplemented(status)) return 42206;
+  // v3's error_code is an HTTP status; Confluent's message carries the 42206.
+  if (absl::IsUnimplemented(status)) return 422;
   if (absl::IsNotFound(status)) return 404;
   return 400;
 }
@@ -348,7 +367,8 @@ absl::Status ReadV3Payload(const json::value& v, absl::string_view text, absl::s
     } else if (name == "schema_id" || name == "schema_version" || name == "subject" ||
                name == "subject_name_strategy" || name == "schema") {
       return absl::UnimplementedError(absl::StrCat(
-          field, ".", name, ": schemas need a schema registry, which saltproxy does not use; "
+          kNeedsSchemaRegistry, field, ".", name,
+          ": schemas need a schema registry, which saltproxy does not use; "
           "send \"type\":\"BINARY\", \"JSON\" or \"STRING\""));
     } else {
       return absl::FailedPreconditionError(
@@ -357,7 +377,8 @@ absl::Status ReadV3Payload(const json::value& v, absl::string_view text, absl::s
   }
   if (type.empty()) {
     return absl::UnimplementedError(absl::StrCat(
-        field, ": no \"type\": Confluent REST Proxy then serialises with the topic's schema "
+        kNeedsSchemaRegistry, field,
+        ": no \"type\": Confluent REST Proxy then serialises with the topic's schema "
         "from a schema registry, which saltproxy does not use; send \"type\":\"BINARY\", "
         "\"JSON\" or \"STRING\""));
   }
@@ -365,9 +386,8 @@ absl::Status ReadV3Payload(const json::value& v, absl::string_view text, absl::s
     info->type = "BINARY";
     if (!data || data->is_null()) return absl::OkStatus();
     std::string decoded;
-    if (!data->is_string() || !StrictBase64(Sv(data->get_string()), &decoded)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".data: expected base64 (padded to a multiple of 4 characters)"));
+    if (!data->is_string() || !DataBase64(Sv(data->get_string()), &decoded)) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".data: expected base64"));
     }
     *out = std::move(decoded);
   } else if (type == "JSON") {
@@ -383,7 +403,8 @@ absl::Status ReadV3Payload(const json::value& v, absl::string_view text, absl::s
     *out = std::string(Sv(data->get_string()));
   } else if (type == "AVRO" || type == "PROTOBUF" || type == "JSONSCHEMA") {
     return absl::UnimplementedError(absl::StrCat(
-        field, ".type ", type, " needs a schema registry, which saltproxy does not use; "
+        kNeedsSchemaRegistry, field, ".type ", type,
+        " needs a schema registry, which saltproxy does not use; "
         "send \"type\":\"BINARY\", \"JSON\" or \"STRING\""));
   } else {
     return absl::FailedPreconditionError(absl::StrCat(

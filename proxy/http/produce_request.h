@@ -71,7 +71,8 @@ absl::Status ReadV3Record(const boost::json::value& v, absl::string_view text, R
                           std::string* id = nullptr);
 
 // The error_code of a v3 record's own result for ReadV3Record's error (or a partition not
-// found): 400, 404, or 42206 (Confluent's "Payload error" for a schema without a registry).
+// found): 400, 404, or 422 for a schema without a registry (Confluent's v3 error_code; its
+// message says "Error: 42206 : Payload error. …").
 int V3RecordErrorCode(const absl::Status& status);
 
 // A record ReadV3Record refused for its key's or value's data (InvalidArgument, Unimplemented)
