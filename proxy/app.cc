@@ -107,6 +107,7 @@ absl::StatusOr<RouterOptions> RouterOptionsFrom(const Config& config) {
   o.cooled_retention = config.salting.cooled_retention;
   o.max_held_records_per_key = static_cast<size_t>(config.salting.max_held_records_per_key);
   o.load_half_life = config.salting.load_half_life;
+  o.transition_grace = config.salting.tick / 2;
   absl::StatusOr<TopicPolicy> defaults = PolicyFrom(config.salting.defaults);
   if (!defaults.ok()) return defaults.status();
   o.default_policy = *defaults;
@@ -127,16 +128,29 @@ void ControlLoop(App::Parts& p);
 
 namespace {
 
+// Every salting.tick; and early, looked for every kPoll, when a new key is already hot (the
+// router says), at most once every kMinSpacing, so that a key that turns hot in a burst is held
+// and salted within milliseconds rather than at the next step.
 void ControlLoop(App::Parts& p) {
-  const auto tick = std::chrono::microseconds(absl::ToInt64Microseconds(p.config.salting.tick));
+  constexpr absl::Duration kPoll = absl::Milliseconds(10);
+  constexpr absl::Duration kMinSpacing = absl::Milliseconds(20);
+  const absl::Duration tick = p.config.salting.tick;
+  absl::Time last = absl::Now();
   std::unique_lock<std::mutex> lock(p.control_mu);
   while (!p.stopping) {
-    p.control_cv.wait_for(lock, tick, [&] { return p.stopping; });
+    const absl::Duration wait = std::min(kPoll, std::max(absl::ZeroDuration(),
+                                                         last + tick - absl::Now()));
+    p.control_cv.wait_for(lock, std::chrono::microseconds(absl::ToInt64Microseconds(wait)),
+                          [&] { return p.stopping; });
     if (p.stopping) break;
     lock.unlock();
-    p.router->Tick(absl::Now());
-    p.router_metrics->Update(*p.router);
-    p.detector_metrics->Update(*p.detector);
+    const absl::Time now = absl::Now();
+    if (now - last >= tick || (now - last >= kMinSpacing && p.router->WantsTickNow())) {
+      p.router->Tick(now);
+      p.router_metrics->Update(*p.router);
+      p.detector_metrics->Update(*p.detector);
+      last = now;
+    }
     lock.lock();
   }
 }

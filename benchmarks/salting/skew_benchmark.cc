@@ -121,6 +121,7 @@ class OwnedDetector : public HeatTracker {
     heat_.Observe(topic, key, bytes);
   }
   std::vector<TopicHeat> Tick(absl::Time now) override { return heat_.Tick(now); }
+  bool RisingKeyWaiting() override { return heat_.RisingKeyWaiting(); }
 
  private:
   HotKeyDetector detector_;
@@ -189,6 +190,7 @@ struct SaltproxySim {
     options.instance_id = "bench";
     options.control_topic = "";
     if (!settings.proxy_defaults) options.load_half_life = absl::Milliseconds(200);
+    options.transition_grace = settings.tick / 2;  // as the proxy sets it
     options.clock = [this] { return now; };
     // The proxy's default policy; SKEW_HEADROOM overrides its headroom for experiments.
     if (const char* v = std::getenv("SKEW_HEADROOM")) options.default_policy.headroom = std::atof(v);
@@ -220,9 +222,18 @@ struct SaltproxySim {
       if (MaybeTick()) after_tick();
     }
   }
+  // The proxy's control loop (app.cc): a step every tick, and with the proxy's defaults an early
+  // one, looked for every 10 ms, when a new key is already hot (at most every 20 ms).
   bool MaybeTick() {
-    if (now < next_tick) return false;
+    bool early = false;
+    if (settings.proxy_defaults && !std::getenv("SKEW_NO_EARLY") && now < next_tick && now >= next_poll) {
+      next_poll = now + absl::Milliseconds(10);
+      early = now - last_tick >= absl::Milliseconds(20) && router->WantsTickNow();
+      if (early && std::getenv("SKEW_TRACE")) std::printf("  early step at %.3f\n", absl::ToDoubleSeconds(now - start));
+    }
+    if (now < next_tick && !early) return false;
     router->Tick(now);
+    last_tick = now;
     next_tick = now + settings.tick;
     return true;
   }
@@ -236,6 +247,8 @@ struct SaltproxySim {
   absl::Time start = absl::FromUnixSeconds(1'700'000'000);
   absl::Time now = start;
   absl::Time next_tick = start;
+  absl::Time next_poll = start;
+  absl::Time last_tick = start;
   uint64_t sent = 0;
 };
 

@@ -151,6 +151,9 @@ struct HotKeyDetector::ThreadState {
   std::atomic<uint64_t> head{0};
   std::atomic<uint64_t> tail{0};
 
+  // The control step's: offers up to here have been looked at by RisingKeyWaiting.
+  uint64_t peeked = 0;
+
   // Owner-only.
   double halvings = 0;
   // Keys offered since the last decay step, direct-mapped by hash: a collision only means a key
@@ -200,6 +203,7 @@ struct HotKeyDetector::TopicState {
     double rate = 0;
     double recent_rate = 0;
     RecentCount recent;
+    absl::Time tracked_since = absl::InfinitePast();  // the step that first took its offer
     bool hot = false;
     absl::Time hot_since = absl::InfinitePast();
     absl::Time below_since = absl::InfinitePast();
@@ -207,6 +211,8 @@ struct HotKeyDetector::TopicState {
   std::string name;
   absl::flat_hash_map<std::string, Candidate> candidates;
   RecentCount recent;  // of the topic's records
+  double hot_rps = 0;    // the hot threshold at the last step
+  double hot_count = 0;  // the same as a decayed count (0: none)
 };
 
 HotKeyDetector::HotKeyDetector(DetectorConfig config,
@@ -449,6 +455,7 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
       if (offer.topic >= 0 && offer.topic < static_cast<int>(topics_.size())) {
         auto [it, added] = topics_[offer.topic]->candidates.try_emplace(offer.key);
         it->second.hash = KeyHash(offer.key.data(), offer.key.size(), config_.seed);
+        if (added) it->second.tracked_since = now;
         if (added && previous_tick != absl::InfinitePast()) {
           // Offered since the last step: then, no thread had counted it up to the offer
           // threshold, so its recent rate is known from its first step on.
@@ -459,7 +466,9 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
       }
     }
     ts->tail.store(tail, std::memory_order_release);
+    ts->peeked = tail;
   }
+  new_keys_.clear();
 
   auto snapshot = std::make_shared<DetectorSnapshot>();
   snapshot->at = now;
@@ -495,6 +504,8 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
       hot = th.hot_partition_share * capacity;
     }
     hot = std::max(hot, th.hot_min_rps);
+    topic.hot_rps = hot;
+    topic.hot_count = hot / to_rate;
     const double cold = th.cold_ratio * hot;
     // Offer keys above a quarter of the cold threshold (each thread sees only part of a key).
     const double offer_count = std::max(2.0, 0.25 * cold / to_rate / std::max<size_t>(1, parts.size()));
@@ -570,6 +581,62 @@ std::vector<HotKeyEvent> HotKeyDetector::Tick(absl::Time now) {
     snapshot_ = std::move(snapshot);
   }
   return events;
+}
+
+bool HotKeyDetector::RisingKeyWaiting() {
+  if (last_tick_ == absl::InfinitePast()) return false;
+  std::vector<ThreadState*> threads;
+  {
+    std::lock_guard<std::mutex> lock(threads_mu_);
+    for (const auto& t : threads_) threads.push_back(t.get());
+  }
+  // The offers since the last look, of keys not tracked: the ring keeps them until the step.
+  constexpr size_t kMaxNewKeys = 4096;
+  for (ThreadState* ts : threads) {
+    const uint64_t head = ts->head.load(std::memory_order_acquire);
+    for (uint64_t i = std::max(ts->peeked, ts->tail.load(std::memory_order_relaxed)); i < head;
+         ++i) {
+      const ThreadState::Offer& offer = ts->ring[i % ts->ring.size()];
+      if (offer.topic < 0 || offer.topic >= static_cast<int>(topics_.size())) continue;
+      const TopicState& topic = *topics_[offer.topic];
+      if (topic.hot_count <= 0 || topic.candidates.contains(offer.key)) continue;
+      if (new_keys_.size() < kMaxNewKeys) {
+        new_keys_.push_back(
+            {offer.topic, KeyHash(offer.key.data(), offer.key.size(), config_.seed)});
+      }
+    }
+    ts->peeked = head;
+  }
+  // Their counts, and those of the tracked keys not hot yet (one offered just before the last
+  // step is tracked from there on), summed over the threads as the step sums them.
+  const double global = halvings_.load();
+  auto over = [&](int topic, uint64_t hash) {
+    double count = 0;
+    for (ThreadState* ts : threads) {
+      const ThreadTopic* t = ts->topics[topic].load(std::memory_order_acquire);
+      if (!t) continue;
+      count += std::exp2(ts->applied_halvings.load(std::memory_order_acquire) - global) *
+               t->sketch.Estimate(hash);
+    }
+    return count >= 2 * topics_[topic]->hot_count;
+  };
+  for (const NewKey& k : new_keys_) {
+    if (over(k.topic, k.hash)) return true;
+  }
+  // Of the tracked keys, those first tracked at the last step or at a quarter of the threshold
+  // or more there: the others are far from it, and the control loop asks every few
+  // milliseconds, over every topic.
+  for (size_t topic = 0; topic < topics_.size(); ++topic) {
+    const TopicState& t = *topics_[topic];
+    if (t.hot_count <= 0) continue;
+    for (const auto& [key, c] : t.candidates) {
+      if (!c.hot && (c.tracked_since == last_tick_ || c.rate >= 0.25 * t.hot_rps) &&
+          over(static_cast<int>(topic), c.hash)) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 std::shared_ptr<const DetectorSnapshot> HotKeyDetector::Snapshot() const {

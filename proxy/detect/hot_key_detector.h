@@ -126,6 +126,13 @@ class HotKeyDetector {
   // The control step. One thread.
   std::vector<HotKeyEvent> Tick(absl::Time now);
 
+  // Between control steps, on the control step's thread: whether a key not hot at the last step
+  // (offered since, or tracked and below the threshold) already counts twice its topic's hot
+  // threshold, so that a step now would find it hot. Cheap (a few sketch cells per new key, no lock on the record path):
+  // the control loop asks it every few milliseconds and runs its step early, so that a key that
+  // turns hot in a burst is salted within milliseconds, not at the next 100 ms step.
+  bool RisingKeyWaiting();
+
   // The state at the last control step (never null).
   std::shared_ptr<const DetectorSnapshot> Snapshot() const;
   // GET /hotkeys: {"topics":{"t":{"rate_rps":…,"hot_threshold_rps":…,"hot_keys":[{"key":…,
@@ -176,6 +183,12 @@ class HotKeyDetector {
   absl::flat_hash_map<std::string, int> topic_index_;
   std::vector<std::unique_ptr<TopicState>> topics_;  // control thread
   absl::Time last_tick_ = absl::InfinitePast();
+  // RisingKeyWaiting's keys: offered since the last step and not tracked, with their hashes.
+  struct NewKey {
+    int topic;
+    uint64_t hash;
+  };
+  std::vector<NewKey> new_keys_;  // control thread
 
   mutable std::mutex snapshot_mu_;
   std::shared_ptr<const DetectorSnapshot> snapshot_;

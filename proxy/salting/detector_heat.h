@@ -17,6 +17,7 @@ class DetectorHeat : public HeatTracker {
     detector_.Observe(topic, key, bytes);
   }
   std::vector<TopicHeat> Tick(absl::Time now) override;
+  bool RisingKeyWaiting() override { return detector_.RisingKeyWaiting(); }
 
  private:
   HotKeyDetector& detector_;

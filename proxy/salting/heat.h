@@ -27,6 +27,9 @@ class HeatTracker {
   virtual void Observe(std::string_view topic, std::string_view key, size_t bytes) = 0;
   // The control step, from one thread.
   virtual std::vector<TopicHeat> Tick(absl::Time now) = 0;
+  // Between steps, from the control step's thread: whether a step now would find a new key hot
+  // (the control loop then runs it early).
+  virtual bool RisingKeyWaiting() { return false; }
 };
 
 }  // namespace saltproxy

@@ -155,7 +155,8 @@ struct Router::Transition {
   std::shared_ptr<TopicRuntime> next_destination;
   std::shared_ptr<KeyRuntime> runtime;
   std::vector<std::pair<std::shared_ptr<TopicRuntime>, int32_t>> old_partitions;
-  std::vector<uint64_t> targets;  // empty until sampled, one tick after holding began
+  std::vector<uint64_t> targets;  // empty until sampled, transition_grace after holding began
+  absl::Time holding_since;
   std::string_view what;          // for the log line
 };
 
@@ -364,6 +365,11 @@ void Router::Reconfigure(const RouterOptions& options) {
   options_.load_half_life = options.load_half_life;
 }
 
+bool Router::WantsTickNow() {
+  std::lock_guard<std::mutex> control_lock(control_mu_);
+  return heat_ != nullptr && heat_->RisingKeyWaiting();
+}
+
 void Router::Tick(absl::Time now) {
   std::lock_guard<std::mutex> control_lock(control_mu_);
   DecayLoads(now);
@@ -426,6 +432,7 @@ void Router::Tick(absl::Time now) {
       transition->runtime->holding = true;
     }
     it->second.holding = true;
+    transition->holding_since = now;
     transition->next = std::move(layout);
     transitions_.push_back(std::move(transition));
     changed = true;
@@ -588,14 +595,17 @@ void Router::AdvanceTransitions(absl::Time now) {
   std::vector<std::unique_ptr<Transition>> pending;
   for (std::unique_ptr<Transition>& t : transitions_) {
     if (t->targets.empty()) {
-      // One tick of grace after the holding snapshot was published: a record that was routed
-      // under the previous snapshot has reached the producer by now, so the sample below
-      // counts it.
+      // Grace after the holding snapshot was published: a record that was routed under the
+      // previous snapshot (before the key was held) has reached the producer by then, so the
+      // sample below counts it. Sampled in the step that published the hold, it could miss
+      // such a record, and the held records could overtake it.
+      if (now - t->holding_since < options_.transition_grace) {
+        pending.push_back(std::move(t));
+        continue;
+      }
       for (const auto& [topic, p] : t->old_partitions) {
         t->targets.push_back(topic->counters[p].submitted.load(std::memory_order_acquire) + 0);
       }
-      pending.push_back(std::move(t));
-      continue;
     }
     bool drained = true;
     for (size_t i = 0; i < t->old_partitions.size() && drained; ++i) {

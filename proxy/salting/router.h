@@ -59,6 +59,10 @@ struct RouterOptions {
   // in microseconds (a run would need more than a change per microsecond to catch up with the
   // next). Tests start from 0.
   uint64_t first_epoch = 0;
+  // A layout change waits this long after its key's records began to be held before it samples
+  // what was sent to the old layout: a record routed under the snapshot before the hold has
+  // reached the producer by then. In time rather than steps, since steps may come early.
+  absl::Duration transition_grace = absl::Milliseconds(50);
   // The time records are observed at; simulations inject their own.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
@@ -97,6 +101,9 @@ class Router : public RecordSink {
 
   // The control step: detection, policy, transitions, publication. One thread.
   void Tick(absl::Time now);
+  // Between steps, from the control step's thread: whether to run the step now rather than at
+  // its time (a new key is already hot: salted now, its records stop piling on one partition).
+  bool WantsTickNow();
 
   // After the last control step (shutdown): the records held for layout changes that will not
   // finish now are failed with `why`, so that their clients are answered, and later records of

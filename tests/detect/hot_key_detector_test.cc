@@ -180,6 +180,24 @@ TEST_F(DetectorTest, ARisingKeysRecentRateIsItsRateAtOnce) {
   EXPECT_GT(hot->rate_rps, 200);
 }
 
+// Between steps the control loop asks whether a step now would find a new key hot: yes once a
+// key not hot at the last step counts twice the hot threshold, no for steady traffic and no
+// once the step has made it hot.
+TEST_F(DetectorTest, ARisingKeyIsSeenBetweenSteps) {
+  for (int i = 0; i < 30; ++i) Step(0);
+  EXPECT_FALSE(detector().RisingKeyWaiting());
+  // Hot is 5 % of 10,000/s: 500/s, a decayed count of about 720 at a 1 s half-life.
+  for (int i = 0; i < 1000; ++i) detector().Observe("t", "burst", 10);
+  EXPECT_FALSE(detector().RisingKeyWaiting());  // under twice that
+  for (int i = 0; i < 1000; ++i) detector().Observe("t", "burst", 10);
+  EXPECT_TRUE(detector().RisingKeyWaiting());
+  now += absl::Milliseconds(20);
+  detector().Tick(now);
+  ASSERT_NE(Find("burst"), nullptr);
+  EXPECT_TRUE(Find("burst")->hot);
+  EXPECT_FALSE(detector().RisingKeyWaiting());
+}
+
 TEST_F(DetectorTest, KeyHoveringAtTheThresholdDoesNotFlap) {
   for (int i = 0; i < 20; ++i) Step(0);
   // Alternate between just above (5.5 %) and just below (4.5 %) the hot threshold.

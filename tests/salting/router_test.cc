@@ -355,6 +355,21 @@ TEST_F(RouterTest, RecordsSentDuringAChangeAreHeldUntilTheOldLayoutIsDelivered) 
   EXPECT_EQ(upstream.produced[4].record.value, "1");
 }
 
+// A change samples what was sent to the old layout only transition_grace after its key began to
+// be held, in time, however soon the next step comes (steps may come early): a record routed
+// under the snapshot before the hold reaches the producer by then.
+TEST_F(RouterTest, AChangeSamplesTheOldLayoutOnlyAfterItsGrace) {
+  options.transition_grace = absl::Milliseconds(50);
+  Send("nike", 3);
+  upstream.DeliverAll();  // the old layout has nothing in flight
+  SetHot({{"nike", 4000}});
+  router().Tick(now += absl::Milliseconds(100));  // holding starts
+  router().Tick(now += absl::Milliseconds(1));    // an early step: too soon to sample
+  EXPECT_EQ(router().epoch(), 0u);
+  router().Tick(now += absl::Milliseconds(49));   // the grace has passed: sampled, drained
+  EXPECT_EQ(router().epoch(), 1u);
+}
+
 TEST_F(RouterTest, AtShutdownHeldRecordsAreFailedAndLaterOnesRefused) {
   Send("nike", 3);  // undelivered: the change cannot finish
   SetHot({{"nike", 4000}});
