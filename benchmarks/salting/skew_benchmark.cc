@@ -14,6 +14,9 @@
 // stream (the hot keys change every million records): the worst and mean max/mean over
 // one-second windows, for both. Records are timestamped at a simulated 500,000 records/s; the
 // control step runs every 10 ms of simulated time; the first simulated second is warm-up.
+// Last, a new key taking 20 % every 10-20 s at the proxy's own defaults (NewHotKeyTable; its
+// figures are in benchmarks/README.md; SKEW_NEW_HOT_ONLY=1 runs it alone, SKEW_NO_EARLY=1 without
+// the control loop's early step, SKEW_WINDOWS=1 and SKEW_TRACE=1 print its windows and steps).
 // SKEW_HEADROOM and SKEW_SHARE_CAP set the default policy's headroom and max_salts_per_share;
 // SKEW_ONLY=1.0/16 runs one steady case; SKEW_DEBUG and SKEW_SALTS print per-partition and
 // per-key detail.
