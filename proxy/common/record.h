@@ -57,6 +57,13 @@ class RecordSink {
   // OK: `done` runs exactly once, later, on another thread. ResourceExhausted: push back.
   // InvalidArgument / NotFound: the record can never be produced. On an error `done` is dropped.
   virtual absl::Status Submit(Record&& record, DeliveryCallback done) = 0;
+  // Asked once per new request, before any of its `records` is submitted: OK, or Unavailable
+  // while the upstream cluster is unreachable (answer a retriable error at once; nothing of
+  // the request was sent).
+  virtual absl::Status Admit(int64_t records) {
+    (void)records;
+    return absl::OkStatus();
+  }
   // Partitions of `topic` (NotFound when the cluster has no such topic). `done` may run on the
   // caller's thread or on another.
   virtual void LookupTopic(const std::string& topic,

@@ -22,6 +22,13 @@ class Upstream {
   // Queues `record` for `partition` (-1: the Java default partitioner's choice). OK: `done`
   // runs exactly once, later. Delivery reports of one partition arrive in produce order.
   virtual absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done) = 0;
+  // Asked once per new request before any of its `records` is produced, so that a refusal
+  // leaves nothing half sent: OK, or Unavailable while the cluster is unreachable (the caller
+  // answers a retriable error at once). Requests already admitted are not affected.
+  virtual absl::Status Admit(int64_t records) {
+    (void)records;
+    return absl::OkStatus();
+  }
   // Partitions of `topic` from the metadata cache, without waiting.
   virtual std::optional<int32_t> CachedPartitions(const std::string& topic) const = 0;
   // Partitions of `topic`, asking the cluster when the cache does not know it.

@@ -20,6 +20,10 @@ namespace {
 
 // A targeted lookup waits at most this long for the cluster; its callers answer a client.
 constexpr absl::Duration kLookupTimeout = absl::Seconds(3);
+// The periodic metadata request waits at most this long. It is also the probe that finds the
+// cluster unreachable (reachability.h), so it does not shrink with a short metadata_refresh:
+// a busy machine can take longer than 100 ms to answer without the cluster being gone.
+constexpr absl::Duration kRefreshTimeout = absl::Seconds(5);
 constexpr size_t kMaxPendingLookups = 1024;
 constexpr size_t kMaxTopicHandles = 10000;
 // Values up to this size are copied into librdkafka's messages (see Forwarder::Produce).
@@ -143,9 +147,15 @@ struct Forwarder::ForwardMetrics {
                        .Add({{"bound", "upstream_queue"}})),
         ready(prometheus::BuildGauge()
                   .Name("saltproxy_upstream_ready")
-                  .Help("1 while the upstream cluster answers metadata requests")
+                  .Help("1 once the upstream cluster answered, while it is not unreachable")
                   .Register(r)
-                  .Add({})) {
+                  .Add({})),
+        refused_unreachable(prometheus::BuildCounter()
+                                .Name("saltproxy_records_refused_total")
+                                .Help("Records of new requests refused before any was sent, "
+                                      "by reason")
+                                .Register(r)
+                                .Add({{"reason", "upstream_unreachable"}})) {
     // The usual errors get their series at start-up, so that dashboards and alerts see zeros
     // rather than nothing; any other error adds its own series when it first happens.
     for (rd_kafka_resp_err_t err :
@@ -172,6 +182,7 @@ struct Forwarder::ForwardMetrics {
   prometheus::Gauge& queue_depth;
   prometheus::Counter& queue_full;
   prometheus::Gauge& ready;
+  prometheus::Counter& refused_unreachable;
   std::mutex mu;
 };
 
@@ -182,6 +193,7 @@ Forwarder::Forwarder(const UpstreamConfig& config, Metrics& metrics, bool cache_
       handle_(std::make_unique<Handle>()),
       metrics_(std::make_unique<ForwardMetrics>(metrics.registry())),
       stats_(std::make_unique<UpstreamStats>(metrics.registry())),
+      reachability_(absl::Now()),
       metadata_(std::make_shared<ClusterMetadata>()) {}
 
 absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const UpstreamConfig& config,
@@ -217,6 +229,8 @@ struct Forwarder::DeliveryTally {
       ++forwarded;
       forwarded_bytes += static_cast<double>(msg->len + msg->key_len);
     }
+    // librdkafka's own errors (below zero: timed out, transport) are no answer of the cluster.
+    answered |= msg->err >= RD_KAFKA_RESP_ERR_NO_ERROR;
   }
 
   void Apply() {
@@ -234,6 +248,8 @@ struct Forwarder::DeliveryTally {
     if (latencies > 0) m.latency.ObserveMultiple(latency_buckets, latency_sum);
     if (forwarded > 0) m.forwarded.Increment(forwarded);
     if (forwarded_bytes > 0) m.forwarded_bytes.Increment(forwarded_bytes);
+    if (answered) owner.Answered();
+    answered = false;
     records = bytes = latencies = 0;
     forwarded = forwarded_bytes = latency_sum = 0;
     std::fill(latency_buckets.begin(), latency_buckets.end(), 0.0);
@@ -246,6 +262,7 @@ struct Forwarder::DeliveryTally {
   double forwarded = 0;
   double forwarded_bytes = 0;
   double latency_sum = 0;
+  bool answered = false;
   std::vector<double> latency_buckets;
   std::vector<std::pair<std::unique_ptr<PendingDelivery>, DeliveryReport>> reports;
 };
@@ -499,6 +516,20 @@ absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCall
   }
 }
 
+absl::Status Forwarder::Admit(int64_t records) {
+  if (reachability_.reachable()) return absl::OkStatus();
+  metrics_->refused_unreachable.Increment(static_cast<double>(records));
+  return absl::UnavailableError(
+      "the upstream Kafka cluster is unreachable (no broker answered a metadata request within "
+      "its timeout, nor anything else since); nothing of this request was sent; retry later");
+}
+
+void Forwarder::Answered() {
+  if (reachability_.Answered(absl::Now()) != Reachability::Change::kRegained) return;
+  metrics_->ready.Set(Ready() ? 1 : 0);
+  LogEvent(LogLevel::kInfo, "upstream_reachable", {{"bootstrap", bootstrap_servers_}});
+}
+
 absl::Status Forwarder::QueueFull() {
   metrics_->queue_full.Increment();
   return absl::ResourceExhaustedError(
@@ -547,17 +578,20 @@ std::shared_ptr<const ClusterMetadata> Forwarder::metadata() const {
 
 void Forwarder::RefreshAll() {
   const rd_kafka_metadata_t* md = nullptr;
-  int timeout = ToMillis(std::min(config_.metadata_refresh, absl::Seconds(5)));
-  rd_kafka_resp_err_t err = rd_kafka_metadata(handle_->main(), 1, nullptr, &md, timeout);
-  bool was_ready = ready_.load();
+  const absl::Time asked = absl::Now();
+  rd_kafka_resp_err_t err =
+      rd_kafka_metadata(handle_->main(), 1, nullptr, &md, ToMillis(kRefreshTimeout));
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ready_ = false;
-    metrics_->ready.Set(0);
-    if (was_ready) {
-      LogEvent(LogLevel::kWarn, "upstream_unready", {{"error", rd_kafka_err2str(err)}});
+    if (reachability_.Unanswered(asked) == Reachability::Change::kLost) {
+      metrics_->ready.Set(0);
+      LogEvent(LogLevel::kWarn, "upstream_unreachable",
+               {{"error", rd_kafka_err2str(err)},
+                {"silent_for", absl::FormatDuration(absl::Now() - reachability_.last_answer())},
+                {"bootstrap", bootstrap_servers_}});
     }
     return;
   }
+  Answered();
   auto snapshot = std::make_shared<ClusterMetadata>();
   for (int i = 0; i < md->topic_cnt; ++i) {
     const rd_kafka_metadata_topic_t& t = md->topics[i];
@@ -574,11 +608,10 @@ void Forwarder::RefreshAll() {
     std::lock_guard<std::mutex> lock(metadata_mu_);
     metadata_ = std::move(snapshot);
   }
-  ready_ = true;
-  metrics_->ready.Set(1);
-  if (!was_ready) {
+  if (!has_metadata_.exchange(true)) {
     LogEvent(LogLevel::kInfo, "upstream_ready", {{"bootstrap", bootstrap_servers_}});
   }
+  metrics_->ready.Set(Ready() ? 1 : 0);
 }
 
 absl::StatusOr<int32_t> Forwarder::FetchTopic(const std::string& topic) {
@@ -592,6 +625,7 @@ absl::StatusOr<int32_t> Forwarder::FetchTopic(const std::string& topic) {
     return absl::UnavailableError(
         absl::StrCat("upstream cluster did not answer: ", rd_kafka_err2str(err)));
   }
+  Answered();
   absl::StatusOr<int32_t> result = absl::NotFoundError(absl::StrCat("topic not found: ", topic));
   if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
       md->topics[0].partition_cnt > 0) {
@@ -683,7 +717,7 @@ void Forwarder::LookupTopic(const std::string& topic,
       done(it->second);
       return;
     }
-    if (cache_only_lookups_ && ready_.load()) {
+    if (cache_only_lookups_ && has_metadata_.load()) {
       done(absl::NotFoundError(absl::StrCat("topic not found: ", topic)));
       return;
     }

@@ -33,6 +33,7 @@
 #include "proxy/common/record.h"
 #include "proxy/common/upstream.h"
 #include "proxy/config/config.h"
+#include "proxy/forward/reachability.h"
 #include "proxy/metrics/metrics.h"
 
 struct rd_kafka_s;
@@ -91,8 +92,14 @@ class Forwarder : public Upstream {
   void LookupTopic(const std::string& topic,
                    absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override;
 
-  // True while the upstream cluster answers metadata requests.
-  bool Ready() const { return ready_.load(std::memory_order_relaxed); }
+  // New requests may send records: OK, or Unavailable while the cluster is unreachable
+  // (reachability.h; `records` are counted as refused). One atomic load.
+  absl::Status Admit(int64_t records) override;
+  // True once the cluster answered a metadata request, while it is not unreachable: a slow
+  // cluster is ready, a gone one is not.
+  bool Ready() const {
+    return has_metadata_.load(std::memory_order_relaxed) && reachability_.reachable();
+  }
   // Records queued in librdkafka (all producers), not yet delivered.
   int QueueDepth() const;
   const std::string& bootstrap_servers() const { return bootstrap_servers_; }
@@ -113,6 +120,8 @@ class Forwarder : public Upstream {
   void RefreshAll();
   absl::StatusOr<int32_t> FetchTopic(const std::string& topic);
   static void OnDelivery(void* rk, const void* message, void* opaque);
+  // The cluster answered something (a delivery report it gave, a metadata answer).
+  void Answered();
 
   UpstreamConfig config_;
   const bool cache_only_lookups_;
@@ -123,7 +132,8 @@ class Forwarder : public Upstream {
   TopicCreator topic_creator_;
 
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> ready_{false};
+  std::atomic<bool> has_metadata_{false};  // the cluster answered a metadata request once
+  Reachability reachability_;
   std::vector<std::thread> poll_threads_;  // one per producer, serving its delivery reports
   // Records and key, value and header bytes queued in all producers together, against
   // upstream.max_queued_records and upstream.max_queued_bytes.

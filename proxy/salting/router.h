@@ -96,6 +96,7 @@ class Router : public RecordSink {
   ~Router() override;
 
   absl::Status Submit(Record&& record, DeliveryCallback done) override;
+  absl::Status Admit(int64_t records) override { return upstream_.Admit(records); }
   void LookupTopic(const std::string& topic,
                    absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override;
 
