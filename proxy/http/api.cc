@@ -161,6 +161,16 @@ HttpResponse V3Error(unsigned version, bool keep_alive, int status, absl::string
   return response;
 }
 
+// The upstream cluster is unreachable (RecordSink::Admit): the request is refused whole, at
+// once, before any record was sent, so a client's retry writes nothing twice.
+HttpResponse Unreachable(unsigned version, bool keep_alive, int error_code,
+                         absl::string_view message) {
+  HttpResponse response = JsonError(version, 503, error_code, message);
+  response.keep_alive(keep_alive);
+  response.set(http::field::retry_after, "1");
+  return response;
+}
+
 // One v3 record (or records:batch) request, answered once every record's report is in.
 class V3Batch {
  public:
@@ -560,6 +570,10 @@ void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
       records.push_back(std::move(record));
     }
   }
+  if (absl::Status admitted = sink_.Admit(static_cast<int64_t>(records.size()));
+      !admitted.ok()) {
+    return respond(Unreachable(version, keep_alive, 503, admitted.message()));
+  }
   auto batch = std::make_shared<V3Batch>(std::move(entries), CurrentClusterId(), target.topic,
                                          target.batch, routing, Recorded(request), version,
                                          keep_alive, std::move(respond));
@@ -658,6 +672,10 @@ void ApiHandler::OpenStream(const HttpRequest& header,
     cluster_id = CurrentClusterId();
     v3 = true;
   }
+  // A stream's records are not known yet: the refusal counts none.
+  if (absl::Status admitted = sink_.Admit(0); !admitted.ok()) {
+    return done(Unreachable(version, false, v3 ? 503 : 50301, admitted.message()));
+  }
   auto shared_done = std::make_shared<absl::AnyInvocable<void(StreamOpening)>>(std::move(done));
   std::string topic = target.topic;
   sink_.LookupTopic(topic, [shared_done, target = std::move(target), format, v3, version,
@@ -699,6 +717,10 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic,
   }
   const unsigned version = request.version();
   const bool keep_alive = request.keep_alive();
+  if (absl::Status admitted = sink_.Admit(static_cast<int64_t>(records->size()));
+      !admitted.ok()) {
+    return respond(Unreachable(version, keep_alive, 50301, admitted.message()));
+  }
   const bool recorded = Recorded(request);
   auto shared_records = std::make_shared<std::vector<Record>>(std::move(*records));
   auto shared_respond = std::make_shared<Responder>(std::move(respond));

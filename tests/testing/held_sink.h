@@ -25,6 +25,10 @@ class HeldSink : public RecordSink {
   explicit HeldSink(int32_t partitions = 1, size_t capacity = 1'000'000)
       : partitions_(partitions), capacity_(capacity) {}
 
+  // What Admit answers (set it to Unavailable for an unreachable cluster).
+  absl::Status admit;
+  absl::Status Admit(int64_t) override { return admit; }
+
   absl::Status Submit(Record&& record, DeliveryCallback done) override {
     if (records.size() >= capacity_) return absl::ResourceExhaustedError("the sink is full");
     records.push_back(std::move(record));
@@ -69,6 +73,15 @@ class HeldSink : public RecordSink {
 class FixedUpstream : public Upstream {
  public:
   explicit FixedUpstream(int32_t partitions) : partitions_(partitions) {}
+
+  // What Admit answers (set it to Unavailable for an unreachable cluster), and the records it
+  // was asked about.
+  absl::Status admit;
+  int64_t asked_to_admit = 0;
+  absl::Status Admit(int64_t records) override {
+    asked_to_admit += records;
+    return admit;
+  }
 
   absl::Status Produce(Record&&, int32_t, DeliveryCallback) override {
     return absl::UnimplementedError("the handler produces through its sink");
