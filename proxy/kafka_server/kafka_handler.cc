@@ -445,6 +445,24 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
       }
     }
   }
+  // Admission, once for the whole request and before the sequence window sees it: while the
+  // upstream cluster is unreachable nothing is sent and every partition gets the retriable
+  // NOT_ENOUGH_REPLICAS at once. Its meaning for a broker, "not written, send it again", is what
+  // happened, and the Java client, librdkafka, Sarama and kafkajs retry it without surfacing it
+  // until their own delivery timeout.
+  if (!work.empty()) {
+    int64_t records = 0;
+    for (const Work& w : work) records += w.records;
+    if (absl::Status admitted = upstream_.Admit(records); !admitted.ok()) {
+      std::lock_guard<std::mutex> lock(state->mu);
+      for (const Work& w : work) {
+        ProducePartitionResponse& response = state->partitions[w.t][w.p].response;
+        response.error = kNotEnoughReplicas;
+        response.error_message = std::string(admitted.message());
+      }
+      work.clear();
+    }
+  }
   // Idempotence, and what needs no sending, under the state's lock: a pending duplicate's waiter
   // takes it too, so it cannot settle a partition before the shape below is fixed.
   std::vector<std::pair<size_t, size_t>> ready;  // partitions with nothing to wait for

@@ -420,5 +420,23 @@ TEST_F(KafkaHandlerTest, ABatchWrittenAfterTheOneBeforeItFailedIsNotAcknowledged
   EXPECT_EQ(answers[4].base_offset, 10);
 }
 
+TEST_F(KafkaHandlerTest, WhileTheClusterIsUnreachableProduceIsRefusedRetriablyAndNothingSent) {
+  upstream.admit = absl::UnavailableError("the upstream Kafka cluster is unreachable");
+  Produce(1, 0);
+  // Answered at once, with the error clients retry without surfacing; nothing reached the sink.
+  ASSERT_TRUE(answers.contains(1));
+  EXPECT_EQ(answers[1].error, kNotEnoughReplicas);
+  EXPECT_EQ(sink.records.size(), 0u);
+  EXPECT_EQ(upstream.asked_to_admit, 1);
+  // The sequence window never saw the refused batch: its retry is new, and written once.
+  upstream.admit = absl::OkStatus();
+  Produce(2, 0);
+  ASSERT_EQ(sink.records.size(), 1u);
+  sink.Deliver(0, 5);
+  ASSERT_TRUE(answers.contains(2));
+  EXPECT_EQ(answers[2].error, kNone);
+  EXPECT_EQ(answers[2].base_offset, 5);
+}
+
 }  // namespace
 }  // namespace saltproxy
