@@ -2,7 +2,8 @@
 // (Confluent REST Proxy's v2 and v3 shapes, and NDJSON bulk), in front of the router.
 //
 //   GET  /healthz                 200 while the process runs
-//   GET  /readyz                  200 while the upstream cluster answers, else 503
+//   GET  /readyz                  200 unless the upstream cluster is unreachable (not merely
+//                                 slow; proxy/forward/reachability.h), else 503
 //   GET  /metrics                 Prometheus text format
 //   POST /topics/{topic}          v2: {"records":[{"key":…,"value":…,"partition":…}]}
 //   POST /topics/{topic}/partitions/{partition}   the same, every record to that partition
