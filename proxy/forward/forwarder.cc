@@ -24,6 +24,7 @@ constexpr absl::Duration kLookupTimeout = absl::Seconds(3);
 // cluster unreachable (reachability.h), so it does not shrink with a short metadata_refresh:
 // a busy machine can take longer than 100 ms to answer without the cluster being gone.
 constexpr absl::Duration kRefreshTimeout = absl::Seconds(5);
+constexpr absl::Duration kRefreshRetryPause = absl::Milliseconds(100);
 constexpr size_t kMaxPendingLookups = 1024;
 constexpr size_t kMaxTopicHandles = 10000;
 // Values up to this size are copied into librdkafka's messages (see Forwarder::Produce).
@@ -579,8 +580,19 @@ std::shared_ptr<const ClusterMetadata> Forwarder::metadata() const {
 void Forwarder::RefreshAll() {
   const rd_kafka_metadata_t* md = nullptr;
   const absl::Time asked = absl::Now();
-  rd_kafka_resp_err_t err =
-      rd_kafka_metadata(handle_->main(), 1, nullptr, &md, ToMillis(kRefreshTimeout));
+  const absl::Time deadline = asked + kRefreshTimeout;
+  rd_kafka_resp_err_t err;
+  // Unanswered means no answer for the whole timeout: a request that fails sooner (a connection
+  // reset by an idle broker, a broker restarting) is sent again until then.
+  while (true) {
+    err = rd_kafka_metadata(handle_->main(), 1, nullptr, &md,
+                            std::max(1, ToMillis(deadline - absl::Now())));
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR || stopping_.load() ||
+        absl::Now() + kRefreshRetryPause >= deadline) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(ToMillis(kRefreshRetryPause)));
+  }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     if (reachability_.Unanswered(asked) == Reachability::Change::kLost) {
       metrics_->ready.Set(0);
