@@ -73,7 +73,8 @@ TEST_F(UnreachableTest, EveryProduceShapeIs503WithRetryAfterAtOnceAndNothingIsSe
 }
 
 TEST_F(UnreachableTest, StreamsAreRefusedAtTheirOpening) {
-  for (const std::string target : {"/bulk/topics/orders", "/v3/clusters/c1/topics/orders/records"}) {
+  for (const std::string target :
+       {"/bulk/topics/orders", "/v3/clusters/c1/topics/orders/records"}) {
     SCOPED_TRACE(target);
     HttpRequest header{http::verb::post, target, 11};
     header.set(http::field::transfer_encoding, "chunked");
