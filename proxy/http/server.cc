@@ -11,6 +11,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <algorithm>
 #include <array>
 #include <condition_variable>
 #include <mutex>
@@ -178,6 +179,20 @@ struct HttpServer::Shared {
     if (in_flight == 0) idle.notify_all();
   }
 
+  // An answer written while draining, for the shutdown's tally.
+  void CountDrained(bool ok) { (ok ? drained_ok : drained_error).fetch_add(1); }
+
+  // Tells every open connection that draining started (close: false) or that what is left is
+  // to be closed now (close: true).
+  void TellSessions(bool close) {
+    std::vector<std::function<void(bool)>> told;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (auto& [id, tell] : sessions) told.push_back(tell);
+    }
+    for (auto& tell : told) tell(close);
+  }
+
   bool OverBytes() const {
     return in_flight_bytes.load(std::memory_order_relaxed) > config.max_in_flight_bytes;
   }
@@ -196,6 +211,12 @@ struct HttpServer::Shared {
   absl::flat_hash_map<absl::string_view, RouteMetrics> routes;
 
   std::atomic<bool> draining{false};
+  // Whole answers handed to their socket and not yet written: a request leaves in_flight when
+  // it is answered and enters this before that, on its strand, so the two are never both 0
+  // while an answer is on its way.
+  std::atomic<int> writing{0};
+  std::atomic<int> drained_ok{0};
+  std::atomic<int> drained_error{0};
   std::atomic<uint64_t> in_flight_bytes{0};
   mutable std::mutex mu;
   std::condition_variable idle;
@@ -385,10 +406,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // boundaries. Never counted as in flight.
   void Refuse(HttpResponse&& response) {
     shared_->Count(route_, response.result_int(), absl::ZeroDuration());
-    if (admitted_) FinishRequest();
     response.keep_alive(false);
     closing_ = true;
     Write(std::move(response));
+    FinishRequest();
   }
 
   void OnRead(beast::error_code ec, size_t) {
@@ -404,8 +425,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!keep_alive) response.keep_alive(false);
       net::post(self->stream_.get_executor(),
                 [self, r = std::make_shared<HttpResponse>(std::move(response))]() mutable {
-                  self->FinishRequest();
                   self->Write(std::move(*r));
+                  self->FinishRequest();
                 });
     });
     shared_->handler.Handle(std::move(request), std::move(respond));
@@ -419,12 +440,23 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Write(HttpResponse&& response) {
+    // Draining: this is the connection's last answer, and it says so.
+    if (shared_->draining.load()) response.keep_alive(false);
     auto owned = std::make_shared<HttpResponse>(std::move(response));
+    responding_ = true;
+    shared_->writing.fetch_add(1);
     stream_.expires_after(Millis(shared_->config.request_timeout));
     http::async_write(stream_, *owned, [self = shared_from_this(), owned](beast::error_code ec,
                                                                          size_t) {
+      self->responding_ = false;
+      if (!ec && self->shared_->draining.load()) {
+        self->shared_->CountDrained(owned->result_int() < 400);
+      }
+      self->shared_->writing.fetch_sub(1);
       if (ec) return self->Close();
-      if (self->closing_ || !owned->keep_alive()) return self->LingerClose();
+      if (self->closing_ || !owned->keep_alive() || self->shared_->draining.load()) {
+        return self->LingerClose();
+      }
       self->ReadHeader();
     });
   }
@@ -638,6 +670,7 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_open_ = false;
     std::shared_ptr<Session> self = std::move(keep_self_);
     shared_->Count("stream", 200, absl::Now() - started_);
+    if (shared_->draining.load()) shared_->CountDrained(!stop_);
     FinishRequest();
     stream_handler_.reset();
     ring_.reset();
@@ -662,10 +695,15 @@ class Session : public std::enable_shared_from_this<Session> {
     shared_->sessions.erase(session_id_);
   }
 
-  // Draining started: a stream stops reading; a connection between requests closes.
+  // Draining started: a stream stops reading; a connection between requests closes, unless
+  // its next request has begun to arrive (that one is answered 503, then it closes). A request
+  // in flight, an answer being written and a lingering close go on.
   void OnDrain() {
     if (stream_open_) return StopReading();
-    if (!admitted_ && !closing_) Close();
+    if (admitted_ || closing_ || responding_ || lingering_) return;
+    beast::error_code ec;
+    if (buffer_.size() > 0 || stream_.socket().available(ec) > 0) return;
+    Close();
   }
 
   // Shutdown: a pending read ends at once (the kernel reports the end of input), and the
@@ -702,6 +740,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // before the answer is read.
   void LingerClose() {
     if (stream_open_) return Close();
+    lingering_ = true;
     FinishRequest();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -729,6 +768,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool admitted_ = false;     // counted in flight: FinishRequest() undoes it, once
   uint64_t held_bytes_ = 0;   // reserved at admission for a whole body
   bool closing_ = false;
+  bool responding_ = false;  // a whole answer is being written
+  bool lingering_ = false;   // answered; waiting for the client to close
 
   // The open stream, if any.
   bool stream_open_ = false;
@@ -811,50 +852,74 @@ absl::Status HttpServer::Start() {
   port_ = (*acceptor)->local_endpoint().port();
   shared_->acceptor = std::move(*acceptor);
   Accept(ioc_, shared_);
+  work_.emplace(ioc_.get_executor());
   for (int i = 0; i < config_.threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
   LogEvent(LogLevel::kInfo, "http_listening",
            {{"address", config_.listen.host}, {"port", absl::StrCat(port_)}});
   return absl::OkStatus();
 }
 
-void HttpServer::Shutdown(absl::Duration timeout) {
-  if (stopped_) return;
-  stopped_ = true;
+void HttpServer::StopAccepting() {
+  if (accepting_stopped_) return;
+  accepting_stopped_ = true;
   shared_->draining = true;
   if (shared_->acceptor) CloseAcceptor(*shared_->acceptor);
-  auto tell_sessions = [&](bool close) {
-    std::vector<std::function<void(bool)>> sessions;
-    {
-      std::lock_guard<std::mutex> lock(shared_->mu);
-      for (auto& [id, tell] : shared_->sessions) sessions.push_back(tell);
-    }
-    for (auto& tell : sessions) tell(close);
+  shared_->TellSessions(/*close=*/false);
+}
+
+int HttpServer::WaitAnswered(absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(shared_->mu);
+  shared_->idle.wait_for(
+      lock, std::chrono::milliseconds(std::max<int64_t>(
+                0, absl::ToInt64Milliseconds(deadline - absl::Now()))),
+      [&] { return shared_->in_flight == 0; });
+  return shared_->in_flight;
+}
+
+HttpServer::Drained HttpServer::Stop(absl::Time deadline) {
+  Drained drained;
+  if (stopped_) return drained;
+  StopAccepting();
+  stopped_ = true;
+  // Each connection closes once its answer is written and its client has closed too (or its
+  // linger ended); none is left to the deadline unless an answer or a client is late.
+  auto sessions_left = [&] {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    return shared_->sessions.size();
   };
-  tell_sessions(false);
-  {
-    std::unique_lock<std::mutex> lock(shared_->mu);
-    shared_->idle.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)),
-                           [&] { return shared_->in_flight == 0; });
-    if (shared_->in_flight > 0) {
-      LogEvent(LogLevel::kWarn, "http_shutdown_abandoned",
-               {{"in_flight", absl::StrCat(shared_->in_flight)}});
-    }
-  }
-  // Close what is left, so that no client waits on a connection nobody serves, then stop.
-  tell_sessions(true);
-  for (int i = 0; i < 100; ++i) {
-    {
-      std::lock_guard<std::mutex> lock(shared_->mu);
-      if (shared_->sessions.empty()) break;
-    }
+  while (sessions_left() > 0 && absl::Now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    drained.abandoned = shared_->in_flight + shared_->writing.load();
+  }
+  drained.answered_error_status = shared_->drained_error.load();
+  drained.answered = shared_->drained_ok.load() + drained.answered_error_status;
+  if (drained.abandoned > 0) {
+    LogEvent(LogLevel::kWarn, "http_shutdown_abandoned",
+             {{"requests", absl::StrCat(drained.abandoned)}});
+  }
+  // Close what is left, so that no client waits on a connection nobody serves, then stop.
+  shared_->TellSessions(/*close=*/true);
+  for (int i = 0; i < 20 && sessions_left() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  work_.reset();
   ioc_.stop();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
   // The acceptor belongs to ioc_, which dies before shared_ (sessions and the forwarder's
   // pending answers may still hold shared_).
   shared_->acceptor.reset();
+  return drained;
+}
+
+void HttpServer::Shutdown(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  StopAccepting();
+  WaitAnswered(deadline);
+  Stop(deadline);
 }
 
 }  // namespace saltproxy

@@ -18,16 +18,20 @@
 //   HttpServer server(config.http, handler, metrics);
 //   RETURN_IF_ERROR(server.Start());   // binds; server.port() is the bound port
 //   ...
-//   server.Shutdown(absl::Seconds(10));  // stop accepting, finish in-flight requests
+//   server.StopAccepting();                       // shutdown: no new connection or request
+//   server.WaitAnswered(deadline);                // requests in flight answered (or deadline)
+//   HttpServer::Drained d = server.Stop(deadline); // answers written, connections closed
 #pragma once
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <variant>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/http.hpp>
 
@@ -120,8 +124,26 @@ class HttpServer {
   // Binds and starts the accept loop and the worker threads.
   absl::Status Start();
   uint16_t port() const { return port_; }
-  // Stops accepting, answers new requests on open connections with 503, waits up to `timeout`
-  // for requests in flight to be answered, then closes everything and joins the workers.
+  // Shutdown, in the steps App::Shutdown spaces out over its timeout.
+  // Closes the listening socket and stops reading new requests: a connection between requests
+  // closes (one whose next request has begun to arrive is answered 503), a stream stops reading
+  // and ends after the results of what it read. Requests in flight go on.
+  void StopAccepting();
+  // Waits until every request read has its answer (handed to its connection, maybe not yet
+  // written), or the deadline; returns how many still wait.
+  int WaitAnswered(absl::Time deadline);
+  // What Stop found: answers written since StopAccepting, and requests that never got theirs.
+  struct Drained {
+    int answered = 0;  // answers written whole (a stream: its last chunk)
+    // Of those, a 4xx/5xx status, or a stream that ended with an error line. A v2 produce
+    // answer is 200 with an error per record that was not written: the records count those.
+    int answered_error_status = 0;
+    int abandoned = 0;  // unanswered or not fully written when the deadline closed them
+  };
+  // Waits until the answers are written and the connections closed (each closes after its
+  // answer, Connection: close), or the deadline; then closes what is left and joins the workers.
+  Drained Stop(absl::Time deadline);
+  // All three at once (tests, and the destructor with a zero timeout).
   void Shutdown(absl::Duration timeout);
   int in_flight() const;
   // Bytes of request bodies read (or reserved) and not yet answered.
@@ -133,8 +155,13 @@ class HttpServer {
   HttpConfig config_;
   std::shared_ptr<Shared> shared_;
   boost::asio::io_context ioc_;
+  // Keeps the workers running while no I/O is pending: a connection whose request is in flight
+  // waits for its answer with nothing to read or write, and with every connection so, run()
+  // would return and the answers posted later would never be written. Reset by Stop.
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   uint16_t port_ = 0;
+  bool accepting_stopped_ = false;
   bool stopped_ = false;
 };
 

@@ -15,7 +15,10 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <thread>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
 #include "proxy/net/acceptor.h"
@@ -115,6 +118,17 @@ struct KafkaServer::Shared {
     if (--in_flight == 0) idle.notify_all();
   }
 
+  // Tells every open connection that draining started (close: false) or that what is left is
+  // to be closed now (close: true).
+  void TellSessions(bool close) {
+    std::vector<std::function<void(bool)>> told;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (auto& [id, tell] : sessions) told.push_back(tell);
+    }
+    for (auto& tell : told) tell(close);
+  }
+
   const KafkaServerOptions options;
   FrameHandler& handler;
   prometheus::Gauge& connections;
@@ -129,9 +143,15 @@ struct KafkaServer::Shared {
   std::map<std::string, prometheus::Counter*> by_reason;  // written in the constructor only
   std::atomic<uint64_t> next_connection{1};
   std::atomic<bool> draining{false};
+  // Requests read whose answer is not yet written (nor dropped with its connection). A request
+  // leaves in_flight when answered, after this, so the two are never both 0 before the write.
+  std::atomic<int> unwritten{0};
+  std::atomic<int> drained_answers{0};  // answers written while draining
   std::mutex mu;
   std::condition_variable idle;
   int in_flight = 0;  // guarded by mu
+  // Open connections by id, told when draining starts and ends (TellSessions). Guarded by mu.
+  absl::flat_hash_map<uint64_t, std::function<void(bool close)>> sessions;
   std::unique_ptr<tcp::acceptor> acceptor;
 };
 
@@ -155,12 +175,32 @@ class Session : public std::enable_shared_from_this<Session> {
     shared_->connections.Increment();
   }
   ~Session() {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      shared_->sessions.erase(id_);
+    }
     if (charged_ > 0) shared_->budget.Give(charged_);
     if (frame_size_ >= 0) shared_->frames_reading.Decrement();
     shared_->connections.Decrement();
   }
 
   void Run() {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      shared_->sessions[id_] = [weak = weak_from_this()](bool close) {
+        std::shared_ptr<Session> self = weak.lock();
+        if (!self) return;
+        net::post(self->stream_.get_executor(), [self, close] {
+          if (close) return self->Close("");
+          self->Drain();
+        });
+      };
+    }
+    // Accepted after draining began (the acceptor's last completion): nothing is read.
+    if (shared_->draining.load()) {
+      return net::dispatch(stream_.get_executor(),
+                           beast::bind_front_handler(&Session::Drain, shared_from_this()));
+    }
     net::dispatch(stream_.get_executor(),
                   beast::bind_front_handler(&Session::ReadSize, shared_from_this()));
   }
@@ -186,7 +226,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnSize(beast::error_code ec, size_t) {
     reading_ = false;
-    if (ec) return Close("");
+    if (ec) return ReadFailed();
     int32_t size = static_cast<int32_t>((uint32_t{size_[0]} << 24) | (uint32_t{size_[1]} << 16) |
                                         (uint32_t{size_[2]} << 8) | uint32_t{size_[3]});
     if (size < 0) return Reject("negative_size", absl::StrCat("negative frame size ", size));
@@ -230,13 +270,14 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnBody(beast::error_code ec, size_t n) {
-    if (ec) return Close("");
+    if (ec) return ReadFailed();
     have_ += n;
     ReadBody();
   }
 
   void OnReadable(beast::error_code ec) {
-    if (ec || closed_) return Close("");
+    if (closed_) return;
+    if (ec) return ReadFailed();
     beast::error_code peek_ec;
     if (stream_.socket().available(peek_ec) == 0 && !peek_ec) {
       // Nothing to read: the peer closed, or this is a wake-up left over from the bytes of the
@@ -294,6 +335,7 @@ class Session : public std::enable_shared_from_this<Session> {
     shared_->frames.Increment();
     const uint64_t slot_id = first_slot_ + slots_.size();
     slots_.emplace_back();
+    shared_->unwritten.fetch_add(1);
     shared_->Started();
     // The frame's bytes stay charged to the budget until its answer is back.
     const uint64_t held = std::exchange(charged_, 0);
@@ -330,6 +372,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (head.kind == FrameReply::Kind::kNoResponse) {
         slots_.pop_front();
         ++first_slot_;
+        shared_->unwritten.fetch_sub(1);
         continue;
       }
       out_ = std::move(head.payload);
@@ -342,11 +385,59 @@ class Session : public std::enable_shared_from_this<Session> {
       std::array<net::const_buffer, 2> buffers = {net::buffer(out_size_), net::buffer(out_)};
       net::async_write(stream_, buffers, [self = shared_from_this()](beast::error_code ec, size_t) {
         self->writing_ = false;
+        if (!ec && self->shared_->draining.load()) self->shared_->drained_answers.fetch_add(1);
+        self->shared_->unwritten.fetch_sub(1);
         if (ec) return self->Close("");
         self->Flush();
       });
     }
+    if (shared_->draining.load()) return Drain();
     ReadSize();
+  }
+
+  // Draining: read no further request. A read waiting for the next frame's size is cancelled
+  // (once no write is under way: cancel would end it too); a frame already begun is read whole
+  // and handled. Once every answer is written, the connection closes.
+  void Drain() {
+    if (closed_ || lingering_) return;
+    if (reading_) {
+      if (frame_size_ < 0 && !writing_) {
+        beast::error_code ec;
+        stream_.socket().cancel(ec);
+      }
+      return;
+    }
+    if (!writing_ && slots_.empty()) LingerClose();
+  }
+
+  // A read ended without its bytes: while draining, that is the end of reading (a cancelled wait
+  // for the next request, or a client that closed its side) and the answers still go out.
+  void ReadFailed() {
+    reading_ = false;
+    if (!shared_->draining.load() || closed_) return Close("");
+    frame_timer_.cancel();
+    Drain();
+  }
+
+  // Every answer is written: FIN after them, then read and drop what the client still sends
+  // until it closes (or a moment passes), so that the kernel does not reset the connection
+  // before the client has read its answers.
+  void LingerClose() {
+    lingering_ = true;
+    frame_timer_.cancel();
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(1));
+    Discard();
+  }
+
+  void Discard() {
+    auto scratch = std::make_shared<std::array<char, 4096>>();
+    stream_.async_read_some(net::buffer(*scratch),
+                            [self = shared_from_this(), scratch](beast::error_code ec, size_t) {
+                              if (ec) return self->Close("");
+                              self->Discard();
+                            });
   }
 
   void Reject(const std::string& reason, std::string_view detail) {
@@ -359,6 +450,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close(std::string_view) {
     if (closed_) return;
     closed_ = true;
+    // Answers not written now never will be.
+    shared_->unwritten.fetch_sub(static_cast<int>(slots_.size()));
     // A take still queued is dropped (with the reference it holds to this session); one granted
     // already is counted in charged_ by its callback, and given back by the destructor.
     if (waiting_ != 0 && shared_->budget.Cancel(waiting_)) waiting_ = 0;
@@ -390,6 +483,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool reading_ = false;
   bool writing_ = false;
   bool closed_ = false;
+  bool lingering_ = false;
 };
 
 void Accept(net::io_context& ioc, std::shared_ptr<KafkaServer::Shared> shared) {
@@ -432,28 +526,67 @@ absl::Status KafkaServer::Start() {
   port_ = (*acceptor)->local_endpoint().port();
   shared_->acceptor = std::move(*acceptor);
   Accept(ioc_, shared_);
+  work_.emplace(ioc_.get_executor());
   for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
   LogEvent(LogLevel::kInfo, "kafka_listening",
            {{"address", options_.listen.host}, {"port", absl::StrCat(port_)}});
   return absl::OkStatus();
 }
 
-void KafkaServer::Shutdown(absl::Duration timeout) {
-  if (stopped_) return;
-  stopped_ = true;
+void KafkaServer::StopAccepting() {
+  if (accepting_stopped_) return;
+  accepting_stopped_ = true;
   shared_->draining = true;
   if (shared_->acceptor) CloseAcceptor(*shared_->acceptor);
-  {
-    std::unique_lock<std::mutex> lock(shared_->mu);
-    shared_->idle.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)),
-                           [&] { return shared_->in_flight == 0; });
+  shared_->TellSessions(/*close=*/false);
+}
+
+int KafkaServer::WaitAnswered(absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(shared_->mu);
+  shared_->idle.wait_for(lock,
+                         std::chrono::milliseconds(std::max<int64_t>(
+                             0, absl::ToInt64Milliseconds(deadline - absl::Now()))),
+                         [&] { return shared_->in_flight == 0; });
+  return shared_->in_flight;
+}
+
+KafkaServer::Drained KafkaServer::Stop(absl::Time deadline) {
+  Drained drained;
+  if (stopped_) return drained;
+  StopAccepting();
+  stopped_ = true;
+  auto sessions_left = [&] {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    return shared_->sessions.size();
+  };
+  while (sessions_left() > 0 && absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  drained.abandoned = shared_->unwritten.load();
+  drained.answered = shared_->drained_answers.load();
+  if (drained.abandoned > 0) {
+    LogEvent(LogLevel::kWarn, "kafka_shutdown_abandoned",
+             {{"requests", absl::StrCat(drained.abandoned)}});
+  }
+  shared_->TellSessions(/*close=*/true);
+  for (int i = 0; i < 20 && sessions_left() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  work_.reset();
   ioc_.stop();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
   // Connections still waiting for the budget are referenced from it: let them go.
   shared_->budget.DropWaiters();
   shared_->acceptor.reset();
+  return drained;
+}
+
+void KafkaServer::Shutdown(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  StopAccepting();
+  WaitAnswered(deadline);
+  Stop(deadline);
 }
 
 }  // namespace saltproxy

@@ -12,7 +12,9 @@
 //
 //   KafkaServer server(options, handler, metrics);
 //   RETURN_IF_ERROR(server.Start());        // server.port() is the bound port
-//   server.Shutdown(absl::Seconds(10));     // stop accepting; answer what is in flight
+//   server.StopAccepting();                 // shutdown: no new connection, no new request
+//   server.WaitAnswered(deadline);          // requests in flight answered (or deadline)
+//   KafkaServer::Drained d = server.Stop(deadline);  // answers written, connections closed
 #pragma once
 
 #include <atomic>
@@ -24,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include "absl/status/status.h"
@@ -81,6 +84,23 @@ class KafkaServer {
 
   absl::Status Start();
   uint16_t port() const { return port_; }
+
+  // Shutdown, in the steps App::Shutdown spaces out over its timeout.
+  // Closes the listening socket and stops reading requests: a connection waiting for its next
+  // request stops reading at once; a frame already begun is read whole and handled. Requests in
+  // flight go on; a connection closes (FIN after its last answer) once all are written.
+  void StopAccepting();
+  // Waits until every request read has its answer (maybe not yet written), or the deadline;
+  // returns how many still wait.
+  int WaitAnswered(absl::Time deadline);
+  struct Drained {
+    int answered = 0;   // answers written since StopAccepting
+    int abandoned = 0;  // requests read whose answer was not written by the deadline
+  };
+  // Waits until the answers are written and the connections closed, or the deadline; then
+  // closes what is left and joins the workers.
+  Drained Stop(absl::Time deadline);
+  // All three at once (tests, and the destructor with a zero timeout).
   void Shutdown(absl::Duration timeout);
 
   struct Shared;
@@ -89,8 +109,13 @@ class KafkaServer {
   KafkaServerOptions options_;
   std::shared_ptr<Shared> shared_;
   boost::asio::io_context ioc_;
+  // Keeps the workers running while no I/O is pending: a connection whose request is in flight
+  // waits for its answer with nothing to read or write, and with every connection so, run()
+  // would return and the answers posted later would never be written. Reset by Stop.
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   uint16_t port_ = 0;
+  bool accepting_stopped_ = false;
   bool stopped_ = false;
 };
 
