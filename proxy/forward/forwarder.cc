@@ -289,7 +289,14 @@ void Forwarder::OnDelivery(void* /*rk*/, const void* message, void* /*opaque*/) 
     // librdkafka's codes at or above zero are the Kafka protocol's own error codes.
     report.kafka_error = msg->err > 0 ? static_cast<int16_t>(msg->err) : 0;
     const char* name = rd_kafka_err2name(msg->err);
-    if (msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT) {
+    if (msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE) {
+      report.status =
+          absl::UnavailableError("saltproxy is shutting down: the record was not written");
+    } else if (msg->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+      report.status = absl::UnavailableError(
+          "saltproxy is shutting down: the record was sent but not acknowledged in time "
+          "(it may have been written)");
+    } else if (msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT) {
       report.status = absl::DeadlineExceededError(
           absl::StrCat("upstream delivery timed out: ", rd_kafka_err2str(msg->err)));
     } else if (msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
@@ -420,26 +427,58 @@ absl::StatusOr<rd_kafka_t*> Forwarder::NewProducer() {
 }
 
 Forwarder::~Forwarder() {
-  if (handle_->producers.empty()) return;  // Start failed before the first producer existed
+  if (closed_) return;
   if (absl::Status s = Flush(absl::Seconds(5)); !s.ok()) {
     LogEvent(LogLevel::kWarn, "upstream_flush_incomplete", {{"reason", s.message()}});
   }
-  stopping_ = true;
-  metadata_cv_.notify_all();
-  if (metadata_thread_.joinable()) metadata_thread_.join();
-  for (std::thread& t : poll_threads_) t.join();
-  // Fail what is left (a flush that timed out) so that no caller waits for ever: purge makes
-  // librdkafka emit a delivery report for each queued record.
+  Close(absl::Now() + absl::Seconds(1));
+}
+
+int Forwarder::Purge() {
+  refusing_ = true;
+  int purged = 0;
+  // Fail what is left so that no caller waits for ever: purge makes librdkafka emit a delivery
+  // report for each of these records, served by the poll threads (or Close's last poll).
   for (auto& producer : handle_->producers) {
+    purged += rd_kafka_outq_len(producer.get());
     rd_kafka_purge(producer.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_poll(producer.get(), 0);
   }
+  return purged;
+}
+
+void Forwarder::StopMetadata() {
+  {
+    std::lock_guard<std::mutex> lock(metadata_mu_);
+    metadata_stopping_ = true;
+  }
+  metadata_cv_.notify_all();
+}
+
+void Forwarder::Close(absl::Time deadline) {
+  if (closed_) return;
+  closed_ = true;
+  if (handle_->producers.empty()) return;  // Start failed before the first producer existed
+  Purge();
+  // The purged records' reports, served by the poll threads while they still run.
+  while ((queued_records_.load() > 0 || untold_.load(std::memory_order_acquire) > 0) &&
+         absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  stopping_ = true;
+  StopMetadata();
+  // Both return within a poll (100 ms) or a metadata request (kLookupTimeout) at most.
+  for (std::thread& t : poll_threads_) t.join();
+  if (metadata_thread_.joinable()) metadata_thread_.join();
+  for (auto& producer : handle_->producers) rd_kafka_poll(producer.get(), 0);
   handle_->DestroyTopics();
   handle_->producers.clear();
   for (Lookup& lookup : lookups_) lookup.done(absl::UnavailableError("saltproxy is shutting down"));
 }
 
 absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCallback done) {
+  if (refusing_.load(std::memory_order_relaxed)) {
+    return absl::UnavailableError("saltproxy is shutting down: the record was not written");
+  }
   // The queue bounds hold for all producers together.
   int64_t bytes = static_cast<int64_t>((record.key ? record.key->size() : 0) +
                                        (record.value ? record.value->size() : 0));
@@ -735,7 +774,7 @@ void Forwarder::LookupTopic(const std::string& topic,
     }
   }
   std::unique_lock<std::mutex> lock(metadata_mu_);
-  if (lookups_.size() >= kMaxPendingLookups || stopping_.load()) {
+  if (lookups_.size() >= kMaxPendingLookups || metadata_stopping_.load()) {
     lock.unlock();
     done(absl::UnavailableError("too many topic lookups in flight; retry later"));
     return;
@@ -746,7 +785,7 @@ void Forwarder::LookupTopic(const std::string& topic,
 
 void Forwarder::MetadataLoop() {
   absl::Time next_refresh = absl::InfinitePast();
-  while (!stopping_.load()) {
+  while (!metadata_stopping_.load()) {
     if (absl::Now() >= next_refresh) {
       RefreshAll();
       next_refresh = absl::Now() + config_.metadata_refresh;
@@ -756,12 +795,16 @@ void Forwarder::MetadataLoop() {
       std::unique_lock<std::mutex> lock(metadata_mu_);
       metadata_cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(
                                       1, absl::ToInt64Milliseconds(next_refresh - absl::Now()))),
-                            [&] { return stopping_.load() || !lookups_.empty(); });
+                            [&] { return metadata_stopping_.load() || !lookups_.empty(); });
       batch.swap(lookups_);
     }
     // One request per distinct topic; every waiter of that topic gets the answer.
     absl::flat_hash_map<std::string, absl::StatusOr<int32_t>> answers;
     for (Lookup& lookup : batch) {
+      if (metadata_stopping_.load()) {  // one request at most delays Close
+        lookup.done(absl::UnavailableError("saltproxy is shutting down"));
+        continue;
+      }
       auto it = answers.find(lookup.topic);
       if (it == answers.end()) it = answers.emplace(lookup.topic, FetchTopic(lookup.topic)).first;
       lookup.done(it->second);

@@ -82,6 +82,19 @@ class Forwarder : public Upstream {
   // passed.
   absl::Status Flush(absl::Duration timeout);
 
+  // Shutdown, once the wait for requests in flight is over: refuses every new record
+  // (Unavailable) and fails every record still queued or in flight (librdkafka's purge), so that
+  // their callers are told at once and answer with an error. A record purged in flight may still
+  // have been written by the cluster (its request was sent). Returns how many were purged.
+  int Purge();
+  // Shutdown begins: the metadata thread makes no further request (one under way ends within
+  // its own timeout, long before Close needs the thread), and topic lookups are refused.
+  void StopMetadata();
+  // Purges, stops the threads and destroys the producers, within `deadline` but for what
+  // librdkafka's destroy takes once nothing is left in flight (it does not wait for the
+  // cluster). The destructor calls it with a deadline of 5 s when nobody did before.
+  void Close(absl::Time deadline);
+
   // The latest metadata snapshot (never null; empty before the first refresh).
   std::shared_ptr<const ClusterMetadata> metadata() const;
 
@@ -134,6 +147,9 @@ class Forwarder : public Upstream {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> has_metadata_{false};  // the cluster answered a metadata request once
   Reachability reachability_;
+  std::atomic<bool> refusing_{false};  // Purge: no new record
+  std::atomic<bool> metadata_stopping_{false};
+  bool closed_ = false;
   std::vector<std::thread> poll_threads_;  // one per producer, serving its delivery reports
   // Records and key, value and header bytes queued in all producers together, against
   // upstream.max_queued_records and upstream.max_queued_bytes.
