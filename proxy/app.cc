@@ -28,8 +28,8 @@
 
 namespace saltproxy {
 
-// Members are declared in start-up order and so destroyed in the reverse: the HTTP server
-// goes before the router and the forwarder it calls, the forwarder before the cluster it uses.
+// Members are declared in start-up order. Shutdown stops them in its own explicit order (see
+// App::Shutdown); destruction in the reverse order then only frees what has stopped.
 struct App::Parts {
   mutable std::mutex config_mu;
   Config config;  // guarded by config_mu after start-up
@@ -408,34 +408,90 @@ absl::Status App::Reload(const Config& next) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The part of shutdown_timeout kept, after the wait for requests in flight, to fail what is
+// left and write every answer: a quarter, within [0.5 s, 3 s] (never more than the whole).
+absl::Duration AnswerReserve(absl::Duration timeout) {
+  return std::min(timeout, std::clamp(timeout / 4, absl::Milliseconds(500), absl::Seconds(3)));
+}
+
+}  // namespace
+
+// The shutdown sequence, step by step; each step is bounded by a deadline taken from
+// shutdown_timeout, so that the whole takes no longer whatever the cluster does:
+//
+//   t0                   both listeners stop accepting and reading new requests
+//   .. drain_end         requests in flight finish as their records are delivered
+//   drain_end            the control step stops; held records and what is still queued upstream
+//                        fail (purge), so their requests are answered with an error now
+//   .. answers_end       every answer is written, then the connections close (FIN)
+//   .. t0 + timeout      the upstream producers are destroyed
 absl::Status App::Shutdown() {
   Parts& p = *parts_;
   if (p.shut_down) return absl::OkStatus();
   p.shut_down = true;
-  absl::Time deadline = absl::Now() + p.config.shutdown_timeout;
-  LogEvent(LogLevel::kInfo, "shutdown_started");
-  // 1. Stop accepting; requests in flight are answered once their records are delivered.
-  if (p.http) p.http->Shutdown(p.config.shutdown_timeout);
-  // What is left of the timeout: the two listeners' drains share it (each took all of it).
-  if (p.kafka) p.kafka->Shutdown(std::max(absl::ZeroDuration(), deadline - absl::Now()));
-  // 2. Stop the control step: no more layout changes.
+  const absl::Time t0 = absl::Now();
+  const absl::Duration timeout = p.config.shutdown_timeout;
+  const absl::Duration reserve = AnswerReserve(timeout);
+  const absl::Time drain_end = t0 + timeout - reserve;
+  const absl::Time answers_end = t0 + timeout - reserve / 4;
+  const absl::Time end = t0 + timeout;
+  LogEvent(LogLevel::kInfo, "shutdown_started",
+           {{"timeout", absl::FormatDuration(timeout)},
+            {"drain", absl::FormatDuration(drain_end - t0)}});
+
+  // 1. Both listeners at once: no new connection, no new request.
+  if (p.http) p.http->StopAccepting();
+  if (p.kafka) p.kafka->StopAccepting();
+  if (p.forwarder) p.forwarder->StopMetadata();
+
+  // 2. Requests in flight are answered as their records are delivered.
+  int waiting = p.http ? p.http->WaitAnswered(drain_end) : 0;
+  if (p.kafka) waiting += p.kafka->WaitAnswered(drain_end);
+
+  // 3. No more layout changes; records held for one fail, and so are refused from now on.
   {
     std::lock_guard<std::mutex> lock(p.control_mu);
     p.stopping = true;
   }
   p.control_cv.notify_all();
   if (p.control.joinable()) p.control.join();
-  // Records held for a layout change that did not finish in time are failed, so that their
-  // requests settle and free their state (the listeners have stopped: their clients see the
-  // connection close), and later records of those keys are refused.
   if (p.router) p.router->FailHeld(absl::UnavailableError("saltproxy is shutting down"));
-  // 3. Flush what is still queued upstream (records of requests that were not waited for).
-  absl::Status flushed =
-      p.forwarder ? p.forwarder->Flush(std::max(absl::ZeroDuration(), deadline - absl::Now()))
-                  : absl::OkStatus();
-  p.forwarder.reset();
-  LogEvent(LogLevel::kInfo, "shutdown_finished", {{"flushed", flushed.ok() ? "true" : "false"}});
-  return flushed;
+
+  // 4. What is still queued upstream (records of requests still waiting, control records) gets
+  // what is left of the drain; then it fails, and its requests are answered with an error.
+  absl::Status flushed = absl::OkStatus();
+  int purged = 0;
+  if (p.forwarder) {
+    flushed = p.forwarder->Flush(std::max(absl::ZeroDuration(), drain_end - absl::Now()));
+    purged = p.forwarder->Purge();
+  }
+
+  // 5. Every answer written before the I/O threads stop.
+  if (p.http) p.http->WaitAnswered(answers_end);
+  if (p.kafka) p.kafka->WaitAnswered(answers_end);
+  HttpServer::Drained http = p.http ? p.http->Stop(answers_end) : HttpServer::Drained();
+  KafkaServer::Drained kafka = p.kafka ? p.kafka->Stop(answers_end) : KafkaServer::Drained();
+
+  // 6. The producers go (what the purge left is failed by then).
+  if (p.forwarder) p.forwarder->Close(end);
+
+  const int abandoned = http.abandoned + kafka.abandoned;
+  const bool complete = flushed.ok() && purged == 0 && abandoned == 0;
+  LogEvent(complete ? LogLevel::kInfo : LogLevel::kWarn, "shutdown_finished",
+           {{"flushed", complete ? "true" : "false"},
+            {"http_answered", absl::StrCat(http.answered)},
+            {"http_answered_error_status", absl::StrCat(http.answered_error_status)},
+            {"kafka_answered", absl::StrCat(kafka.answered)},
+            {"abandoned", absl::StrCat(abandoned)},
+            {"waiting_at_drain_end", absl::StrCat(waiting)},
+            {"records_failed", absl::StrCat(purged)},
+            {"elapsed", absl::FormatDuration(absl::Now() - t0)}});
+  if (complete) return absl::OkStatus();
+  return absl::DeadlineExceededError(
+      absl::StrCat("shutdown_timeout passed with ", purged, " records not delivered and ",
+                   abandoned, " requests unanswered"));
 }
 
 }  // namespace saltproxy

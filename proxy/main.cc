@@ -5,14 +5,19 @@
 //   saltproxy --embedded                               run in front of an in-process mock cluster
 //   saltproxy --version
 //
-// SIGTERM or SIGINT: stop accepting, answer requests in flight, flush upstream, exit 0.
+// SIGTERM or SIGINT: stop accepting, answer every request in flight (an error for records not
+// written by then), exit 0 (1 when some were not written) within shutdown_timeout; a watchdog
+// ends the process kShutdownMargin later should any step overrun its bound.
 // SIGHUP: reload the config file (an invalid one is refused; the running config stays).
 #include <signal.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "proxy/app.h"
@@ -27,6 +32,10 @@ constexpr std::string_view kUsage =
     "  --check-config   validate the configuration and exit (0 when valid, 2 when not)\n"
     "  --embedded       run librdkafka's mock cluster in-process instead of a real cluster\n"
     "  --version        print the version and exit\n";
+
+// Beyond shutdown_timeout, what the watchdog grants before it ends the process: the bounded
+// steps need no more (a metadata request under way, librdkafka's destroy).
+constexpr absl::Duration kShutdownMargin = absl::Seconds(3);
 
 }  // namespace
 
@@ -95,6 +104,13 @@ int main(int argc, char** argv) {
     // running configuration stays.
     (*app)->ReloadFromFile().IgnoreError();
   }
+  const absl::Duration bound = (*app)->config().shutdown_timeout + kShutdownMargin;
+  std::thread([bound] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(absl::ToInt64Milliseconds(bound)));
+    saltproxy::LogEvent(saltproxy::LogLevel::kError, "shutdown_overran",
+                        {{"after", absl::FormatDuration(bound)}});
+    _exit(1);
+  }).detach();
   absl::Status stopped = (*app)->Shutdown();
   app->reset();
   return stopped.ok() ? 0 : 1;
