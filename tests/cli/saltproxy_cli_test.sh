@@ -89,6 +89,8 @@ wait $pid; rc=$?
 pid=""
 check "SIGTERM exits 0" test $rc -eq 0
 check "the shutdown flushed upstream" grep -q "event=shutdown_finished flushed=true" "$work/log"
+check "the shutdown left no request unanswered" grep -q "event=shutdown_finished .*abandoned=0 " \
+  "$work/log"
 
 echo "cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]
