@@ -445,6 +445,7 @@ absl::Status App::Shutdown() {
   if (p.http) p.http->StopAccepting();
   if (p.kafka) p.kafka->StopAccepting();
   if (p.forwarder) p.forwarder->StopMetadata();
+  if (p.topic_ids) p.topic_ids->StopRefreshing();
 
   // 2. Requests in flight are answered as their records are delivered.
   int waiting = p.http ? p.http->WaitAnswered(drain_end) : 0;

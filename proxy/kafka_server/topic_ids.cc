@@ -11,12 +11,16 @@ TopicIdCache::TopicIdCache(std::string bootstrap_servers, absl::Duration refresh
 }
 
 TopicIdCache::~TopicIdCache() {
+  StopRefreshing();
+  thread_.join();
+}
+
+void TopicIdCache::StopRefreshing() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   wake_.notify_all();
-  thread_.join();
 }
 
 kafka::Uuid TopicIdCache::Get(const std::string& topic) {

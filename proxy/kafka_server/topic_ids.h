@@ -24,6 +24,9 @@ class TopicIdCache {
  public:
   TopicIdCache(std::string bootstrap_servers, absl::Duration refresh);
   ~TopicIdCache();
+  // Shutdown begins: no further refresh. One under way ends within its own timeout (5 s), so
+  // that the destructor's join, later, need not wait for a cluster that does not answer.
+  void StopRefreshing();
   TopicIdCache(const TopicIdCache&) = delete;
   TopicIdCache& operator=(const TopicIdCache&) = delete;
 
