@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio.hpp>
+#include <poll.h>
 
 #include <condition_variable>
 #include <deque>
@@ -360,6 +361,42 @@ TEST_F(KafkaServerTest, ConnectionsOverTheBoundsAreRefused) {
   ASSERT_TRUE(WaitMetric("saltproxy_kafka_connections", [](double v) { return v == 4; }));
   tcp::socket again = Connect("127.0.0.1");
   EXPECT_TRUE(works(again));
+}
+
+// A connection at its in-flight bound has nothing to read or write while it waits for its
+// answer: shutdown must keep the workers for that answer (they used to run out of work and
+// return, and the answer was never written), then close the connection after it.
+TEST_F(KafkaServerTest, ShutdownWritesAnAnswerGivenAfterItBeganThenCloses) {
+  Start(/*max_in_flight=*/1);
+  tcp::socket s = Connect();
+  net::write(s, net::buffer(Frame("one")));
+  ASSERT_TRUE(handler.WaitFrames(1));
+  std::thread stopper([&] { server->Shutdown(absl::Seconds(10)); });
+  // The listener is closed once a new connection is refused.
+  bool refused = false;
+  for (int i = 0; i < 2000 && !refused; ++i) {
+    tcp::socket probe(ioc);
+    boost::system::error_code ec;
+    probe.connect({net::ip::make_address("127.0.0.1"), server->port()}, ec);
+    refused = static_cast<bool>(ec);
+    if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(refused);
+  {
+    std::lock_guard<std::mutex> lock(handler.mu);
+    handler.replies[0].Respond("answer-1");
+  }
+  // The test's own bound, should the answer never come (Asio's reads would wait for ever).
+  pollfd readable = {s.native_handle(), POLLIN, 0};
+  EXPECT_EQ(poll(&readable, 1, 15000), 1) << "no answer, and the connection is still open";
+  boost::system::error_code ec;
+  if (readable.revents != 0) {
+    EXPECT_EQ(ReadFrame(s, ec), "answer-1");
+    EXPECT_FALSE(ec) << ec.message();
+    ReadFrame(s, ec);
+    EXPECT_EQ(ec, net::error::eof);  // closed after its answer
+  }
+  stopper.join();
 }
 
 }  // namespace
