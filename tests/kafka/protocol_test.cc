@@ -336,7 +336,9 @@ TEST(ProtocolTest, CreateTopicsV5IsCompactAndItsAnswerCarriesTheMessageAndNoConf
     EXPECT_EQ(r.Int32(), 0);  // throttle time
     ASSERT_EQ(r.ArrayLength(true), 1);
     EXPECT_EQ(r.String(true), "orders");
-    if (version >= 7) EXPECT_EQ(r.ReadUuid(), Uuid{});
+    if (version >= 7) {
+      EXPECT_EQ(r.ReadUuid(), Uuid{});
+    }
     EXPECT_EQ(r.Int16(), kClusterAuthorizationFailed);
     EXPECT_EQ(r.NullableString(true), "why");
     EXPECT_EQ(r.Int32(), -1);
