@@ -153,11 +153,16 @@ void KafkaHandler::CountUnserved(int16_t api_key, Unserved outcome) {
 void KafkaHandler::Refuse(const RequestHeader& header, const std::string& detail,
                           std::string answer, FrameReply reply) {
   CountUnserved(header.api_key, Unserved::kRefused);
-  LogEvent(LogLevel::kWarn, "kafka_request_refused",
-           {{"api", ApiName(header.api_key)},
-            {"version", absl::StrCat(header.api_version)},
-            {"client", header.client_id.value_or("?")},
-            {"detail", absl::StrCat(kProduceOnly, detail)}});
+  // A line a second per API at most: a consumer group left running asks again every second.
+  uint64_t not_logged = 0;
+  if (refusal_log_.Allow(ApiName(header.api_key), &not_logged)) {
+    LogEvent(LogLevel::kWarn, "kafka_request_refused",
+             {{"api", ApiName(header.api_key)},
+              {"version", absl::StrCat(header.api_version)},
+              {"client", header.client_id.value_or("?")},
+              {"detail", absl::StrCat(kProduceOnly, detail)},
+              {"refused_since_last_line", absl::StrCat(not_logged)}});
+  }
   reply.Respond(EncodeResponseHeader(header) + answer);
 }
 

@@ -16,6 +16,7 @@
 
 #include <prometheus/counter.h>
 
+#include "proxy/common/log_limiter.h"
 #include "proxy/common/record.h"
 #include "proxy/common/upstream.h"
 #include "proxy/kafka/protocol.h"
@@ -75,6 +76,7 @@ class KafkaHandler : public FrameHandler {
     prometheus::Counter* closed;
   };
   std::vector<ApiCounters> by_api_;
+  LogLimiter refusal_log_;  // kafka_request_refused: a line a second per API
 };
 
 }  // namespace saltproxy

@@ -41,7 +41,7 @@ ConnectionLimits::ConnectionLimits(std::string listener, int max_total, int max_
                                         ".max_connections_per_address)"))
                      .Register(registry);
   for (std::string_view reason : {kTotal, kPerAddress}) {
-    refusals_[std::string(reason)].counter = &family.Add({{"reason", std::string(reason)}});
+    refused_[std::string(reason)] = &family.Add({{"reason", std::string(reason)}});
   }
 }
 
@@ -82,19 +82,9 @@ ConnectionLimits::Slot ConnectionLimits::Admit(const boost::asio::ip::address& a
 }
 
 void ConnectionLimits::Refused(std::string_view reason, std::string_view peer) {
-  Refusals& r = refusals_.find(reason)->second;
-  r.counter->Increment();
-  const int64_t now = absl::ToUnixMillis(absl::Now());
+  refused_.find(reason)->second->Increment();
   uint64_t not_logged = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (now - r.last_line_ms < 1000) {
-      ++r.not_logged;
-      return;
-    }
-    r.last_line_ms = now;
-    not_logged = std::exchange(r.not_logged, 0);
-  }
+  if (!log_limiter_.Allow(reason, &not_logged)) return;
   const bool total = reason == kTotal;
   LogEvent(LogLevel::kWarn, absl::StrCat(listener_, "_connection_refused"),
            {{"peer", peer},

@@ -21,6 +21,7 @@
 #include <prometheus/registry.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "proxy/common/log_limiter.h"
 
 namespace saltproxy {
 
@@ -57,16 +58,11 @@ class ConnectionLimits : public std::enable_shared_from_this<ConnectionLimits> {
   void Release(const std::string& address);
   void Refused(std::string_view reason, std::string_view peer);
 
-  struct Refusals {
-    prometheus::Counter* counter = nullptr;
-    int64_t last_line_ms = 0;     // guarded by mu_
-    uint64_t not_logged = 0;      // guarded by mu_
-  };
-
   const std::string listener_;
   const int max_total_;
   const int max_per_address_;
-  std::map<std::string, Refusals, std::less<>> refusals_;  // keys fixed in the constructor
+  std::map<std::string, prometheus::Counter*, std::less<>> refused_;  // fixed in the constructor
+  LogLimiter log_limiter_;
   mutable std::mutex mu_;
   int open_ = 0;                                       // guarded by mu_
   absl::flat_hash_map<std::string, int> per_address_;  // guarded by mu_
