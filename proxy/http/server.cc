@@ -21,6 +21,7 @@
 #include "proxy/common/log.h"
 #include "proxy/net/acceptor.h"
 #include "proxy/net/connection_limits.h"
+#include "proxy/net/drain.h"
 
 namespace saltproxy {
 
@@ -868,12 +869,7 @@ void HttpServer::StopAccepting() {
 }
 
 int HttpServer::WaitAnswered(absl::Time deadline) {
-  std::unique_lock<std::mutex> lock(shared_->mu);
-  shared_->idle.wait_for(
-      lock, std::chrono::milliseconds(std::max<int64_t>(
-                0, absl::ToInt64Milliseconds(deadline - absl::Now()))),
-      [&] { return shared_->in_flight == 0; });
-  return shared_->in_flight;
+  return WaitInFlight(shared_->mu, shared_->idle, shared_->in_flight, deadline);
 }
 
 HttpServer::Drained HttpServer::Stop(absl::Time deadline) {
@@ -887,9 +883,7 @@ HttpServer::Drained HttpServer::Stop(absl::Time deadline) {
     std::lock_guard<std::mutex> lock(shared_->mu);
     return shared_->sessions.size();
   };
-  while (sessions_left() > 0 && absl::Now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitClosed(sessions_left, deadline);
   {
     std::lock_guard<std::mutex> lock(shared_->mu);
     drained.abandoned = shared_->in_flight + shared_->writing.load();
@@ -902,9 +896,7 @@ HttpServer::Drained HttpServer::Stop(absl::Time deadline) {
   }
   // Close what is left, so that no client waits on a connection nobody serves, then stop.
   shared_->TellSessions(/*close=*/true);
-  for (int i = 0; i < 20 && sessions_left() > 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitClosed(sessions_left, absl::Now() + absl::Milliseconds(100));
   work_.reset();
   ioc_.stop();
   for (std::thread& t : threads_) t.join();

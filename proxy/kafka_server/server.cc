@@ -24,6 +24,7 @@
 #include "proxy/net/acceptor.h"
 #include "proxy/net/byte_budget.h"
 #include "proxy/net/connection_limits.h"
+#include "proxy/net/drain.h"
 
 namespace saltproxy {
 
@@ -542,12 +543,7 @@ void KafkaServer::StopAccepting() {
 }
 
 int KafkaServer::WaitAnswered(absl::Time deadline) {
-  std::unique_lock<std::mutex> lock(shared_->mu);
-  shared_->idle.wait_for(lock,
-                         std::chrono::milliseconds(std::max<int64_t>(
-                             0, absl::ToInt64Milliseconds(deadline - absl::Now()))),
-                         [&] { return shared_->in_flight == 0; });
-  return shared_->in_flight;
+  return WaitInFlight(shared_->mu, shared_->idle, shared_->in_flight, deadline);
 }
 
 KafkaServer::Drained KafkaServer::Stop(absl::Time deadline) {
@@ -559,9 +555,7 @@ KafkaServer::Drained KafkaServer::Stop(absl::Time deadline) {
     std::lock_guard<std::mutex> lock(shared_->mu);
     return shared_->sessions.size();
   };
-  while (sessions_left() > 0 && absl::Now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitClosed(sessions_left, deadline);
   drained.abandoned = shared_->unwritten.load();
   drained.answered = shared_->drained_answers.load();
   if (drained.abandoned > 0) {
@@ -569,9 +563,7 @@ KafkaServer::Drained KafkaServer::Stop(absl::Time deadline) {
              {{"requests", absl::StrCat(drained.abandoned)}});
   }
   shared_->TellSessions(/*close=*/true);
-  for (int i = 0; i < 20 && sessions_left() > 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitClosed(sessions_left, absl::Now() + absl::Milliseconds(100));
   work_.reset();
   ioc_.stop();
   for (std::thread& t : threads_) t.join();
