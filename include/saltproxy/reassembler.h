@@ -6,14 +6,19 @@
 // The rules (README.md, "The reassembly algorithm", says them for porting):
 //  - a record is held behind any held record of the same key from the same partition;
 //  - a stamped record (saltproxy-* headers) carries its proxy instance, the epoch of its layout
-//    and a sequence number per (instance, key) that starts at 0 when the key turns hot (a hot
-//    episode) and runs without gaps across the episode's layouts:
-//    * seq 0: released once every cut-over point of the episode's layouts up to its own is
-//      passed: the partition was read up to max_offset and the key has no held record there at
-//      or below it (so its cold records, all on its default partition, went first);
+//    and a sequence number per (instance, key) that starts at 0 when a hot episode starts (a
+//    layout with since_seq 0: the key turned hot, or its instance restarted or renumbered it)
+//    and runs without gaps across the episode's layouts:
+//    * seq 0: released once the instance's earlier episodes of the key hold nothing and every
+//      cut-over point of the episode's layouts up to its own is passed: the partition was read
+//      up to max_offset and the key has no held record there at or below it (so its records
+//      from before the episode went first);
 //    * seq s > 0: released right after the same instance's record s - 1 of the same episode;
-//    * a record at or below what was already released (same epoch and a lower seq, or an older
-//      epoch) is a duplicate and dropped, unless the lag policy skipped it (then it goes late);
+//    * once a later episode of the instance began and every cut-over point of this episode's
+//      layouts and of that start is read, the episode is closed: numbers still missing were
+//      never written, and its held records go lowest number first;
+//    * a record whose identity (instance, episode, seq) was released already is a duplicate
+//      and dropped; one the lag policy skipped goes late, marked forced;
 //  - an unstamped record (a cold key) is released at once, unless it follows a hot episode of
 //    the key that ended by cooling: then it also waits for that cooled layout's cut-over points;
 //  - lag policy: a record held longer than max_wait is released anyway, and what it skipped is
@@ -100,7 +105,10 @@ struct ReassemblerStats {
   uint64_t forced_by_timeout = 0;  // released after max_wait
   uint64_t forced_by_buffer = 0;   // released because max_buffered was reached
   uint64_t missing = 0;            // sequence numbers skipped by forced releases
-  uint64_t duplicates = 0;         // dropped: already released
+  uint64_t duplicates = 0;         // dropped: a record of that identity was released already
+  // Sequence numbers a closed episode never wrote (its proxy took them, then the record failed
+  // or died with the proxy): known missing, not waited for.
+  uint64_t unwritten = 0;
   uint64_t skipped = 0;            // other readers' keys
   size_t held = 0;                 // records waiting now
 };
@@ -133,6 +141,7 @@ class Reassembler {
 
  private:
   struct Held;
+  struct Chain;
   struct KeyState;
   using PartitionId = std::pair<std::string, int32_t>;
 
@@ -141,11 +150,26 @@ class Reassembler {
   void Evaluate(const std::string& id, Clock::time_point now);
   bool Releasable(KeyState& ks, const Held& h);
   // The layouts of the hot episode of `epoch` (instance), from its start to it; empty when the
-  // map does not know `epoch`. An episode starts with since_seq 0 after no layout or a cooled one.
+  // map does not know `epoch`. A layout with since_seq 0 starts an episode.
   std::vector<const KeyLayout*> EpisodeUpTo(KeyState& ks, std::string_view instance,
                                             uint64_t epoch) const;
   // The cooled layout an unstamped record of a key that has cooled before must follow, if any.
   const KeyLayout* GuardOfUnstamped(KeyState& ks, const Held& h) const;
+  // The epoch of the first layout of `stamp`'s episode (which names its chain), or nullopt when
+  // the map does not know the stamp's epoch yet.
+  std::optional<uint64_t> EpisodeOf(KeyState& ks, const SaltStamp& stamp) const;
+  Chain* ChainOf(KeyState& ks, const SaltStamp& stamp);
+  // The map's layouts of the key, by epoch (cached until the map changes).
+  const std::vector<const KeyLayout*>& LayoutsOf(KeyState& ks) const;
+  // Whether every record of the key from before `layout` was read and released: the cut-over
+  // points of the layout and of every earlier one of its instance are passed.
+  bool Settled(KeyState& ks, const KeyLayout& layout, const Held* self);
+  // Whether nothing more of the episode can come: a later episode of the instance began, and
+  // the reader has read up to every cut-over point of the episode's layouts and of that start.
+  bool EpisodeClosed(KeyState& ks, std::string_view instance, uint64_t first);
+  // Every cut-over point of `layout` read up to (waits are registered for the others).
+  bool CutOverReached(KeyState& ks, const KeyLayout& layout);
+  // Reached, and the key holds no record from before it there.
   bool CutOverPassed(KeyState& ks, const KeyLayout& layout, const Held* self);
   void Release(KeyState& ks, std::deque<Held>& queue, bool forced);  // the queue's front
   void Release(KeyState& ks, Held&& h, bool forced);

@@ -57,8 +57,12 @@ class SaltMapHistory {
   // set, when it is not one; the history is then unchanged.
   bool Apply(std::string_view json, std::string* error);
 
-  // The layout `instance` published under `epoch`, or nullptr when not (yet) known.
+  // A layout `instance` published under `epoch`, or nullptr when none is (yet) known. (A change
+  // takes one epoch; a restarted instance resuming its layouts may give several keys one.)
   const KeyLayout* Find(std::string_view instance, uint64_t epoch) const;
+  // The layout of `key` in `topic` that `instance` published under `epoch`, or nullptr.
+  const KeyLayout* Find(std::string_view topic, std::string_view key, std::string_view instance,
+                        uint64_t epoch) const;
 
   // Every known layout of `key` in `topic`, by epoch (valid until the next Apply). Before the
   // first of them, and after a cooled layout leaves the map, the key is on its Java default
@@ -85,7 +89,8 @@ class SaltMapHistory {
   uint64_t updates() const { return updates_; }
 
  private:
-  using EpochKey = std::tuple<std::string, uint64_t>;              // (instance, epoch)
+  // (instance, epoch, topic, key)
+  using EpochKey = std::tuple<std::string, uint64_t, std::string, std::string>;
   using KeyKey = std::tuple<std::string, std::string, std::string>;  // (topic, key, instance)
   void Forget();
 

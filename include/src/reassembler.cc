@@ -15,10 +15,6 @@ bool ParseDecimal(const std::string& text, T* out) {
   return ec == std::errc() && end == text.data() + text.size();
 }
 
-// Sequence numbers remembered per (key, instance) as skipped by a forced release, so that one
-// arriving late is released rather than taken for a duplicate.
-constexpr size_t kMaxSkippedRemembered = 10000;
-
 }  // namespace
 
 const std::string* ConsumerRecord::Header(std::string_view name) const {
@@ -54,19 +50,44 @@ struct Reassembler::Held {
   Clock::time_point arrived;
 };
 
+// The identities released of one hot episode of one proxy instance: its sequence numbers.
+struct Reassembler::Chain {
+  int64_t floor = 0;        // every number below it is released (or known never written)
+  std::set<int64_t> above;  // numbers released at or above floor (after a forced release)
+  bool started = false;     // a record of the episode was released
+  bool closed = false;      // a later episode's cut-over was read: nothing more of it comes
+  // One past the highest number released (the next in order).
+  int64_t frontier() const { return above.empty() ? floor : std::max(floor, *above.rbegin() + 1); }
+  bool released(int64_t seq) const { return seq < floor || above.contains(seq); }
+  void Mark(int64_t seq) {
+    if (seq == floor) {
+      ++floor;
+      while (!above.empty() && *above.begin() == floor) {
+        above.erase(above.begin());
+        ++floor;
+      }
+    } else if (seq > floor) {
+      above.insert(seq);
+    }
+  }
+};
+
 struct Reassembler::KeyState {
   std::string id;
   std::string source_topic;
   std::string key;
   std::map<PartitionId, std::deque<Held>> queues;  // held records, per partition, offset order
   size_t held = 0;
-  struct Chain {
-    uint64_t epoch = 0;  // of the last record released
-    int64_t next = -1;   // the sequence number expected next; -1: nothing released yet
-    std::set<int64_t> skipped;
-  };
-  std::map<std::string, Chain, std::less<>> chains;  // by proxy instance
-  std::set<std::pair<PartitionId, int64_t>> waits;   // registered in waiting_
+  // By (instance, epoch of the episode's first layout).
+  std::map<std::pair<std::string, uint64_t>, Chain> chains;
+  std::set<std::pair<PartitionId, int64_t>> waits;  // registered in waiting_
+  // Layouts (instance, epoch) every record before which was read and released.
+  std::set<std::pair<std::string, uint64_t>> settled;
+  // The map's layouts of the key, as of map update `layouts_version`.
+  std::vector<const KeyLayout*> layouts;
+  uint64_t layouts_version = ~uint64_t{0};
+  // The episode (its first layout's epoch) of each (instance, epoch) seen.
+  std::map<std::pair<std::string, uint64_t>, uint64_t> episodes;
 };
 
 Reassembler::Reassembler(const SaltMapHistory* map, ReassemblerOptions options)
@@ -135,21 +156,20 @@ void Reassembler::Add(ConsumerRecord record, std::string_view source_topic,
     ks.key = *key;
   }
   if (stamp) {
-    KeyState::Chain& chain = ks.chains[stamp->instance];
-    const bool behind = chain.next >= 0 && (stamp->epoch < chain.epoch ||
-                                            (stamp->epoch == chain.epoch && stamp->seq < chain.next));
-    if (behind) {
-      if (chain.skipped.erase(stamp->seq) > 0) {
-        // Skipped by the lag policy, arriving late: released now, out of order, not lost.
-        released_.push_back(ReleasedRecord{std::move(record), std::string(source_topic),
-                                           std::move(key), true, true});
-        ++stats_.released;
-      } else {
-        ++stats_.duplicates;
+    // A duplicate is a record whose identity (instance, episode, number) was released already;
+    // one the chain went past without releasing (a forced release skipped it) goes now, late.
+    if (Chain* chain = ChainOf(ks, *stamp)) {
+      const bool duplicate = chain->released(stamp->seq);
+      if (duplicate || (chain->started && stamp->seq < chain->frontier())) {
+        if (duplicate) {
+          ++stats_.duplicates;
+        } else {
+          Release(ks, Held{std::move(record), std::move(stamp), now}, /*forced=*/true);
+        }
+        AdvancePosition(pid, offset, now);
+        Evaluate(id, now);
+        return;
       }
-      AdvancePosition(pid, offset, now);
-      Evaluate(id, now);
-      return;
     }
   }
   if (ks.held == 0) {
@@ -212,7 +232,7 @@ void Reassembler::AdvancePosition(const PartitionId& pid, int64_t offset, Clock:
   for (const std::string& id : ready) Evaluate(id, now);
 }
 
-bool Reassembler::CutOverPassed(KeyState& ks, const KeyLayout& layout, const Held* self) {
+bool Reassembler::CutOverReached(KeyState& ks, const KeyLayout& layout) {
   for (const CutOverPoint& c : layout.cutover) {
     if (c.max_offset < 0) continue;
     PartitionId pid{c.topic, c.partition};
@@ -223,6 +243,15 @@ bool Reassembler::CutOverPassed(KeyState& ks, const KeyLayout& layout, const Hel
       }
       return false;
     }
+  }
+  return true;
+}
+
+bool Reassembler::CutOverPassed(KeyState& ks, const KeyLayout& layout, const Held* self) {
+  if (!CutOverReached(ks, layout)) return false;
+  for (const CutOverPoint& c : layout.cutover) {
+    if (c.max_offset < 0) continue;
+    PartitionId pid{c.topic, c.partition};
     auto q = ks.queues.find(pid);
     if (q != ks.queues.end() && !q->second.empty() && &q->second.front() != self &&
         q->second.front().record.offset <= c.max_offset) {
@@ -236,39 +265,110 @@ bool Reassembler::Releasable(KeyState& ks, const Held& h) {
   if (!h.stamp) {
     if (!map_->HasCooled(ks.id)) return true;
     const KeyLayout* guard = GuardOfUnstamped(ks, h);
-    return !guard || CutOverPassed(ks, *guard, &h);
+    return !guard || Settled(ks, *guard, &h);
   }
   const SaltStamp& s = *h.stamp;
-  const KeyState::Chain& chain = ks.chains[s.instance];
-  if (s.seq == 0) {
-    // The first record of a hot episode: after the key's cold records (and the layouts of the
-    // episode so far, which had no record of it) have been read and released.
-    std::vector<const KeyLayout*> episode = EpisodeUpTo(ks, s.instance, s.epoch);
-    if (episode.empty()) return false;  // the map has not shown this epoch yet
-    for (const KeyLayout* layout : episode) {
-      if (!CutOverPassed(ks, *layout, &h)) return false;
+  const KeyLayout* layout = map_->Find(ks.source_topic, ks.key, s.instance, s.epoch);
+  std::optional<uint64_t> first = EpisodeOf(ks, s);
+  if (!layout || !first) return false;  // the map has not shown this epoch yet
+  const Chain& chain = ks.chains[{s.instance, *first}];
+  if (chain.started && s.seq == chain.frontier()) return true;  // right after the one before
+  if (!chain.started && s.seq == 0) {
+    // The first record of a hot episode: after every record of the key from before its layout
+    // (its cold ones, and the instance's earlier episodes) has been read and released.
+    return Settled(ks, *layout, &h);
+  }
+  // A number is missing before it. Once the episode is closed (a later episode of the instance
+  // began and everything up to its cut-over is read), what is missing was never written: the
+  // held records go lowest number first, after everything before the episode.
+  const KeyLayout* start = map_->Find(ks.source_topic, ks.key, s.instance, *first);
+  if (!start || !EpisodeClosed(ks, s.instance, *first) || !Settled(ks, *start, &h)) return false;
+  for (const auto& [pid, queue] : ks.queues) {
+    for (const Held& other : queue) {
+      if (other.stamp && other.stamp->instance == s.instance && other.stamp->seq < s.seq &&
+          EpisodeOf(ks, *other.stamp) == first) {
+        return false;  // a lower number is held (behind another record of its partition)
+      }
     }
-    return true;
   }
-  // Within an episode, right after seq - 1 (the sequence starts over in the next episode).
-  if (s.seq != chain.next) return false;
-  if (s.epoch == chain.epoch) return true;
-  for (const KeyLayout* layout : EpisodeUpTo(ks, s.instance, s.epoch)) {
-    if (layout->epoch == chain.epoch) return true;
+  return true;
+}
+
+const std::vector<const KeyLayout*>& Reassembler::LayoutsOf(KeyState& ks) const {
+  if (ks.layouts_version != map_->updates()) {
+    ks.layouts = map_->Layouts(ks.source_topic, ks.key);
+    ks.layouts_version = map_->updates();
   }
-  return false;
+  return ks.layouts;
+}
+
+bool Reassembler::Settled(KeyState& ks, const KeyLayout& layout, const Held* self) {
+  // The instance's layouts of the key up to `layout`; those settled once stay settled (what is
+  // read stays read, and no record from before a passed cut-over can come later).
+  if (ks.settled.contains({layout.instance, layout.epoch})) return true;
+  std::vector<const KeyLayout*> layouts;
+  for (const KeyLayout* l : LayoutsOf(ks)) {
+    if (l->instance != layout.instance) continue;
+    if (l->epoch > layout.epoch) break;
+    if (ks.settled.contains({l->instance, l->epoch})) {
+      layouts.clear();
+    } else {
+      layouts.push_back(l);
+    }
+  }
+  for (const KeyLayout* l : layouts) {
+    if (!CutOverPassed(ks, *l, self)) return false;
+    ks.settled.insert({l->instance, l->epoch});
+  }
+  return true;
+}
+
+std::optional<uint64_t> Reassembler::EpisodeOf(KeyState& ks, const SaltStamp& stamp) const {
+  auto cached = ks.episodes.find({stamp.instance, stamp.epoch});
+  if (cached != ks.episodes.end()) return cached->second;
+  std::vector<const KeyLayout*> episode = EpisodeUpTo(ks, stamp.instance, stamp.epoch);
+  if (episode.empty()) return std::nullopt;
+  ks.episodes.emplace(std::make_pair(stamp.instance, stamp.epoch), episode.front()->epoch);
+  return episode.front()->epoch;
+}
+
+Reassembler::Chain* Reassembler::ChainOf(KeyState& ks, const SaltStamp& stamp) {
+  std::optional<uint64_t> first = EpisodeOf(ks, stamp);
+  return first ? &ks.chains[{stamp.instance, *first}] : nullptr;
+}
+
+bool Reassembler::EpisodeClosed(KeyState& ks, std::string_view instance, uint64_t first) {
+  Chain& chain = ks.chains[{std::string(instance), first}];
+  if (chain.closed) return true;
+  // The episode's layouts and the next episode's first: all their cut-over points read.
+  std::vector<const KeyLayout*> bounds;
+  bool in = false, next = false;
+  for (const KeyLayout* layout : LayoutsOf(ks)) {
+    if (layout->instance != instance) continue;
+    if (!in) {
+      in = layout->epoch == first;
+    } else if (layout->since_seq == 0) {
+      next = true;
+    }
+    if (in) bounds.push_back(layout);
+    if (next) break;
+  }
+  if (!next) return false;
+  for (const KeyLayout* layout : bounds) {
+    if (!CutOverReached(ks, *layout)) return false;
+  }
+  chain.closed = true;
+  return true;
 }
 
 std::vector<const KeyLayout*> Reassembler::EpisodeUpTo(KeyState& ks, std::string_view instance,
                                                        uint64_t epoch) const {
   std::vector<const KeyLayout*> episode;
-  const KeyLayout* prev = nullptr;
-  for (const KeyLayout* layout : map_->Layouts(ks.source_topic, ks.key)) {
+  for (const KeyLayout* layout : LayoutsOf(ks)) {
     if (layout->instance != instance) continue;
-    if (layout->since_seq == 0 && (!prev || prev->action == "cooled")) episode.clear();
+    if (layout->since_seq == 0) episode.clear();
     episode.push_back(layout);
     if (layout->epoch == epoch) return episode;
-    prev = layout;
   }
   return {};
 }
@@ -279,9 +379,8 @@ const KeyLayout* Reassembler::GuardOfUnstamped(KeyState& ks, const Held& h) cons
   // it end. An unstamped record belongs to the cold period before the first episode whose start
   // it precedes; it follows the cooled layout that ended the episode before, if any.
   const KeyLayout* prev = nullptr;
-  for (const KeyLayout* layout : map_->Layouts(ks.source_topic, ks.key)) {
-    const bool start = layout->since_seq == 0 && (!prev || prev->action == "cooled");
-    if (start) {
+  for (const KeyLayout* layout : LayoutsOf(ks)) {
+    if (layout->since_seq == 0) {  // an episode starts
       for (const CutOverPoint& c : layout->cutover) {
         if (c.topic == h.record.topic && c.partition == h.record.partition &&
             h.record.offset <= c.max_offset) {
@@ -312,26 +411,23 @@ void Reassembler::Release(KeyState& ks, std::deque<Held>& queue, bool forced) {
 
 void Reassembler::Release(KeyState& ks, Held&& h, bool forced) {
   if (h.stamp) {
-    KeyState::Chain& chain = ks.chains[h.stamp->instance];
-    const bool ahead = chain.next < 0 || h.stamp->epoch > chain.epoch ||
-                       (h.stamp->epoch == chain.epoch && h.stamp->seq >= chain.next);
-    // The sequence number expected: the chain's, or where the record's layout began.
-    int64_t expected = chain.next;
-    if (expected < 0) {
-      const KeyLayout* layout = map_->Find(h.stamp->instance, h.stamp->epoch);
-      expected = layout ? layout->since_seq : h.stamp->seq;
-    }
-    if (forced && ahead && h.stamp->seq > expected) {
-      // What the forced record jumps over, remembered (up to a bound) for late arrivals.
-      stats_.missing += static_cast<uint64_t>(h.stamp->seq - expected);
-      for (int64_t s = expected; s < h.stamp->seq && chain.skipped.size() < kMaxSkippedRemembered;
-           ++s) {
-        chain.skipped.insert(s);
+    const SaltStamp& stamp = *h.stamp;
+    const KeyLayout* layout = map_->Find(ks.source_topic, ks.key, stamp.instance, stamp.epoch);
+    if (Chain* chain_of = ChainOf(ks, stamp); chain_of && layout) {
+      Chain& chain = *chain_of;
+      // The number expected: the chain's next, or where the record's layout began.
+      const int64_t expected = chain.started ? chain.frontier() : layout->since_seq;
+      if (stamp.seq > expected) {
+        if (forced) {
+          stats_.missing += static_cast<uint64_t>(stamp.seq - expected);
+        } else {
+          // The episode is closed: the numbers before it were taken but never written.
+          stats_.unwritten += static_cast<uint64_t>(stamp.seq - expected);
+          if (chain.above.empty() && chain.floor >= expected) chain.floor = stamp.seq;
+        }
       }
-    }
-    if (ahead) {
-      chain.epoch = h.stamp->epoch;
-      chain.next = h.stamp->seq + 1;
+      chain.Mark(stamp.seq);
+      chain.started = true;
     }
   }
   ++stats_.released;
@@ -349,7 +445,20 @@ void Reassembler::Evaluate(const std::string& id, Clock::time_point now) {
   while (progress && ks.held > 0) {
     progress = false;
     for (auto& [pid, queue] : ks.queues) {
-      while (!queue.empty() && Releasable(ks, queue.front())) {
+      while (!queue.empty()) {
+        if (const Held& head = queue.front(); head.stamp) {
+          // Two copies of one record were held: the second is a duplicate once the first went.
+          const Chain* chain = ChainOf(ks, *head.stamp);
+          if (chain && chain->released(head.stamp->seq)) {
+            queue.pop_front();
+            --ks.held;
+            --stats_.held;
+            ++stats_.duplicates;
+            progress = true;
+            continue;
+          }
+        }
+        if (!Releasable(ks, queue.front())) break;
         Release(ks, queue, /*forced=*/false);
         progress = true;
       }

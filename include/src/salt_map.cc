@@ -111,7 +111,7 @@ bool SaltMapHistory::Apply(std::string_view text, std::string* error) {
   }
   for (KeyLayout& layout : layouts) {
     if (layout.epoch == 0) continue;  // a change still in progress has no epoch yet
-    EpochKey ek{layout.instance, layout.epoch};
+    EpochKey ek{layout.instance, layout.epoch, layout.topic, layout.key};
     if (by_epoch_.contains(ek)) continue;  // a layout never changes once published
     std::vector<uint64_t>& epochs = by_key_[KeyKey{layout.topic, layout.key, layout.instance}];
     epochs.insert(std::upper_bound(epochs.begin(), epochs.end(), layout.epoch), layout.epoch);
@@ -151,7 +151,17 @@ void SaltMapHistory::Forget() {
 }
 
 const KeyLayout* SaltMapHistory::Find(std::string_view instance, uint64_t epoch) const {
-  auto it = by_epoch_.find(EpochKey{std::string(instance), epoch});
+  auto it = by_epoch_.lower_bound(EpochKey{std::string(instance), epoch, "", ""});
+  return it == by_epoch_.end() || std::get<0>(it->first) != instance ||
+                 std::get<1>(it->first) != epoch
+             ? nullptr
+             : &it->second;
+}
+
+const KeyLayout* SaltMapHistory::Find(std::string_view topic, std::string_view key,
+                                      std::string_view instance, uint64_t epoch) const {
+  auto it = by_epoch_.find(
+      EpochKey{std::string(instance), epoch, std::string(topic), std::string(key)});
   return it == by_epoch_.end() ? nullptr : &it->second;
 }
 
@@ -161,7 +171,10 @@ std::vector<const KeyLayout*> SaltMapHistory::Layouts(std::string_view topic,
   for (auto it = by_key_.lower_bound(KeyKey{std::string(topic), std::string(key), ""});
        it != by_key_.end() && std::get<0>(it->first) == topic && std::get<1>(it->first) == key;
        ++it) {
-    for (uint64_t epoch : it->second) result.push_back(Find(std::get<2>(it->first), epoch));
+    for (uint64_t epoch : it->second) {
+      result.push_back(&by_epoch_.at(EpochKey{std::get<2>(it->first), epoch, std::string(topic),
+                                              std::string(key)}));
+    }
   }
   std::sort(result.begin(), result.end(),
             [](const KeyLayout* a, const KeyLayout* b) { return a->epoch < b->epoch; });
