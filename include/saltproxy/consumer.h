@@ -22,6 +22,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,6 +30,8 @@
 
 #include "saltproxy/reassembler.h"
 #include "saltproxy/salt_map.h"
+
+struct rd_kafka_message_s;  // librdkafka's rd_kafka_message_t
 
 namespace saltproxy {
 
@@ -43,6 +46,12 @@ struct SaltConsumerOptions {
   // kOrdered: where a partition is read from: true the beginning, false its end.
   bool from_beginning = true;
   ReassemblerOptions reassembly;         // kOrdered: lag policy, buffer bound, key range
+  // kOrdered: partitions are read side by side in time. A partition's next record is read only
+  // while it is at most this much later (by record timestamp) than where the furthest-back
+  // partition with more to read stands: a key's next record is then never far away on another
+  // partition, so what the reassembler holds stays near the records of this window, instead of
+  // whole fetches of one partition read before the others. 0: in the order fetched.
+  std::chrono::milliseconds align_window{1000};
   // How often new partitions (or a newly created hot topic) are looked for.
   std::chrono::milliseconds metadata_refresh{1000};
   // Extra librdkafka properties for the data consumer; those that say how to reach and log in
@@ -67,6 +76,9 @@ class SaltConsumer {
   // What the reassembler did (kOrdered), and records returned (both modes).
   ReassemblerStats stats() const;
   const SaltMapHistory& salt_map() const { return map_; }
+  // kOrdered: partitions whose next record waits now because they were read too far ahead of
+  // another (align_window).
+  int paused_partitions() const { return paused_now_; }
   // Errors seen (librdkafka's, a control record that was not a map), for logging.
   std::vector<std::string> TakeErrors();
   // Leaves the group (kUnordered) and closes the clients.
@@ -81,6 +93,11 @@ class SaltConsumer {
   // True when records may be waiting on a topic not read yet: worth a refresh before the next
   // metadata_refresh (at most every 100 ms).
   bool MissingTopic() const;
+  // kOrdered: reads records from the partitions' own queues into the reassembler, the one
+  // furthest back in time first, until one was read and none is ready, or the deadline.
+  void PollOrdered(std::chrono::steady_clock::time_point deadline);
+  // Hands one message of the data consumer to the reassembler; true if it was a record.
+  bool ReadOrdered(::rd_kafka_message_s* m);
 
   SaltConsumerOptions options_;
   SaltMapHistory map_;
@@ -89,6 +106,7 @@ class SaltConsumer {
   std::chrono::steady_clock::time_point next_refresh_{};
   std::chrono::steady_clock::time_point next_urgent_refresh_{};
   ReassemblerStats unordered_stats_;
+  int paused_now_ = 0;
   std::vector<std::string> errors_;
 };
 

@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <atomic>
+#include <limits>
 #include <random>
 #include <set>
 #include <utility>
@@ -16,6 +17,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxErrorsKept = 1000;
 constexpr int kMaxRecordsPerPoll = 20000;
+// Where a partition that has shown no record yet stands in time: before every other.
+constexpr int64_t kNever = std::numeric_limits<int64_t>::min();
 
 std::string RandomSuffix() {
   std::random_device rd;
@@ -83,12 +86,39 @@ struct SaltConsumer::Clients {
   rd_kafka_t* control = nullptr;
   bool control_assigned = false;
   std::set<std::pair<std::string, int32_t>> assigned;  // kOrdered
+  // kOrdered: each assigned partition is read from a queue of its own, so that the reader
+  // chooses which to read next; and where its reading stands in time.
+  struct Reading {
+    rd_kafka_queue_t* queue = nullptr;
+    rd_kafka_message_t* head = nullptr;  // its next record, taken from the queue, not read yet
+    int64_t last_timestamp_ms = -1;      // of the last record read; -1: none yet
+    bool at_end = false;                 // read up to its end (nothing more to read now)
+    // Where it stands: its next record's time, else its last one's (kNever: none yet).
+    int64_t At() const {
+      if (head) {
+        rd_kafka_timestamp_type_t type;
+        return rd_kafka_message_timestamp(head, &type);
+      }
+      return last_timestamp_ms < 0 ? kNever : last_timestamp_ms;
+    }
+  };
+  std::map<std::pair<std::string, int32_t>, Reading> reading;
+
+  void CloseQueues() {
+    for (auto& [p, r] : reading) {
+      if (r.head) rd_kafka_message_destroy(r.head);
+      if (r.queue) rd_kafka_queue_destroy(r.queue);
+      r.head = nullptr;
+      r.queue = nullptr;
+    }
+  }
   // kOrdered from the end: when the reader started, and whether its first look at the
   // partitions is done (those found later are read from that time on).
   int64_t started_ms = 0;
   bool first_assignment_done = false;
 
   ~Clients() {
+    CloseQueues();
     if (data) rd_kafka_destroy(data);
     if (control) rd_kafka_destroy(control);
   }
@@ -136,13 +166,21 @@ bool SaltConsumer::Start(std::string* error) {
         {"bootstrap.servers", options_.bootstrap_servers},
         {"group.id", group},
         {"auto.offset.reset", options_.from_beginning ? "earliest" : "latest"},
-        {"enable.partition.eof", "false"},
+        // The ordered reader learns that a partition has nothing more to read (it is no longer
+        // the one the others wait for, and its position is its end).
+        {"enable.partition.eof", data && options_.mode == Mode::kOrdered ? "true" : "false"},
         {"allow.auto.create.topics", "false"},
         {"topic.metadata.refresh.interval.ms",
          std::to_string(std::max<int64_t>(100, options_.metadata_refresh.count()))},
         {"log_level", "4"},
     };
     if (!data || options_.mode == Mode::kOrdered) props["enable.auto.commit"] = "false";
+    if (data && options_.mode == Mode::kOrdered) {
+      // Each partition has a queue of its own, and these bound what is fetched ahead per
+      // partition (the defaults, 64 MB and 100,000 records, are meant for one shared queue).
+      props["queued.max.messages.kbytes"] = "2048";
+      props["queued.min.messages"] = "10000";
+    }
     for (const auto& [k, v] : options_.librdkafka) {
       if (data || consumer_internal::IsConnectionProperty(k)) props[k] = v;
     }
@@ -259,6 +297,15 @@ void SaltConsumer::RefreshAssignment() {
       for (int i = 0; i < added->cnt; ++i) {
         clients_->assigned.erase({added->elems[i].topic, added->elems[i].partition});
       }
+    } else {
+      for (int i = 0; i < added->cnt; ++i) {
+        // Its own queue, no longer forwarded to the consumer's (a record fetched before this
+        // went there, and is read from there: it comes before any in the partition's queue).
+        Clients::Reading& r = clients_->reading[{added->elems[i].topic, added->elems[i].partition}];
+        r.queue = rd_kafka_queue_get_partition(clients_->data, added->elems[i].topic,
+                                               added->elems[i].partition);
+        if (r.queue) rd_kafka_queue_forward(r.queue, nullptr);
+      }
     }
   }
   rd_kafka_topic_partition_list_destroy(added);
@@ -290,11 +337,18 @@ void SaltConsumer::FollowControlTopic() {
 std::vector<ReleasedRecord> SaltConsumer::Poll(std::chrono::milliseconds timeout) {
   std::vector<ReleasedRecord> out;
   if (!clients_ || !clients_->data) return out;
-  const Clock::time_point deadline = Clock::now() + timeout;
   if (Clock::now() >= next_refresh_ || (Clock::now() >= next_urgent_refresh_ && MissingTopic())) {
     RefreshAssignment();
   }
   FollowControlTopic();
+  const Clock::time_point deadline = Clock::now() + timeout;
+  if (options_.mode == Mode::kOrdered) {
+    PollOrdered(deadline);
+    // A record may name an epoch the map has not shown yet: look once more before holding it.
+    FollowControlTopic();
+    reassembler_.Poll(Clock::now());
+    return reassembler_.TakeReleased();
+  }
   int records = 0;
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -303,12 +357,7 @@ std::vector<ReleasedRecord> SaltConsumer::Poll(std::chrono::milliseconds timeout
     rd_kafka_message_t* m = rd_kafka_consumer_poll(clients_->data, std::min(wait, 100));
     if (!m) {
       if (records > 0 || Clock::now() >= deadline) break;
-      FollowControlTopic();  // while the data is quiet, the map may move
-      if (options_.mode == Mode::kOrdered) {
-        reassembler_.Poll(Clock::now());
-        out = reassembler_.TakeReleased();
-        if (!out.empty()) return out;
-      }
+      FollowControlTopic();
       continue;
     }
     if (m->err) {
@@ -321,25 +370,109 @@ std::vector<ReleasedRecord> SaltConsumer::Poll(std::chrono::milliseconds timeout
     ConsumerRecord record = FromMessage(m);
     rd_kafka_message_destroy(m);
     ++records;
-    if (options_.mode == Mode::kOrdered) {
-      reassembler_.Add(std::move(record), options_.topic, Clock::now());
-    } else {
-      std::optional<std::string> key = OriginalKey(record);
-      const bool salted = ReadStamp(record).has_value();
-      out.push_back(ReleasedRecord{std::move(record), options_.topic, std::move(key), salted,
-                                   false});
-      ++unordered_stats_.released;
-      ++unordered_stats_.released_in_order;
-    }
+    std::optional<std::string> key = OriginalKey(record);
+    const bool salted = ReadStamp(record).has_value();
+    out.push_back(ReleasedRecord{std::move(record), options_.topic, std::move(key), salted,
+                                 false});
+    ++unordered_stats_.released;
+    ++unordered_stats_.released_in_order;
     if (records >= kMaxRecordsPerPoll) break;
   }
-  if (options_.mode == Mode::kOrdered) {
-    // A record may name an epoch the map has not shown yet: look once more before holding it.
-    FollowControlTopic();
-    reassembler_.Poll(Clock::now());
-    out = reassembler_.TakeReleased();
-  }
   return out;
+}
+
+bool SaltConsumer::ReadOrdered(rd_kafka_message_s* m) {
+  const std::string topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+  auto it = clients_->reading.find({topic, m->partition});
+  if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    // Read to its end: its position is the offset before the end, and it waits for nothing.
+    if (it != clients_->reading.end() && !it->second.head) it->second.at_end = true;
+    if (m->offset > 0) reassembler_.Advance(topic, m->partition, m->offset - 1, Clock::now());
+    rd_kafka_message_destroy(m);
+    return false;
+  }
+  if (m->err) {
+    if (errors_.size() < kMaxErrorsKept) errors_.push_back(rd_kafka_message_errstr(m));
+    rd_kafka_message_destroy(m);
+    return false;
+  }
+  ConsumerRecord record = FromMessage(m);
+  rd_kafka_message_destroy(m);
+  if (it != clients_->reading.end()) {
+    it->second.last_timestamp_ms = std::max(it->second.last_timestamp_ms, record.timestamp_ms);
+  }
+  reassembler_.Add(std::move(record), options_.topic, Clock::now());
+  return true;
+}
+
+void SaltConsumer::PollOrdered(Clock::time_point deadline) {
+  int records = 0;
+  const int64_t window = options_.align_window.count();
+  for (;;) {
+    // What reached the consumer's own queue (errors, records fetched before a partition got its
+    // queue) first.
+    while (rd_kafka_message_t* m = rd_kafka_consumer_poll(clients_->data, 0)) {
+      records += ReadOrdered(m) ? 1 : 0;
+    }
+    // Each partition's next record, if one is there.
+    for (auto& [p, r] : clients_->reading) {
+      while (!r.head && r.queue) {
+        rd_kafka_message_t* m = rd_kafka_consume_queue(r.queue, 0);
+        if (!m) break;
+        if (m->err) {
+          ReadOrdered(m);
+          continue;
+        }
+        r.head = m;
+        r.at_end = false;
+      }
+    }
+    // Read the earliest next record, unless a partition with more to read stands further back
+    // than the window before it: that one's records come first (the records a key waits for are
+    // then near in time, and what the reassembler holds stays small).
+    int64_t behind = std::numeric_limits<int64_t>::max();
+    Clients::Reading* earliest = nullptr;
+    Clients::Reading* waited = nullptr;  // the furthest-back partition, nothing fetched yet
+    for (auto& [p, r] : clients_->reading) {
+      if (r.at_end) continue;
+      const int64_t at = r.At();
+      if (at < behind) behind = at;
+      if (r.head && (!earliest || at < earliest->At())) earliest = &r;
+      if (!r.head && (!waited || at < waited->At())) waited = &r;
+    }
+    auto too_far = [&](const Clients::Reading& r) {
+      return window > 0 && (behind == kNever || r.At() > behind + window);
+    };
+    paused_now_ = 0;
+    for (const auto& [p, r] : clients_->reading) paused_now_ += r.head && too_far(r) ? 1 : 0;
+    const bool may_read = earliest && (!waited || !too_far(*earliest));
+    if (may_read) {
+      rd_kafka_message_t* m = earliest->head;
+      earliest->head = nullptr;
+      records += ReadOrdered(m) ? 1 : 0;
+      if (records >= kMaxRecordsPerPoll) return;
+      continue;
+    }
+    // Nothing to read now: wait for the partition furthest back (or any, through the consumer's
+    // queue when none is) until the deadline.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (records > 0 || left.count() <= 0) return;
+    const int wait = static_cast<int>(std::min<int64_t>(left.count(), 100));
+    if (waited && waited->queue) {
+      if (rd_kafka_message_t* m = rd_kafka_consume_queue(waited->queue, wait)) {
+        if (m->err) {
+          ReadOrdered(m);
+        } else {
+          waited->head = m;
+          waited->at_end = false;
+        }
+      }
+    } else if (rd_kafka_message_t* m = rd_kafka_consumer_poll(clients_->data, wait)) {
+      records += ReadOrdered(m) ? 1 : 0;
+    }
+    FollowControlTopic();  // while the data is quiet, the map may move
+    reassembler_.Poll(Clock::now());
+  }
 }
 
 ReassemblerStats SaltConsumer::stats() const {
@@ -354,6 +487,7 @@ std::vector<std::string> SaltConsumer::TakeErrors() {
 
 void SaltConsumer::Close() {
   if (!clients_) return;
+  clients_->CloseQueues();  // before the consumer closes, as librdkafka asks
   if (clients_->data) rd_kafka_consumer_close(clients_->data);
   if (clients_->control) rd_kafka_consumer_close(clients_->control);
   clients_.reset();

@@ -39,6 +39,8 @@ constexpr std::string_view kUsage =
     "  --key-range I/N      ordered mode: this reader takes keys with murmur2(key) % N == I\n"
     "  --max-wait MS        ordered mode: release a record held this long anyway (default 10000)\n"
     "  --max-buffered N     ordered mode: records held at most (default 200000)\n"
+    "  --align-window MS    ordered mode: read a partition at most MS ahead (record time) of\n"
+    "                       the furthest-back one with more to read (default 1000; 0: off)\n"
     "  --from-end           start at the end of the partitions, not their beginning\n"
     "  --count N            exit after N records\n"
     "  --idle-exit MS       exit after MS without a record\n"
@@ -130,6 +132,10 @@ int main(int argc, char** argv) {
       auto v = value();
       if (!v || !ParseInt(*v, &n) || n < 1) return fail("--max-buffered wants a count");
       options.reassembly.max_buffered = static_cast<size_t>(n);
+    } else if (arg == "--align-window") {
+      auto v = value();
+      if (!v || !ParseInt(*v, &n) || n < 0) return fail("--align-window wants milliseconds");
+      options.align_window = std::chrono::milliseconds(n);
     } else if (arg == "--from-end") {
       options.from_beginning = false;
     } else if (arg == "--count") {
