@@ -34,10 +34,18 @@ using ::saltproxy::testing::RealKafka;
 constexpr int kPartitions = 16;
 constexpr auto kStep = std::chrono::milliseconds(50);
 
-// Records per second of each key, in one phase of the run.
+// Records per second of each key, in one phase of the run. A phase lasts until the proxy's salt
+// map shows what it is for (`done`), so that the run goes through every change however fast or
+// slow the machine is; `deadline` only bounds a run that never gets there.
 struct Phase {
-  std::chrono::seconds length;
+  std::string what;
   std::map<std::string, int> rates;
+};
+
+// What the proxy's salt map has shown of a key so far.
+struct Seen {
+  std::set<int> salt_counts;
+  bool salted = false, rerouted = false, cooled = false, left = false, hot_again = false;
 };
 
 class ConsumerRealKafkaTest : public ::testing::Test {
@@ -72,7 +80,8 @@ salting:
     app_ = nullptr;
   }
 
-  // Sends the phases' records, paced in 50 ms steps, each "key#n" numbered per key.
+  // Sends the phases' records, paced in 50 ms steps, each "key#n" numbered per key, and
+  // moves to the next phase when the salt map (GET /saltmap, looked at every step) shows it.
   static void Produce() {
     std::map<std::string, int> background;
     for (int i = 0; i < 200; ++i) background[absl::StrCat("bg-", i)] = 6;
@@ -81,18 +90,32 @@ salting:
       return hot;
     };
     const std::vector<Phase> phases = {
-        {std::chrono::seconds(3), with({{"A", 400}, {"B", 400}})},   // both turn hot
-        {std::chrono::seconds(3), with({{"A", 1200}, {"B", 2400}})},  // more salts; B rerouted
-        {std::chrono::seconds(5), with({{"A", 20}, {"B", 2400}})},    // A cools, leaves the map
-        {std::chrono::seconds(3), with({{"A", 400}, {"B", 400}})},    // A hot again
+        {"A and B turn hot", with({{"A", 400}, {"B", 400}})},
+        {"A's salt count changes; B is rerouted", with({{"A", 1200}, {"B", 2400}})},
+        {"A cools and leaves the map", with({{"A", 20}, {"B", 2400}})},
+        {"A turns hot again", with({{"A", 400}, {"B", 400}})},
+    };
+    std::map<std::string, Seen> seen;
+    auto done = [&](size_t phase) {
+      const Seen& a = seen["A"];
+      const Seen& b = seen["B"];
+      switch (phase) {
+        case 0: return a.salted && b.salted;
+        case 1: return a.salt_counts.size() >= 2 && b.rerouted;
+        case 2: return a.left;
+        default: return a.hot_again;
+      }
     };
     HttpClient client(app_->http_port());
+    HttpClient watcher(app_->http_port());
     std::mt19937 rng(7);
     std::map<std::string, double> owed;
     auto next = std::chrono::steady_clock::now();
-    for (const Phase& phase : phases) {
-      const int steps = static_cast<int>(phase.length / kStep);
-      for (int s = 0; s < steps; ++s) {
+    for (size_t p = 0; p < phases.size(); ++p) {
+      const Phase& phase = phases[p];
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (!done(p)) {
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "phase never done: " << phase.what;
         std::vector<std::string> keys;
         for (const auto& [key, rate] : phase.rates) {
           owed[key] += rate * std::chrono::duration<double>(kStep).count();
@@ -112,6 +135,26 @@ salting:
         for (const auto& o : r.Json().at("offsets").as_array()) {
           ASSERT_TRUE(o.at("error_code").is_null()) << boost::json::serialize(o);
         }
+        // What the map shows now.
+        HttpResult map = watcher.Get("/saltmap");
+        ASSERT_EQ(map.status, 200);
+        std::set<std::string> present;
+        if (const auto* orders = map.Json().at("topics").as_object().if_contains("orders")) {
+          for (const auto& k : orders->at("keys").as_array()) {
+            const std::string key(k.at("key").as_string());
+            const std::string action(k.at("action").as_string());
+            Seen& s = seen[key];
+            present.insert(key);
+            if (action == "cooled") {
+              s.cooled = true;
+              continue;
+            }
+            if (s.left) s.hot_again = true;
+            (action == "rerouted" ? s.rerouted : s.salted) = true;
+            s.salt_counts.insert(static_cast<int>(k.at("salts").to_number<int64_t>()));
+          }
+        }
+        for (auto& [key, s] : seen) s.left |= s.cooled && !present.contains(key);
         next += kStep;
         std::this_thread::sleep_until(next);
       }
