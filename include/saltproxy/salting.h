@@ -4,9 +4,12 @@
 // in any language can port it from this page.
 //
 // A hot key K salted n ways has salts 0..n-1:
-//   - SaltedKey(K, 0) == K, and salt 0's partition is the Java default partition of K, so the
-//     key's first salt is where its records went before it turned hot;
-//   - SaltedKey(K, i) for i >= 1 is K, the byte 0x1F (ASCII unit separator), then i in decimal;
+//   - salt 0's partition is the Java default partition of K, so the key's first salt is where
+//     its records went before it turned hot;
+//   - a salted record's key names its partition (SaltedKeyFor): K itself on K's default
+//     partition, else K, the byte 0x1F (ASCII unit separator), then the partition in decimal.
+//     So a salted key means one partition, whichever proxy instance salted the key, and with
+//     whatever layout;
 //   - salts 1..n-1 go to partitions the proxy chooses where the other hot keys' load is least,
 //     distinct from each other and from salt 0 (a key has at most as many salts as its topic
 //     has partitions). They are not derived from the key: the salt map names them
@@ -36,13 +39,23 @@ inline constexpr std::string_view kHeaderEpoch = "saltproxy-epoch";
 
 inline constexpr char kSaltSeparator = '\x1f';
 
-// The key under which salt `salt` of `key` is produced.
-inline std::string SaltedKey(std::string_view key, int32_t salt) {
+// `key`, the separator, then `suffix` in decimal; `key` itself for suffix 0.
+inline std::string SaltedKey(std::string_view key, int32_t suffix) {
   std::string salted(key);
-  if (salt > 0) {
+  if (suffix > 0) {
     salted.push_back(kSaltSeparator);
-    salted.append(std::to_string(salt));
+    salted.append(std::to_string(suffix));
   }
+  return salted;
+}
+
+// The key under which a salted record of `key` goes to `partition` of a topic of `partitions`
+// partitions: `key` on its Java default partition, else `key`, the separator and the partition.
+inline std::string SaltedKeyFor(std::string_view key, int32_t partition, int32_t partitions) {
+  if (partition == DefaultPartition(key, partitions)) return std::string(key);
+  std::string salted(key);
+  salted.push_back(kSaltSeparator);
+  salted.append(std::to_string(partition));
   return salted;
 }
 

@@ -337,7 +337,9 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
   record.headers.push_back({std::string(kHeaderInstance), options_.instance_id});
   record.headers.push_back({std::string(kHeaderSequence), absl::StrCat(seq)});
   record.headers.push_back({std::string(kHeaderEpoch), entry->epoch_text});
-  if (m.action != RouteAction::kPassed) record.key = SaltedKey(key, salt);
+  if (m.action != RouteAction::kPassed) {
+    record.key = SaltedKeyFor(key, m.partitions[salt], dest.partitions);
+  }
   absl::Status queued =
       ProduceTo(dest_ptr, m.partitions[salt], std::move(record), std::move(done), m.action,
                 m.action == RouteAction::kPassed ? -1 : salt, m.epoch);

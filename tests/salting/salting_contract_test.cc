@@ -41,5 +41,17 @@ TEST(SaltingContractTest, SaltedKeyAppendsUnitSeparatorAndDecimalIndex) {
   EXPECT_EQ(UnsaltedKey(std::string("a\x1fz")), std::string("a\x1fz"));
 }
 
+TEST(SaltingContractTest, ASaltedKeyNamesItsPartition) {
+  const int32_t home = DefaultPartition("nike", 16);
+  EXPECT_EQ(SaltedKeyFor("nike", home, 16), "nike");
+  const int32_t other = (home + 5) % 16;
+  EXPECT_EQ(SaltedKeyFor("nike", other, 16), "nike\x1f" + std::to_string(other));
+  EXPECT_EQ(UnsaltedKey(SaltedKeyFor("nike", other, 16)), "nike");
+  // Partition 0 is named too when it is not the key's own.
+  if (home != 0) {
+    EXPECT_EQ(SaltedKeyFor("nike", 0, 16), std::string("nike\x1f" "0"));
+  }
+}
+
 }  // namespace
 }  // namespace saltproxy
