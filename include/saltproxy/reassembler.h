@@ -154,7 +154,7 @@ class Reassembler {
   std::vector<const KeyLayout*> EpisodeUpTo(KeyState& ks, std::string_view instance,
                                             uint64_t epoch) const;
   // The cooled layout an unstamped record of a key that has cooled before must follow, if any.
-  const KeyLayout* GuardOfUnstamped(KeyState& ks, const Held& h) const;
+  const KeyLayout* GuardOfUnstamped(KeyState& ks, const Held& h, std::string_view instance) const;
   // The epoch of the first layout of `stamp`'s episode (which names its chain), or nullopt when
   // the map does not know the stamp's epoch yet.
   std::optional<uint64_t> EpisodeOf(KeyState& ks, const SaltStamp& stamp) const;

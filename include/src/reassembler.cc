@@ -81,6 +81,8 @@ struct Reassembler::KeyState {
   // By (instance, epoch of the episode's first layout).
   std::map<std::pair<std::string, uint64_t>, Chain> chains;
   std::set<std::pair<PartitionId, int64_t>> waits;  // registered in waiting_
+  // The instances whose stamped records of the key were read.
+  std::set<std::string, std::less<>> stamped_by;
   // Layouts (instance, epoch) every record before which was read and released.
   std::set<std::pair<std::string, uint64_t>> settled;
   // The map's layouts of the key, as of map update `layouts_version`.
@@ -184,6 +186,7 @@ void Reassembler::Add(ConsumerRecord record, std::string_view source_topic,
     record = std::move(h.record);
     stamp = std::move(h.stamp);
   }
+  if (stamp && !ks.stamped_by.contains(stamp->instance)) ks.stamped_by.insert(stamp->instance);
   ks.queues[pid].push_back(Held{std::move(record), std::move(stamp), now});
   ++ks.held;
   ++stats_.held;
@@ -253,9 +256,12 @@ bool Reassembler::CutOverPassed(KeyState& ks, const KeyLayout& layout, const Hel
     if (c.max_offset < 0) continue;
     PartitionId pid{c.topic, c.partition};
     auto q = ks.queues.find(pid);
-    if (q != ks.queues.end() && !q->second.empty() && &q->second.front() != self &&
-        q->second.front().record.offset <= c.max_offset) {
-      return false;  // the key's record from before the change is still held there
+    if (q == ks.queues.end()) continue;
+    for (const Held& held : q->second) {
+      if (held.record.offset > c.max_offset) break;
+      // The key's record from before the change is still held there (another instance's
+      // stamped records are another producer path: not ordered with this one).
+      if (&held != self && (!held.stamp || held.stamp->instance == layout.instance)) return false;
     }
   }
   return true;
@@ -264,8 +270,15 @@ bool Reassembler::CutOverPassed(KeyState& ks, const KeyLayout& layout, const Hel
 bool Reassembler::Releasable(KeyState& ks, const Held& h) {
   if (!h.stamp) {
     if (!map_->HasCooled(ks.id)) return true;
-    const KeyLayout* guard = GuardOfUnstamped(ks, h);
-    return !guard || Settled(ks, *guard, &h);
+    // An unstamped record does not say which instance carried it: it waits for what it would
+    // follow on each instance that had the key hot.
+    std::set<std::string_view> instances;
+    for (const KeyLayout* layout : LayoutsOf(ks)) instances.insert(layout->instance);
+    for (std::string_view instance : instances) {
+      const KeyLayout* guard = GuardOfUnstamped(ks, h, instance);
+      if (guard && !Settled(ks, *guard, &h)) return false;
+    }
+    return true;
   }
   const SaltStamp& s = *h.stamp;
   const KeyLayout* layout = map_->Find(ks.source_topic, ks.key, s.instance, s.epoch);
@@ -373,32 +386,39 @@ std::vector<const KeyLayout*> Reassembler::EpisodeUpTo(KeyState& ks, std::string
   return {};
 }
 
-const KeyLayout* Reassembler::GuardOfUnstamped(KeyState& ks, const Held& h) const {
-  // The key's hot episodes: each starts with a layout of since_seq 0 that follows no layout or a
-  // cooled one, and its cut-over marks, on the default partition, where the cold records before
-  // it end. An unstamped record belongs to the cold period before the first episode whose start
-  // it precedes; it follows the cooled layout that ended the episode before, if any.
-  const KeyLayout* prev = nullptr;
+const KeyLayout* Reassembler::GuardOfUnstamped(KeyState& ks, const Held& h,
+                                               std::string_view instance) const {
+  // Where the record stands among `instance`'s layouts of the key, told by the cut-over points
+  // on its partition: it came after the last layout whose point there lies below it (the anchor)
+  // and before the next layout with a point there. An unstamped record that came after a
+  // cooled layout (the anchor, or one between the anchor and that next layout, which says
+  // nothing of this partition) follows it: it waits until that layout is settled. One that came
+  // while the key was hot on `instance` is not that instance's (another instance's, or one its
+  // client placed on a partition of its own) and waits for nothing there.
+  auto point_here = [&](const KeyLayout& layout) -> const CutOverPoint* {
+    for (const CutOverPoint& c : layout.cutover) {
+      if (c.topic == h.record.topic && c.partition == h.record.partition) return &c;
+    }
+    return nullptr;
+  };
+  std::vector<const KeyLayout*> layouts;
   for (const KeyLayout* layout : LayoutsOf(ks)) {
-    if (layout->since_seq == 0) {  // an episode starts
-      for (const CutOverPoint& c : layout->cutover) {
-        if (c.topic == h.record.topic && c.partition == h.record.partition &&
-            h.record.offset <= c.max_offset) {
-          return prev && prev->action == "cooled" ? prev : nullptr;
-        }
-      }
-    }
-    prev = layout;
+    if (layout->instance == instance) layouts.push_back(layout);
   }
-  // After every known start: it follows the latest layout, if the key cooled there.
-  if (!prev || prev->action != "cooled") return nullptr;
-  for (const CutOverPoint& c : prev->cutover) {
-    if (c.topic == h.record.topic && c.partition == h.record.partition &&
-        h.record.offset <= c.max_offset) {
-      return nullptr;  // from before the key cooled (a record its client placed)
+  size_t from = 0;
+  const KeyLayout* guard = nullptr;
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const CutOverPoint* c = point_here(*layouts[i]);
+    if (c && c->max_offset < h.record.offset) {
+      from = i + 1;
+      guard = layouts[i]->action == "cooled" ? layouts[i] : nullptr;
     }
   }
-  return prev;
+  for (size_t i = from; i < layouts.size(); ++i) {
+    if (point_here(*layouts[i])) break;  // the record came before this layout took effect here
+    if (layouts[i]->action == "cooled") guard = layouts[i];
+  }
+  return guard;
 }
 
 void Reassembler::Release(KeyState& ks, std::deque<Held>& queue, bool forced) {
@@ -444,13 +464,28 @@ void Reassembler::Evaluate(const std::string& id, Clock::time_point now) {
   bool progress = true;
   while (progress && ks.held > 0) {
     progress = false;
+    // The instances that stamped records of the key: once a record of each is held in a
+    // partition, the rest of it is held behind them.
+    const size_t instances = ks.stamped_by.size();
     for (auto& [pid, queue] : ks.queues) {
-      while (!queue.empty()) {
-        if (const Held& head = queue.front(); head.stamp) {
+      std::set<std::string_view> held_instances;  // stamped records held earlier in the queue
+      for (size_t i = 0; i < queue.size();) {
+        const Held& h = queue[i];
+        // Held behind an earlier record of the partition still held: an unstamped one behind
+        // any; a stamped one behind those its instance stamped (its numbers order it; what came
+        // before its episode is ordered by the cut-over points, and another instance's records
+        // are another producer path).
+        const bool behind = h.stamp ? held_instances.contains(h.stamp->instance) : i > 0;
+        if (behind) {
+          if (held_instances.size() >= instances) break;
+          ++i;
+          continue;
+        }
+        if (h.stamp) {
           // Two copies of one record were held: the second is a duplicate once the first went.
-          const Chain* chain = ChainOf(ks, *head.stamp);
-          if (chain && chain->released(head.stamp->seq)) {
-            queue.pop_front();
+          const Chain* chain = ChainOf(ks, *h.stamp);
+          if (chain && chain->released(h.stamp->seq)) {
+            queue.erase(queue.begin() + static_cast<ptrdiff_t>(i));
             --ks.held;
             --stats_.held;
             ++stats_.duplicates;
@@ -458,8 +493,17 @@ void Reassembler::Evaluate(const std::string& id, Clock::time_point now) {
             continue;
           }
         }
-        if (!Releasable(ks, queue.front())) break;
-        Release(ks, queue, /*forced=*/false);
+        if (!Releasable(ks, h)) {
+          if (h.stamp) held_instances.insert(h.stamp->instance);
+          if (i > 0 && held_instances.size() >= instances) break;
+          ++i;
+          continue;
+        }
+        Held released = std::move(queue[i]);
+        queue.erase(queue.begin() + static_cast<ptrdiff_t>(i));
+        --ks.held;
+        --stats_.held;
+        Release(ks, std::move(released), /*forced=*/false);
         progress = true;
       }
     }

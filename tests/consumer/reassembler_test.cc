@@ -27,9 +27,19 @@ const std::string kHot = "clicks.hot";
 // partitions; every change under a new epoch whose cut-over points are the old partitions' last
 // offsets; a cooled key's layout expiring (its sequence then starts over). Each change publishes
 // the whole current map, as the router does.
+//
+// Several instances share the partition logs and the production clock (World); each numbers
+// and lays out keys on its own, and its records' values say which instance carried them.
+struct World {
+  std::map<std::pair<std::string, int32_t>, std::vector<ConsumerRecord>> logs;
+  int64_t clock = 0;
+};
+
 class RouterModel {
  public:
-  explicit RouterModel(uint32_t seed) : rng_(seed) {}
+  explicit RouterModel(uint32_t seed, std::string instance = "proxy-1", World* world = nullptr)
+      : rng_(seed), instance_(std::move(instance)), world_(world ? world : &own_world_),
+        logs_(world_->logs), clock_(world_->clock) {}
 
   // `lost`: a hot key's record is numbered but never written (it failed upstream, or died with
   // a proxy that crashed).
@@ -41,7 +51,8 @@ class RouterModel {
       return;
     }
     ConsumerRecord r;
-    r.value = key + "#" + std::to_string(k.produced++);
+    r.value = (instance_ == "proxy-1" ? key : key + "/" + instance_) + "#" +
+              std::to_string(k.produced++);
     r.timestamp_ms = clock_++;  // the production order, across keys
     if (!k.layout) {
       r.topic = kTopic;
@@ -54,7 +65,7 @@ class RouterModel {
       r.partition = l.partitions[salt];
       r.key = l.action == "cooled" ? key : SaltedKey(key, salt);
       r.headers = {{std::string(kHeaderOriginalKey), key},
-                   {std::string(kHeaderInstance), "proxy-1"},
+                   {std::string(kHeaderInstance), instance_},
                    {std::string(kHeaderSequence), std::to_string(k.next_seq++)},
                    {std::string(kHeaderEpoch), std::to_string(l.epoch)}};
     }
@@ -67,7 +78,7 @@ class RouterModel {
   void Change(const std::string& key, const std::string& action, int salts) {
     KeyRuntime& k = keys_[key];
     KeyLayout next;
-    next.instance = "proxy-1";
+    next.instance = instance_;
     next.topic = kTopic;
     next.key = key;
     next.action = action;
@@ -152,14 +163,17 @@ class RouterModel {
     for (const auto& [key, k] : keys_) {
       if (k.layout) current.push_back(*k.layout);
     }
-    published_.emplace_back(clock_, MapJson("proxy-1", epoch_, current));
+    published_.emplace_back(clock_, MapJson(instance_, epoch_, current));
   }
 
   std::mt19937 rng_;
+  std::string instance_;
+  World own_world_;
+  World* world_;
   std::map<std::string, KeyRuntime> keys_;
-  std::map<std::pair<std::string, int32_t>, std::vector<ConsumerRecord>> logs_;
+  std::map<std::pair<std::string, int32_t>, std::vector<ConsumerRecord>>& logs_;
   uint64_t epoch_ = 0;
-  int64_t clock_ = 0;
+  int64_t& clock_;
   int64_t lost_ = 0;
   std::vector<std::pair<int64_t, std::string>> published_;
 };
@@ -187,19 +201,31 @@ struct SimulationResult {
 // only through the map.
 constexpr int64_t kRetention = 400;
 constexpr int64_t kMapLag = 300;
-SimulationResult Simulate(uint32_t seed, ReadOrder order, int records = 20000) {
-  RouterModel model(seed);
+SimulationResult Simulate(uint32_t seed, ReadOrder order, int records = 20000,
+                          int instances = 1) {
+  World world;
+  std::vector<std::unique_ptr<RouterModel>> models;
+  for (int i = 0; i < instances; ++i) {
+    models.push_back(std::make_unique<RouterModel>(seed * 31 + i,
+                                                   "proxy-" + std::to_string(i + 1), &world));
+  }
   std::mt19937 rng(seed * 7919 + 1);
   std::geometric_distribution<int> skew(0.15);
   SimulationResult result;
   const int keys = 40;
-  int lossy = 0;  // records left before a restart, some of them lost
+  int lossy = 0;  // records left before an instance restarts, some of its records lost
+  RouterModel* restarting = nullptr;
   for (int i = 0; i < records; ++i) {
-    if (lossy == 0 && std::uniform_int_distribution<int>(0, 999)(rng) < 1) lossy = 30;
+    if (lossy == 0 && std::uniform_int_distribution<int>(0, 999)(rng) < 1) {
+      lossy = 30;
+      restarting = models[std::uniform_int_distribution<int>(0, instances - 1)(rng)].get();
+    }
     if (lossy > 0 && --lossy == 0) {
-      model.Restart();
+      restarting->Restart();
       ++result.restarts;
     }
+    // Each record (and each change) goes through one of the instances.
+    RouterModel& model = *models[std::uniform_int_distribution<int>(0, instances - 1)(rng)];
     if (std::uniform_int_distribution<int>(0, 99)(rng) < 2) {
       std::string key = "k" + std::to_string(std::min(keys - 1, skew(rng) % 8));
       const KeyLayout* l = model.LayoutOf(key);
@@ -223,10 +249,18 @@ SimulationResult Simulate(uint32_t seed, ReadOrder order, int records = 20000) {
       ++result.changes;
     }
     model.Produce("k" + std::to_string(std::min(keys - 1, skew(rng))),
-                  lossy > 0 && std::uniform_int_distribution<int>(0, 2)(rng) == 0);
+                  lossy > 0 && &model == restarting &&
+                      std::uniform_int_distribution<int>(0, 2)(rng) == 0);
   }
-  result.lost = model.lost();
-  result.written = records - model.lost();
+  for (const auto& m : models) result.lost += m->lost();
+  result.written = records - result.lost;
+  // Every instance's maps, in the order they were published.
+  std::vector<std::pair<int64_t, std::string>> published;
+  for (const auto& m : models) {
+    published.insert(published.end(), m->published().begin(), m->published().end());
+  }
+  std::stable_sort(published.begin(), published.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
 
   SaltMapHistory map;
   ReassemblerOptions options;
@@ -234,7 +268,7 @@ SimulationResult Simulate(uint32_t seed, ReadOrder order, int records = 20000) {
   options.max_buffered = 1 << 30;
   Reassembler reassembler(&map, options);
   std::vector<std::pair<std::string, int32_t>> partitions;
-  for (const auto& [p, log] : model.logs()) partitions.push_back(p);
+  for (const auto& [p, log] : world.logs) partitions.push_back(p);
   if (order == ReadOrder::kHotTopicFirst) {
     std::stable_partition(partitions.begin(), partitions.end(),
                           [](const auto& p) { return p.first == kHot; });
@@ -246,57 +280,63 @@ SimulationResult Simulate(uint32_t seed, ReadOrder order, int records = 20000) {
     for (ReleasedRecord& r : reassembler.TakeReleased()) {
       ASSERT_TRUE(r.key.has_value());
       EXPECT_FALSE(r.forced);
-      result.released[*r.key].push_back(*r.record.value);
+      // By producer path: the key, and the instance when it is not the first.
+      const std::string& value = *r.record.value;
+      result.released[value.substr(0, value.find('#'))].push_back(value);
     }
   };
   size_t cursor = 0;
   for (;;) {
     std::vector<size_t> open;
     for (size_t i = 0; i < partitions.size(); ++i) {
-      if (next[partitions[i]] < model.logs()[partitions[i]].size()) open.push_back(i);
+      if (next[partitions[i]] < world.logs[partitions[i]].size()) open.push_back(i);
     }
     if (open.empty()) break;
     size_t pick;
     if (order == ReadOrder::kRandom) {
       pick = open[std::uniform_int_distribution<size_t>(0, open.size() - 1)(rng)];
     } else {
-      while (next[partitions[cursor]] >= model.logs()[partitions[cursor]].size()) ++cursor;
+      while (next[partitions[cursor]] >= world.logs[partitions[cursor]].size()) ++cursor;
       pick = cursor;
     }
     const auto& p = partitions[pick];
-    ConsumerRecord r = model.logs()[p][next[p]++];
+    ConsumerRecord r = world.logs[p][next[p]++];
     // The map is learnt late, a little at a time, but within kMapLag of the records after it.
     auto apply = [&] {
       std::string error;
-      EXPECT_TRUE(map.Apply(model.published()[maps_applied++].second, &error)) << error;
+      EXPECT_TRUE(map.Apply(published[maps_applied++].second, &error)) << error;
       reassembler.OnMapUpdate(now);
     };
-    while (maps_applied < model.published().size() &&
-           model.published()[maps_applied].first < r.timestamp_ms - kMapLag) {
+    while (maps_applied < published.size() &&
+           published[maps_applied].first < r.timestamp_ms - kMapLag) {
       apply();
     }
-    if (maps_applied < model.published().size() &&
+    if (maps_applied < published.size() &&
         std::uniform_int_distribution<int>(0, 99)(rng) < 5) {
       apply();
     }
     reassembler.Add(std::move(r), kTopic, now);
     take();
   }
-  while (maps_applied < model.published().size()) {
+  while (maps_applied < published.size()) {
     std::string error;
-    EXPECT_TRUE(map.Apply(model.published()[maps_applied++].second, &error)) << error;
+    EXPECT_TRUE(map.Apply(published[maps_applied++].second, &error)) << error;
     reassembler.OnMapUpdate(now);
   }
   take();
   result.stats = reassembler.stats();
-  for (int k = 0; k < keys; ++k) {
-    std::string key = "k" + std::to_string(k);
+  for (int i = 0; i < instances * keys; ++i) {
+    const std::string key = "k" + std::to_string(i % keys);
+    RouterModel& model = *models[i / keys];
+    const std::string path = i < keys ? key : key + "/proxy-" + std::to_string(i / keys + 1);
     std::vector<std::string> expected;
-    for (int64_t n = 0; n < model.Produced(key); ++n) expected.push_back(key + "#" + std::to_string(n));
-    const std::vector<std::string>& got = result.released[key];
+    for (int64_t n = 0; n < model.Produced(key); ++n) {
+      expected.push_back(path + "#" + std::to_string(n));
+    }
+    const std::vector<std::string>& got = result.released[path];
     size_t first = 0;
     while (first < got.size() && first < expected.size() && got[first] == expected[first]) ++first;
-    EXPECT_EQ(got, expected) << "key " << key << ", seed " << seed << ": " << got.size()
+    EXPECT_EQ(got, expected) << "path " << path << ", seed " << seed << ": " << got.size()
                              << " released of " << expected.size() << ", first difference at "
                              << first << ": "
                              << (first < got.size() ? got[first] : "(none)");
@@ -324,6 +364,23 @@ TEST(ReassemblerTest, RestoresEveryKeysOrderWhateverThePartitionsReadOrder) {
     }
   }
   EXPECT_GT(unwritten, 0u);  // the restarts' gaps were met, and closed rather than waited out
+}
+
+// Two instances salt the same keys independently (their own layouts, epochs and numbers), into
+// the same partitions: each producer path (key, instance) comes out in its own order, and one
+// instance's held records never wait behind the other's.
+TEST(ReassemblerTest, TwoInstancesSaltingTheSameKeysAreEachRestoredInOrder) {
+  for (uint32_t seed = 1; seed <= 6; ++seed) {
+    for (ReadOrder order :
+         {ReadOrder::kRandom, ReadOrder::kOnePartitionAtATime, ReadOrder::kHotTopicFirst}) {
+      SimulationResult r = Simulate(seed, order, 20000, /*instances=*/2);
+      EXPECT_EQ(r.stats.held, 0u);
+      EXPECT_EQ(r.stats.forced_by_timeout + r.stats.forced_by_buffer, 0u);
+      EXPECT_EQ(r.stats.duplicates, 0u);
+      EXPECT_EQ(static_cast<int64_t>(r.stats.released), r.written);
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
 }
 
 ConsumerRecord Stamped(const std::string& topic, int32_t partition, int64_t offset,
