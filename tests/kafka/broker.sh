@@ -6,6 +6,8 @@
 #   tests/kafka/broker.sh start DIR                  start; prints host:port; DIR/bootstrap too
 #   tests/kafka/broker.sh create-topic DIR TOPIC N   a topic of N partitions
 #   tests/kafka/broker.sh stop DIR                   SIGTERM, then SIGKILL after 30 s
+#   tests/kafka/broker.sh kill DIR                   SIGKILL at once (a crash; data kept)
+#   tests/kafka/broker.sh resume DIR                 start a killed broker again, same ports/data
 #   tests/kafka/broker.sh classpath                  for other Kafka tools (ProducerPerformance)
 set -euo pipefail
 
@@ -95,8 +97,14 @@ LOG
   java "${java_opts[@]}" -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$lib/*" \
     kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
     --ignore-formatted >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 2; }
+  launch "$dir" "$port"
+}
+
+# Runs the broker of DIR (formatted, server.properties written) and waits until it answers.
+launch() {  # launch DIR PORT: as start_once
+  local dir=$1 port=$2
   nohup java "${java_opts[@]}" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
-    -cp "$lib/*" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+    -cp "$lib/*" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/pid"
   local deadline=$((SECONDS + 90))
   while [ $SECONDS -lt $deadline ]; do
@@ -157,6 +165,33 @@ stop() {
   rm -f "$dir/pid"
 }
 
+kill_now() {
+  local dir=$1
+  [ -f "$dir/pid" ] || die "no broker running in $dir"
+  kill -KILL "$(cat "$dir/pid")" 2>/dev/null || true
+  while kill -0 "$(cat "$dir/pid")" 2>/dev/null; do sleep 0.05; done
+  rm -f "$dir/pid"
+}
+
+resume() {
+  local dir=$1
+  [ -f "$dir/bootstrap" ] || die "no broker was started in $dir"
+  local port
+  port=$(sed 's/.*://' "$dir/bootstrap")
+  # Its ports may be held a moment by the killed process's sockets: a few tries.
+  for attempt in 1 2 3 4 5; do
+    set +e
+    launch "$dir" "$port"
+    local rc=$?
+    set -e
+    [ $rc -eq 0 ] && return 0
+    [ -f "$dir/pid" ] && kill -KILL "$(cat "$dir/pid")" 2>/dev/null
+    rm -f "$dir/pid"
+    sleep 1
+  done
+  die "the broker did not come back"
+}
+
 create_topic() {
   local dir=$1 topic=$2 partitions=$3
   [ -f "$dir/bootstrap" ] || die "no broker started in $dir"
@@ -169,7 +204,10 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start "${2:-}" ;;
   stop) stop "${2:?usage: broker.sh stop DIR}" ;;
+  kill) kill_now "${2:?usage: broker.sh kill DIR}" ;;
+  resume) fetch; resume "${2:?usage: broker.sh resume DIR}" ;;
   create-topic) create_topic "${2:?DIR}" "${3:?TOPIC}" "${4:?PARTITIONS}" ;;
   classpath) fetch; echo "$lib/*" ;;
-  *) die "usage: broker.sh fetch | start DIR | stop DIR | create-topic DIR TOPIC N | classpath" ;;
+  *) die "usage: broker.sh fetch | start DIR | stop DIR | kill DIR | resume DIR |" \
+         "create-topic DIR TOPIC N | classpath" ;;
 esac

@@ -106,6 +106,21 @@ void RealKafka::Stop() {
 
 RealKafka::~RealKafka() { Stop(); }
 
+absl::Status RealKafka::Kill() {
+  return Run(absl::StrCat("bash ", script_, " kill ", dir_)).status();
+}
+
+absl::Status RealKafka::Resume() {
+  return Run(absl::StrCat("bash ", script_, " resume ", dir_)).status();
+}
+
+int RealKafka::pid() const {
+  std::ifstream file(dir_ + "/pid");
+  int pid = -1;
+  if (!(file >> pid)) return -1;
+  return pid;
+}
+
 absl::Status RealKafka::CreateTopic(const std::string& topic, int partitions,
                                     const std::map<std::string, std::string>& configs) {
   std::string error;

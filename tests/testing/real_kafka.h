@@ -57,6 +57,12 @@ class RealKafka {
   // The high watermark (record count for a never-compacted topic) of each partition.
   absl::StatusOr<std::vector<int64_t>> EndOffsets(const std::string& topic);
 
+  // A crash: SIGKILL, the data kept. Resume starts it again on the same ports with its data.
+  absl::Status Kill();
+  absl::Status Resume();
+  // The broker's process id (for SIGSTOP / SIGCONT), or -1.
+  int pid() const;
+
   void Stop();
   ~RealKafka();
 
