@@ -4,8 +4,9 @@
 // in any language can port it from this page.
 //
 // A hot key K salted n ways has salts 0..n-1:
-//   - salt 0's partition is the Java default partition of K, so the key's first salt is where
-//     its records went before it turned hot;
+//   - salt 0's partition is the Java default partition of K, where its records went before it
+//     turned hot when its producers partition as the Java client does (the salt map's cut-over
+//     names every partition they may be on);
 //   - a salted record's key names its partition (SaltedKeyFor): K itself on K's default
 //     partition, else K, the byte 0x1F (ASCII unit separator), then the partition in decimal.
 //     So a salted key means one partition, whichever proxy instance salted the key, and with

@@ -25,12 +25,16 @@ struct Record {
   std::vector<RecordHeader> headers;
   int64_t timestamp_ms = 0;  // 0: the upstream producer stamps the record.
   int32_t partition = -1;    // -1: the router chooses; otherwise the client asked for it.
+  // Where a keyed record goes while its key is cold (-1: the Java default partitioner's choice,
+  // murmur2). The Kafka listener sets the client's own choice, which saltproxy keeps for a cold
+  // key whatever the client's partitioner; a hot key's records move to its salts all the same.
+  int32_t cold_partition = -1;
 };
 
 // What the router did with a record's key.
 enum class RouteAction {
   kPassed,           // not hot: the Java default partitioner's partition (murmur2 of the key)
-  kClientPartition,  // the client named the partition; saltproxy kept it
+  kClientPartition,  // the client named the partition (or, Kafka, chose it for a cold key): kept
   kSalted,           // hot: spread over the key's salts within its own topic
   kRerouted,         // too hot for salting: moved (and salted) to the dedicated hot topic
 };

@@ -1,7 +1,8 @@
 // The live page served at GET /: per-partition load of every topic without saltproxy (where the
-// Java default partitioner would have put each record) and through it, the hot keys and the salt
-// map, refreshed every second from GET /api/overview, /hotkeys and /saltmap. One self-contained
-// HTML document: no build step, no files to ship beside the binary.
+// client's partitioner, or for HTTP the Java default one, would have put each record) and
+// through it, the hot keys and the salt map, refreshed every second from GET /api/overview,
+// /hotkeys and /saltmap. One self-contained HTML document: no build step, no files to ship
+// beside the binary.
 #pragma once
 
 #include <string_view>
@@ -28,7 +29,7 @@ inline constexpr std::string_view kLivePage = R"HTML(<!doctype html>
 <body>
 <h1>saltproxy</h1>
 <div class="meta">salt map epoch <span id="epoch">-</span> &middot; updated <span id="updated">never</span></div>
-<div class="legend"><span class="plain"></span>without saltproxy (Java default partitioner)
+<div class="legend"><span class="plain"></span>without saltproxy (where clients put them)
   <span class="through"></span>through saltproxy</div>
 <div id="topics"></div>
 <h2>Hot keys</h2>

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/common/strings.h"
 #include "proxy/common/log.h"
+#include "proxy/salting/footprint.h"
 #include "saltproxy/salting.h"
 
 namespace saltproxy {
@@ -100,6 +101,12 @@ struct Router::TopicRuntime {
   const std::string name;
   const int32_t partitions;
   std::unique_ptr<PartitionCounters[]> counters;
+  // Where cold keys' records went off their default partition (a Kafka client's partitioner),
+  // and the partition counts the topic had before this one: a key turning hot cuts over from
+  // its default partitions under each and from its footprint. Both carry over to the runtime
+  // that replaces this one when partitions are added.
+  std::shared_ptr<ColdFootprint> footprint = std::make_shared<ColdFootprint>();
+  std::vector<int32_t> earlier_partitions;
   std::atomic<uint64_t> records_in{0};  // records whose client named this topic
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> stamps_dropped{0};  // records that came with saltproxy's own headers
@@ -131,6 +138,21 @@ bool DropStampHeaders(Record& record) {
   return true;
 }
 
+// Every partition of `topic` a cold record of `key` may be on: its default partition under the
+// topic's partition count now and under each it had before, and where its clients' own
+// partitioners put it (the footprint, a superset). A key turning hot cuts over from them all.
+std::vector<int32_t> ColdPartitions(const Router::TopicRuntime& topic, std::string_view key) {
+  const uint32_t hash = murmur2(key.data(), key.size());
+  std::vector<int32_t> partitions = topic.footprint->Partitions(hash, topic.partitions);
+  partitions.push_back(DefaultPartition(key, topic.partitions));
+  for (int32_t earlier : topic.earlier_partitions) {
+    partitions.push_back(DefaultPartition(key, earlier));
+  }
+  std::sort(partitions.begin(), partitions.end());
+  partitions.erase(std::unique(partitions.begin(), partitions.end()), partitions.end());
+  return partitions;
+}
+
 struct RouteEntry {
   SaltMapEntry map;
   std::shared_ptr<Router::TopicRuntime> destination;
@@ -155,6 +177,9 @@ struct Router::Transition {
   std::shared_ptr<TopicRuntime> next_destination;
   std::shared_ptr<KeyRuntime> runtime;
   std::vector<std::pair<std::shared_ptr<TopicRuntime>, int32_t>> old_partitions;
+  // The key was cold or cooled: its old partitions are where its cold records went, known once
+  // its records are held (ColdPartitions, when the targets are sampled), from this runtime.
+  std::shared_ptr<TopicRuntime> cold_source;
   std::vector<uint64_t> targets;  // empty until sampled, transition_grace after holding began
   absl::Time holding_since;
   std::string_view what;          // for the log line
@@ -264,18 +289,26 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
   std::shared_ptr<TopicRuntime> topic =
       topic_it != snap.topics.end() ? topic_it->second : TopicFor(record.topic);
   if (!topic) {
-    // Not in the metadata cache yet: the upstream producer partitions it (murmur2).
-    return upstream_.Produce(std::move(record), record.partition, std::move(done));
+    // Not in the metadata cache yet: the client's partition, or the upstream producer's choice
+    // (murmur2).
+    const int32_t partition = record.partition >= 0 ? record.partition : record.cold_partition;
+    return upstream_.Produce(std::move(record), partition, std::move(done));
   }
+  // Where the record goes while its key is cold: the Kafka client's choice, else murmur2's.
+  const uint32_t key_hash = record.key ? murmur2(record.key->data(), record.key->size()) : 0;
+  const int32_t default_partition =
+      record.key ? static_cast<int32_t>((key_hash & 0x7fffffffu) %
+                                        static_cast<uint32_t>(topic->partitions))
+                 : -1;
+  const int32_t cold_partition =
+      record.cold_partition >= 0 ? record.cold_partition : default_partition;
   if (first_pass) {  // a held record coming back was counted when it first arrived
     topic->records_in.fetch_add(1, std::memory_order_relaxed);
     if (stamped) topic->stamps_dropped.fetch_add(1, std::memory_order_relaxed);
     topic->bytes_in.fetch_add(PayloadSize(record), std::memory_order_relaxed);
-    if (record.partition >= 0 && record.partition < topic->partitions) {
-      topic->counters[record.partition].plain.fetch_add(1, std::memory_order_relaxed);
-    } else if (record.key) {
-      topic->counters[DefaultPartition(*record.key, topic->partitions)].plain.fetch_add(
-          1, std::memory_order_relaxed);
+    const int32_t plain = record.partition >= 0 ? record.partition : cold_partition;
+    if (plain >= 0 && plain < topic->partitions) {
+      topic->counters[plain].plain.fetch_add(1, std::memory_order_relaxed);
     }
   }
   if (record.partition >= 0) {
@@ -291,9 +324,14 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
   if (auto keys = snap.keys.find(record.topic); keys != snap.keys.end()) {
     if (auto e = keys->second.find(key); e != keys->second.end()) entry = &e->second;
   }
+  // A cold key's record off its default partition is noted, so that if the key turns hot its
+  // cut-over names that partition too (ColdFootprint).
+  const RouteAction cold_action =
+      record.cold_partition >= 0 ? RouteAction::kClientPartition : RouteAction::kPassed;
   if (!entry) {
-    return ProduceTo(topic, DefaultPartition(key, topic->partitions), std::move(record),
-                     std::move(done), RouteAction::kPassed, -1, 0);
+    if (cold_partition != default_partition) topic->footprint->Note(key_hash, cold_partition);
+    return ProduceTo(topic, cold_partition, std::move(record), std::move(done), cold_action, -1,
+                     0);
   }
   // Under the key's lock (the control step holds it already when it replays held records).
   std::unique_lock<std::mutex> key_lock(entry->runtime->mu, std::defer_lock);
@@ -332,17 +370,22 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
       }
     }
   }
+  // A cooled key is cold again: its records go where a cold key's go, still stamped.
+  const bool cooled = m.action == RouteAction::kPassed;
+  int32_t partition = m.partitions[salt];
+  if (cooled && record.cold_partition >= 0) {
+    partition = record.cold_partition;
+    if (partition != default_partition) dest.footprint->Note(key_hash, partition);
+  }
   const int64_t seq = entry->runtime->next_seq;
   record.headers.push_back({std::string(kHeaderOriginalKey), key});
   record.headers.push_back({std::string(kHeaderInstance), options_.instance_id});
   record.headers.push_back({std::string(kHeaderSequence), absl::StrCat(seq)});
   record.headers.push_back({std::string(kHeaderEpoch), entry->epoch_text});
-  if (m.action != RouteAction::kPassed) {
-    record.key = SaltedKeyFor(key, m.partitions[salt], dest.partitions);
-  }
+  if (!cooled) record.key = SaltedKeyFor(key, m.partitions[salt], dest.partitions);
   absl::Status queued =
-      ProduceTo(dest_ptr, m.partitions[salt], std::move(record), std::move(done), m.action,
-                m.action == RouteAction::kPassed ? -1 : salt, m.epoch);
+      ProduceTo(dest_ptr, partition, std::move(record), std::move(done),
+                cooled ? cold_action : m.action, cooled ? -1 : salt, m.epoch);
   if (queued.ok()) entry->runtime->next_seq = seq + 1;
   return queued;
 }
@@ -396,7 +439,11 @@ void Router::Tick(absl::Time now) {
                {{"topic", name},
                 {"from", absl::StrCat(runtime->partitions)},
                 {"to", absl::StrCat(*partitions)}});
-      runtime = std::make_shared<TopicRuntime>(name, *partitions);
+      auto wider = std::make_shared<TopicRuntime>(name, *partitions);
+      wider->footprint = runtime->footprint;
+      wider->earlier_partitions = runtime->earlier_partitions;
+      wider->earlier_partitions.push_back(runtime->partitions);
+      runtime = std::move(wider);
       changed = true;
     }
   }
@@ -412,22 +459,26 @@ void Router::Tick(absl::Time now) {
     auto& keys = next->keys[topic];
     auto it = keys.find(key);
     if (it == keys.end()) {
-      // Was cold: its records went to its default partition.
+      // Was cold: its records went where its clients put them (ColdPartitions).
       transition->runtime = std::make_shared<KeyRuntime>();
-      transition->old_partitions.emplace_back(source, DefaultPartition(key, source->partitions));
+      transition->cold_source = source;
       RouteEntry entry;
       entry.map.topic = topic;
       entry.map.key = key;
       entry.runtime = transition->runtime;
       it = keys.emplace(key, std::move(entry)).first;
       layout.hot_since = now;
+    } else if (it->second.map.action == RouteAction::kPassed) {
+      // Cooled: its records went where a cold key's go.
+      transition->runtime = it->second.runtime;
+      transition->cold_source = it->second.destination;
+      layout.hot_since = now;
     } else {
       transition->runtime = it->second.runtime;
       for (int32_t p : it->second.map.partitions) {
         transition->old_partitions.emplace_back(it->second.destination, p);
       }
-      layout.hot_since = it->second.map.action == RouteAction::kPassed ? now
-                                                                       : it->second.map.hot_since;
+      layout.hot_since = it->second.map.hot_since;
     }
     {
       std::lock_guard<std::mutex> lock(transition->runtime->mu);
@@ -604,6 +655,11 @@ void Router::AdvanceTransitions(absl::Time now) {
       if (now - t->holding_since < options_.transition_grace) {
         pending.push_back(std::move(t));
         continue;
+      }
+      if (t->cold_source) {
+        for (int32_t p : ColdPartitions(*t->cold_source, t->key)) {
+          t->old_partitions.emplace_back(t->cold_source, p);
+        }
       }
       for (const auto& [topic, p] : t->old_partitions) {
         t->targets.push_back(topic->counters[p].submitted.load(std::memory_order_acquire) + 0);

@@ -2,7 +2,8 @@
 // to it (it is their RecordSink).
 //
 //  - A record whose client named a partition keeps it.
-//  - A key that is not hot goes where the Java default partitioner puts it (murmur2 of the key).
+//  - A key that is not hot stays on the partition its Kafka client chose (Record::cold_partition)
+//    or, from HTTP, goes where the Java default partitioner puts it (murmur2 of the key).
 //  - A hot key is salted: each record goes to the least-loaded of the key's salt partitions
 //    (by the proxy's own recent per-partition counts), under the salted key of that partition's
 //    salt, with the saltproxy-* headers (include/saltproxy/salting.h). A key too hot for its
@@ -15,7 +16,9 @@
 // ordering: the key's new records are held while every record already sent to the old layout's
 // partitions is delivered; then the change takes effect under a new salt map epoch, whose entry
 // carries the cut-over points (for each old partition, the highest offset the key can have
-// there), and the held records go out, in order, first.
+// there), and the held records go out, in order, first. A cold key's old partitions are every
+// partition its cold records may be on: its default one, and those its clients chose
+// (ColdFootprint).
 //
 //   Router router(upstream, &detector, options);
 //   router.Submit(std::move(record), done);   // any ingress thread
@@ -128,7 +131,8 @@ class Router : public RecordSink {
     uint64_t stamps_dropped = 0;  // records that came with saltproxy's headers, dropped from them
     std::vector<uint64_t> records_out;  // per partition: records routed there (any source)
     std::vector<uint64_t> bytes_out;
-    // per partition: where the Java default partitioner would have put this topic's records
+    // per partition: where the client (or, from HTTP, the Java default partitioner) would have
+    // put this topic's records
     std::vector<uint64_t> plain_out;
     double skew = 1.0;  // max / mean of the recent per-partition loads; 1.0 is even
     int hot_keys = 0;   // keys of this topic salted or rerouted now

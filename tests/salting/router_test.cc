@@ -147,6 +147,23 @@ class RouterTest : public ::testing::Test {
                       .ok());
     }
   }
+  // As a Kafka client whose partitioner put `key` on `partition` sends it.
+  void SendToClientPartition(const std::string& key, int32_t partition, int n = 1,
+                             std::vector<DeliveryReport>* reports = nullptr) {
+    for (int i = 0; i < n; ++i) {
+      Record r;
+      r.topic = "clicks";
+      r.key = key;
+      r.value = std::to_string(i);
+      r.cold_partition = partition;
+      ASSERT_TRUE(router()
+                      .Submit(std::move(r),
+                              [reports](const DeliveryReport& rep) {
+                                if (reports) reports->push_back(rep);
+                              })
+                      .ok());
+    }
+  }
   void SetHot(std::vector<KeyRate> hot, double total = 16000) {
     heat.heat = {TopicHeat{"clicks", total, std::move(hot)}};
   }
@@ -194,6 +211,121 @@ TEST_F(RouterTest, ClientPartitionIsKept) {
   upstream.DeliverAll();
   EXPECT_EQ(upstream.produced[0].partition, 5);
   EXPECT_EQ(seen.action, RouteAction::kClientPartition);
+}
+
+// librdkafka's default partitioner (CRC32), Sarama's (FNV-1a) and round-robin balancers put a
+// key elsewhere than murmur2: the client was told that partition, and a topic written both
+// through saltproxy and directly must not hold one cold key on two partitions.
+TEST_F(RouterTest, AKafkaClientsColdKeyStaysOnThePartitionItsClientChose) {
+  const int32_t chosen = (DefaultPartition("user-1", 16) + 5) % 16;
+  std::vector<DeliveryReport> reports;
+  SendToClientPartition("user-1", chosen, 3, &reports);
+  upstream.DeliverAll();
+  ASSERT_EQ(upstream.produced.size(), 3u);
+  for (const Produced& p : upstream.produced) {
+    EXPECT_EQ(p.partition, chosen);
+    EXPECT_EQ(p.record.key, "user-1");
+    EXPECT_TRUE(p.record.headers.empty());
+  }
+  ASSERT_EQ(reports.size(), 3u);
+  EXPECT_EQ(reports[0].action, RouteAction::kClientPartition);
+  // "Without saltproxy" is where the client would have put them.
+  EXPECT_EQ(router().Stats()[0].plain_out[chosen], 3u);
+}
+
+TEST_F(RouterTest, AKafkaClientsHotKeyMovesToItsSaltsWhateverItsClientChose) {
+  SetHot({{"nike", 4000}});
+  Settle();
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  const std::vector<int32_t> salts = router().Entries()[0].partitions;
+  const int32_t chosen = (DefaultPartition("nike", 16) + 1) % 16;
+  SendToClientPartition("nike", chosen, 60);
+  std::set<int32_t> used;
+  for (const Produced& p : upstream.produced) {
+    EXPECT_NE(std::find(salts.begin(), salts.end(), p.partition), salts.end()) << p.partition;
+    EXPECT_EQ(Header(p.record, kHeaderOriginalKey), "nike");
+    used.insert(p.partition);
+  }
+  EXPECT_EQ(used.size(), salts.size());
+}
+
+// The reader releases a key's first hot record once every cut-over point is passed: one missing
+// for the partition the client's partitioner chose would let it release hot records before the
+// key's cold ones still unread there.
+TEST_F(RouterTest, AKeyTurningHotCutsOverFromThePartitionsItsClientsChose) {
+  const int32_t home = DefaultPartition("nike", 16);
+  const int32_t chosen = (home + 3) % 16;
+  SendToClientPartition("nike", chosen, 4);  // a librdkafka producer: offsets 0..3 there
+  Send("nike", 2);                           // an HTTP producer: offsets 0..1 on murmur2's
+  Send("other", 1);
+  upstream.DeliverAll();
+  SetHot({{"nike", 4000}});
+  Settle();
+  std::vector<SaltMapEntry> entries = router().Entries();
+  ASSERT_EQ(entries.size(), 1u);
+  std::map<int32_t, int64_t> cutover;
+  for (const CutOver& c : entries[0].cutover) {
+    EXPECT_EQ(c.topic, "clicks");
+    cutover[c.partition] = c.max_offset;
+  }
+  ASSERT_TRUE(cutover.contains(chosen)) << "the client's partition is not a cut-over point";
+  ASSERT_TRUE(cutover.contains(home));
+  const int64_t other_on_chosen = DefaultPartition("other", 16) == chosen ? 1 : 0;
+  EXPECT_EQ(cutover[chosen], 3 + other_on_chosen);
+  const int64_t other_on_home = DefaultPartition("other", 16) == home ? 1 : 0;
+  EXPECT_EQ(cutover[home], 1 + other_on_home);
+  // Salt 0 is still the key's default partition: the salt map's contract.
+  EXPECT_EQ(entries[0].partitions[0], home);
+}
+
+TEST_F(RouterTest, AKafkaClientsCooledKeyReturnsToItsClientsPartitionStillStamped) {
+  options.cooled_retention = absl::Seconds(5);
+  const int32_t chosen = (DefaultPartition("nike", 16) + 7) % 16;
+  SetHot({{"nike", 4000}});
+  Settle();
+  SetHot({});
+  Settle();
+  upstream.produced.clear();
+  upstream.delivered = 0;
+  SendToClientPartition("nike", chosen, 2);
+  upstream.DeliverAll();
+  ASSERT_EQ(upstream.produced.size(), 2u);
+  for (const Produced& p : upstream.produced) {
+    EXPECT_EQ(p.partition, chosen);
+    EXPECT_EQ(p.record.key, "nike");
+    EXPECT_TRUE(Header(p.record, kHeaderSequence).has_value());
+  }
+  // Hot again while cooled: the cut-over names where the cooled records went.
+  SetHot({{"nike", 4000}});
+  Settle();
+  std::vector<SaltMapEntry> entries = router().Entries();
+  ASSERT_EQ(entries.size(), 1u);
+  ASSERT_EQ(entries[0].action, RouteAction::kSalted);
+  bool named = false;
+  for (const CutOver& c : entries[0].cutover) {
+    if (c.partition == chosen) {
+      named = true;
+      EXPECT_EQ(c.max_offset, upstream.produced[1].offset);
+    }
+  }
+  EXPECT_TRUE(named);
+}
+
+TEST_F(RouterTest, AKeyTurningHotCutsOverFromItsDefaultPartitionBeforePartitionsWereAdded) {
+  Send("nike", 3);
+  upstream.DeliverAll();
+  const int32_t before = DefaultPartition("nike", 16);
+  upstream.partitions["clicks"] = 48;
+  router().Tick(now += absl::Milliseconds(100));
+  SetHot({{"nike", 4000}});
+  Settle();
+  std::vector<SaltMapEntry> entries = router().Entries();
+  ASSERT_EQ(entries.size(), 1u);
+  std::set<int32_t> named;
+  for (const CutOver& c : entries[0].cutover) named.insert(c.partition);
+  EXPECT_TRUE(named.contains(before));
+  EXPECT_TRUE(named.contains(DefaultPartition("nike", 48)));
 }
 
 TEST_F(RouterTest, APartitionTheTopicDoesNotHaveIsNotFound) {
