@@ -550,9 +550,11 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
         record.key = std::move(r.key);
         record.value = std::move(r.value);
         record.timestamp_ms = b.log_append_time() ? 0 : r.timestamp;
-        // Keyed records go where the router says (murmur2, or the key's salts); records
-        // without a key keep the partition the client chose.
+        // Records without a key keep the partition the client chose; keyed ones keep it while
+        // their key is cold, whatever the client's partitioner (CRC32, FNV-1a, round-robin),
+        // and go where the router says (the key's salts) while it is hot.
         record.partition = record.key ? -1 : client_partition;
+        record.cold_partition = record.key ? client_partition : -1;
         for (auto& [k, v] : r.headers) record.headers.push_back({std::move(k), std::move(v)});
         const bool first = index++ == 0;
         // Two words, so that the callback is stored without an allocation of its own.

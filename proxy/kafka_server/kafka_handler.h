@@ -1,6 +1,7 @@
 // Answers Kafka-protocol requests: saltproxy presents itself as the only broker (leader of every
-// partition, with the upstream cluster's real partition counts), so that it owns the partition
-// choice; Produce records go through the same router as HTTP records; it is the producer-id
+// partition, with the upstream cluster's real partition counts), so that every record passes
+// it; Produce records go through the same router as HTTP records, keeping the client's
+// partition unless their key is hot (Record::cold_partition); it is the producer-id
 // authority for idempotent clients (InitProducerId, sequence windows, duplicates answered with
 // the first attempt's offset). What a produce-only gateway does not serve (transactions,
 // consumer groups, fetching, creating topics) is refused at once with a non-retriable error in
