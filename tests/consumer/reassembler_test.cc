@@ -5,6 +5,7 @@
 
 #include <map>
 #include <random>
+#include <set>
 
 #include "consumer/map_builder.h"
 #include "saltproxy/partitioner.h"
@@ -22,11 +23,29 @@ constexpr int kHotPartitions = 4;
 const std::string kTopic = "clicks";
 const std::string kHot = "clicks.hot";
 
+// How the producers of a key choose its partition while it is cold.
+enum class Partitioner {
+  kMurmur2,  // every key: the Java client's, or HTTP through saltproxy
+  kMixed,    // half the keys from librdkafka's default (CRC32), which saltproxy keeps
+};
+
+// librdkafka's consistent_random for a non-empty key: CRC32 (IEEE, reflected) % partitions.
+int32_t Crc32Partition(const std::string& key, int32_t partitions) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char c : key) {
+    crc ^= c;
+    for (int i = 0; i < 8; ++i) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return static_cast<int32_t>((crc ^ 0xFFFFFFFFu) % static_cast<uint32_t>(partitions));
+}
+
 // A model of saltproxy's router (proxy/salting/router.cc) writing into partition logs: cold keys
-// on their default partition without headers; hot keys stamped and spread over their layout's
-// partitions; every change under a new epoch whose cut-over points are the old partitions' last
-// offsets; a cooled key's layout expiring (its sequence then starts over). Each change publishes
-// the whole current map, as the router does.
+// on the partition their producer chose without headers; hot keys stamped and spread over their
+// layout's partitions; every change under a new epoch whose cut-over points are the old
+// partitions' last offsets (a key that was cold or cooled: its default partition and its
+// producer's); a cooled key stamped on its producer's partition; a cooled key's layout expiring
+// (its sequence then starts over). Each change publishes the whole current map, as the router
+// does.
 //
 // Several instances share the partition logs and the production clock (World); each numbers
 // and lays out keys on its own, and its records' values say which instance carried them.
@@ -37,9 +56,16 @@ struct World {
 
 class RouterModel {
  public:
-  explicit RouterModel(uint32_t seed, std::string instance = "proxy-1", World* world = nullptr)
-      : rng_(seed), instance_(std::move(instance)), world_(world ? world : &own_world_),
-        logs_(world_->logs), clock_(world_->clock) {}
+  explicit RouterModel(uint32_t seed, std::string instance = "proxy-1", World* world = nullptr,
+                       Partitioner partitioner = Partitioner::kMurmur2)
+      : rng_(seed), instance_(std::move(instance)), partitioner_(partitioner),
+        world_(world ? world : &own_world_), logs_(world_->logs), clock_(world_->clock) {}
+
+  // The partition the key's producer chose: CRC32 for every other key when mixed.
+  int32_t ClientPartition(const std::string& key) const {
+    const bool crc = partitioner_ == Partitioner::kMixed && (key.back() - '0') % 2 == 1;
+    return crc ? Crc32Partition(key, kPartitions) : DefaultPartition(key, kPartitions);
+  }
 
   // `lost`: a hot key's record is numbered but never written (it failed upstream, or died with
   // a proxy that crashed).
@@ -56,13 +82,13 @@ class RouterModel {
     r.timestamp_ms = clock_++;  // the production order, across keys
     if (!k.layout) {
       r.topic = kTopic;
-      r.partition = DefaultPartition(key, kPartitions);
+      r.partition = ClientPartition(key);
       r.key = key;
     } else {
       const KeyLayout& l = *k.layout;
       int salt = std::uniform_int_distribution<int>(0, l.partitions.size() - 1)(rng_);
       r.topic = l.destination;
-      r.partition = l.partitions[salt];
+      r.partition = l.action == "cooled" ? ClientPartition(key) : l.partitions[salt];
       r.key = l.action == "cooled" ? key : SaltedKey(key, salt);
       r.headers = {{std::string(kHeaderOriginalKey), key},
                    {std::string(kHeaderInstance), instance_},
@@ -92,10 +118,11 @@ class RouterModel {
       const int32_t first = DefaultPartition(key, n);
       for (int32_t i = 0; i < salts; ++i) next.partitions.push_back((first + i) % n);
     }
-    if (!k.layout) {
-      k.next_seq = 0;  // a new runtime
-      int32_t p = DefaultPartition(key, kPartitions);
-      next.cutover = {{kTopic, p, LastOffset(kTopic, p)}};
+    if (!k.layout || k.layout->action == "cooled") {
+      // Cold or cooled: from where its records went, its default partition and its producer's.
+      if (!k.layout) k.next_seq = 0;  // a new runtime
+      std::set<int32_t> cold = {DefaultPartition(key, kPartitions), ClientPartition(key)};
+      for (int32_t p : cold) next.cutover.push_back({kTopic, p, LastOffset(kTopic, p)});
     } else {
       for (int32_t p : k.layout->partitions) {
         next.cutover.push_back({k.layout->destination, p, LastOffset(k.layout->destination, p)});
@@ -109,14 +136,17 @@ class RouterModel {
   }
 
   // The proxy restarts (same instance): every key with a layout resumes it under a new epoch,
-  // its numbering from 0, with cut-over points at the partitions' ends.
+  // its numbering from 0, with cut-over points at the ends of the partitions its records went
+  // to (a cooled key's: where a cold key's go).
   void Restart() {
     ++epoch_;
     for (auto& [key, k] : keys_) {
       if (!k.layout) continue;
       KeyLayout next = *k.layout;
       next.cutover.clear();
-      for (int32_t p : next.partitions) {
+      std::set<int32_t> went(next.partitions.begin(), next.partitions.end());
+      if (next.action == "cooled") went.insert(ClientPartition(key));
+      for (int32_t p : went) {
         next.cutover.push_back({next.destination, p, LastOffset(next.destination, p)});
       }
       next.epoch = epoch_;
@@ -168,6 +198,7 @@ class RouterModel {
 
   std::mt19937 rng_;
   std::string instance_;
+  const Partitioner partitioner_;
   World own_world_;
   World* world_;
   std::map<std::string, KeyRuntime> keys_;
@@ -202,12 +233,12 @@ struct SimulationResult {
 constexpr int64_t kRetention = 400;
 constexpr int64_t kMapLag = 300;
 SimulationResult Simulate(uint32_t seed, ReadOrder order, int records = 20000,
-                          int instances = 1) {
+                          int instances = 1, Partitioner partitioner = Partitioner::kMurmur2) {
   World world;
   std::vector<std::unique_ptr<RouterModel>> models;
   for (int i = 0; i < instances; ++i) {
-    models.push_back(std::make_unique<RouterModel>(seed * 31 + i,
-                                                   "proxy-" + std::to_string(i + 1), &world));
+    models.push_back(std::make_unique<RouterModel>(
+        seed * 31 + i, "proxy-" + std::to_string(i + 1), &world, partitioner));
   }
   std::mt19937 rng(seed * 7919 + 1);
   std::geometric_distribution<int> skew(0.15);
@@ -344,12 +375,12 @@ SimulationResult Simulate(uint32_t seed, ReadOrder order, int records = 20000,
   return result;
 }
 
-TEST(ReassemblerTest, RestoresEveryKeysOrderWhateverThePartitionsReadOrder) {
+void ExpectEveryKeysOrderRestored(Partitioner partitioner) {
   uint64_t unwritten = 0;
   for (uint32_t seed = 1; seed <= 12; ++seed) {
     for (ReadOrder order :
          {ReadOrder::kRandom, ReadOrder::kOnePartitionAtATime, ReadOrder::kHotTopicFirst}) {
-      SimulationResult r = Simulate(seed, order);
+      SimulationResult r = Simulate(seed, order, 20000, 1, partitioner);
       ASSERT_GT(r.changes, 100);
       ASSERT_GT(r.restarts, 3);
       EXPECT_EQ(r.stats.held, 0u);
@@ -364,6 +395,24 @@ TEST(ReassemblerTest, RestoresEveryKeysOrderWhateverThePartitionsReadOrder) {
     }
   }
   EXPECT_GT(unwritten, 0u);  // the restarts' gaps were met, and closed rather than waited out
+}
+
+TEST(ReassemblerTest, RestoresEveryKeysOrderWhateverThePartitionsReadOrder) {
+  ExpectEveryKeysOrderRestored(Partitioner::kMurmur2);
+}
+
+// Kafka clients whose partitioner is not Java's keep their cold keys where they put them: the
+// cut-over of a key turning hot names that partition, and a cooled key goes back there.
+TEST(ReassemblerTest, RestoresEveryKeysOrderWhenClientsPartitionColdKeysTheirOwnWay) {
+  int moved = 0;  // keys the CRC32 producers put elsewhere than murmur2
+  for (int k = 0; k < 40; ++k) {
+    const std::string key = "k" + std::to_string(k);
+    if (k % 2 == 1 && Crc32Partition(key, kPartitions) != DefaultPartition(key, kPartitions)) {
+      ++moved;
+    }
+  }
+  ASSERT_GE(moved, 10);
+  ExpectEveryKeysOrderRestored(Partitioner::kMixed);
 }
 
 // Two instances salt the same keys independently (their own layouts, epochs and numbers), into
