@@ -1,6 +1,7 @@
 #include "proxy/kafka_server/kafka_handler.h"
 
 #include <atomic>
+#include <limits>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -38,6 +39,15 @@ struct ProduceState;
 struct PartitionState {
   ProducePartitionResponse response;
   std::atomic<int> remaining{0};
+  // Whether the records went to the client's own topic and partition at offsets base..base+n-1
+  // in the client's order: each record's report checks its offset less its index against the
+  // others'. Only then is `base` the answer's base offset; otherwise the answer says -1
+  // (unknown), which clients report as an unknown offset rather than a wrong one.
+  static constexpr int64_t kNoBase = std::numeric_limits<int64_t>::min();
+  std::atomic<int64_t> base{kNoBase};
+  std::atomic<bool> scattered{false};
+  const std::string* topic = nullptr;  // the client's topic (the request's, never moved)
+  bool sent = false;                   // records of it were sent (not a duplicate or refused)
   bool has_sequence = false;
   ProducerPartition key;
   uint64_t attempt = 0;  // the registry's id of this batch's attempt
@@ -63,6 +73,12 @@ struct ProduceState : std::enable_shared_from_this<ProduceState> {
   // `run`, for the caller to run once it has let go of mu.
   void Finish(size_t t, size_t p, ProducerRegistry::Deferred* run) {
     PartitionState& s = partitions[t][p];
+    if (s.response.error == kNone && s.sent) {
+      const int64_t base = s.base.load(std::memory_order_relaxed);
+      const bool exact = !s.scattered.load(std::memory_order_relaxed) &&
+                         base != PartitionState::kNoBase;
+      s.response.base_offset = exact ? base : -1;
+    }
     if (s.has_sequence) {
       if (s.response.error != kNone) {
         producers->Fail(s.key, s.attempt, run);
@@ -532,6 +548,8 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     for (Work& w : work) {
       PartitionState& s = state->partitions[w.t][w.p];
       s.remaining.store(w.records, std::memory_order_relaxed);
+      s.topic = &state->topics[w.t].name;
+      s.sent = w.records > 0;
       if (w.records > 0) s.keep = state;
       if (w.records == 0 && !w.batches.empty()) ready.emplace_back(w.t, w.p);
     }
@@ -541,7 +559,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
   for (Work& w : work) {
     const std::string& topic = state->topics[w.t].name;
     const int32_t client_partition = state->partitions[w.t][w.p].response.index;
-    int index = 0;
+    int32_t index = 0;
     records_in_.Increment(w.records);  // once a partition: the counter is shared by all threads
     for (RecordBatch& b : w.batches) {
       for (BatchRecord& r : b.records) {
@@ -556,15 +574,28 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
         record.partition = record.key ? -1 : client_partition;
         record.cold_partition = record.key ? client_partition : -1;
         for (auto& [k, v] : r.headers) record.headers.push_back({std::move(k), std::move(v)});
-        const bool first = index++ == 0;
         // Two words, so that the callback is stored without an allocation of its own.
-        auto done = [s = &state->partitions[w.t][w.p], first](const DeliveryReport& report) {
+        auto done = [s = &state->partitions[w.t][w.p], index = index++](
+                        const DeliveryReport& report) {
           ProduceState& st = *s->owner;
           const int16_t code = KafkaErrorFor(report);
-          if ((first && report.status.ok()) || code != kNone) {
+          if (report.status.ok()) {
+            // Offsets of one partition are unique: n records that all sit at their index plus
+            // one same base, on the client's partition, are base..base+n-1 in the client's order.
+            if (report.partition != s->response.index || report.offset < 0 ||
+                report.topic != *s->topic) {
+              s->scattered.store(true, std::memory_order_relaxed);
+            } else {
+              const int64_t base = report.offset - index;
+              int64_t seen = PartitionState::kNoBase;
+              if (!s->base.compare_exchange_strong(seen, base, std::memory_order_relaxed) &&
+                  seen != base) {
+                s->scattered.store(true, std::memory_order_relaxed);
+              }
+            }
+          } else {
             std::lock_guard<std::mutex> lock(st.mu);
-            if (first && report.status.ok()) s->response.base_offset = report.offset;
-            if (code != kNone && s->response.error == kNone) {
+            if (s->response.error == kNone) {
               s->response.error = code;
               s->response.error_message = std::string(report.status.message());
             }

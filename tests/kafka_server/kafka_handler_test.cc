@@ -7,6 +7,7 @@
 
 #include <map>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -31,15 +32,21 @@ struct Answer {
 class KafkaHandlerTest : public ::testing::Test {
  protected:
   // Produce v7 of one batch of one record, sequence `seq`, from the registry's producer.
-  void Produce(int32_t correlation, int32_t seq) {
+  void Produce(int32_t correlation, int32_t seq) { Produce(correlation, seq, 1); }
+  // Produce v7 of one batch of `records` records (values "v<seq>", "v<seq+1>", …) for partition
+  // 0 of "t", sequence `seq` on (or no producer id, when seq < 0).
+  void Produce(int32_t correlation, int32_t seq, int records) {
     RecordBatch batch;
-    batch.producer_id = id.producer_id;
-    batch.producer_epoch = id.epoch;
+    batch.producer_id = seq >= 0 ? id.producer_id : -1;
+    batch.producer_epoch = seq >= 0 ? id.epoch : -1;
     batch.base_sequence = seq;
-    BatchRecord r;
-    r.key = "k";
-    r.value = absl::StrCat("v", seq);
-    batch.records.push_back(r);
+    for (int i = 0; i < records; ++i) {
+      BatchRecord r;
+      r.offset_delta = i;
+      r.key = "k";
+      r.value = absl::StrCat("v", (seq >= 0 ? seq : 0) + i);
+      batch.records.push_back(r);
+    }
     WireWriter w;
     w.Int16(kProduce);
     w.Int16(7);
@@ -418,6 +425,60 @@ TEST_F(KafkaHandlerTest, ABatchWrittenAfterTheOneBeforeItFailedIsNotAcknowledged
   EXPECT_EQ(answers[3].error, kNone);
   EXPECT_EQ(answers[4].error, kNone);
   EXPECT_EQ(answers[4].base_offset, 10);
+}
+
+// A partition's base offset tells the client where each of its records is (base + index): it is
+// given only when that holds, and -1 (unknown) otherwise; never a wrong one.
+TEST_F(KafkaHandlerTest, ABatchWrittenContiguouslyInOrderOnItsPartitionIsAnsweredItsBaseOffset) {
+  Produce(1, -1, 3);
+  ASSERT_EQ(sink.records.size(), 3u);
+  // Reports may come in any order; the offsets are what count.
+  sink.DeliverTo(2, "t", 0, 12);
+  sink.DeliverTo(0, "t", 0, 10);
+  sink.DeliverTo(1, "t", 0, 11);
+  ASSERT_TRUE(answers.contains(1));
+  EXPECT_EQ(answers[1].error, kNone);
+  EXPECT_EQ(answers[1].base_offset, 10);
+}
+
+TEST_F(KafkaHandlerTest, ABatchNotWrittenContiguouslyInOrderOnItsPartitionGetsAnUnknownOffset) {
+  struct Case {
+    const char* what;
+    std::vector<std::tuple<std::string, int32_t, int64_t>> at;  // per record: topic, partition
+  };
+  const std::vector<Case> cases = {
+      {"another record between them", {{"t", 0, 10}, {"t", 0, 12}, {"t", 0, 13}}},
+      {"out of the client's order", {{"t", 0, 11}, {"t", 0, 10}, {"t", 0, 12}}},
+      {"one salted to another partition", {{"t", 0, 10}, {"t", 3, 11}, {"t", 0, 12}}},
+      {"one rerouted to the hot topic", {{"t", 0, 10}, {"t.hot", 0, 11}, {"t", 0, 12}}},
+  };
+  int32_t correlation = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    sink.Clear();
+    Produce(++correlation, -1, 3);
+    ASSERT_EQ(sink.records.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      sink.DeliverTo(i, std::get<0>(c.at[i]), std::get<1>(c.at[i]), std::get<2>(c.at[i]));
+    }
+    ASSERT_TRUE(answers.contains(correlation));
+    EXPECT_EQ(answers[correlation].error, kNone);  // written: success, where unknown
+    EXPECT_EQ(answers[correlation].base_offset, -1);
+  }
+}
+
+TEST_F(KafkaHandlerTest, ARetriedBatchIsAnsweredTheFirstAttemptsUnknownOffsetWithSuccess) {
+  Produce(1, 0, 2);
+  ASSERT_EQ(sink.records.size(), 2u);
+  sink.DeliverTo(0, "t", 0, 10);
+  sink.DeliverTo(1, "t", 5, 4);  // salted elsewhere
+  ASSERT_EQ(answers[1].error, kNone);
+  EXPECT_EQ(answers[1].base_offset, -1);
+  Produce(2, 0, 2);  // the client did not get the answer and sends it again
+  EXPECT_EQ(sink.records.size(), 2u);
+  ASSERT_TRUE(answers.contains(2));
+  EXPECT_EQ(answers[2].error, kNone);
+  EXPECT_EQ(answers[2].base_offset, -1);
 }
 
 TEST_F(KafkaHandlerTest, WhileTheClusterIsUnreachableProduceIsRefusedRetriablyAndNothingSent) {

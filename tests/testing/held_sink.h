@@ -41,10 +41,12 @@ class HeldSink : public RecordSink {
     done(partitions_);
   }
   // Record `i` was written at `offset` (partition 0).
-  void Deliver(size_t i, int64_t offset) {
+  void Deliver(size_t i, int64_t offset) { DeliverTo(i, records[i].topic, 0, offset); }
+  // Record `i` was written at `offset` of `partition` of `topic` (where a router may move it).
+  void DeliverTo(size_t i, const std::string& topic, int32_t partition, int64_t offset) {
     DeliveryReport r;
-    r.topic = records[i].topic;
-    r.partition = 0;
+    r.topic = topic;
+    r.partition = partition;
     r.offset = offset;
     callbacks[i](r);
   }
