@@ -68,6 +68,17 @@ std::string EncodeResponseHeader(const RequestHeader& request) {
   return std::move(w.data());
 }
 
+absl::StatusOr<ApiVersionsRequest> DecodeApiVersionsRequest(WireReader& in, int16_t version) {
+  ApiVersionsRequest r;
+  if (version >= 3) {
+    r.client_software_name = in.String(/*compact=*/true);
+    r.client_software_version = in.String(/*compact=*/true);
+    in.SkipTaggedFields();
+  }
+  if (!in.ok()) return in.status();
+  return r;
+}
+
 std::string EncodeApiVersionsResponse(int16_t version, int16_t error) {
   if (error == kUnsupportedVersion) version = 0;
   const bool flexible = version >= 3;

@@ -80,6 +80,12 @@ absl::StatusOr<RequestHeader> DecodeRequestHeader(WireReader& in);
 std::string EncodeResponseHeader(const RequestHeader& request);
 
 // ApiVersions v0-v4. `error` UNSUPPORTED_VERSION is answered in the v0 layout, as brokers do.
+// From v3 the client names its software (KIP-511): "apache-kafka-java", "librdkafka", …
+struct ApiVersionsRequest {
+  std::string client_software_name;  // v3+; empty before
+  std::string client_software_version;
+};
+absl::StatusOr<ApiVersionsRequest> DecodeApiVersionsRequest(WireReader& in, int16_t version);
 std::string EncodeApiVersionsResponse(int16_t version, int16_t error);
 
 // Metadata v0-v12.

@@ -1,5 +1,6 @@
 #include "proxy/kafka_server/kafka_handler.h"
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
 #include <mutex>
@@ -31,6 +32,9 @@ int16_t KafkaErrorFor(const DeliveryReport& r) {
 // What every refusal says first: users meet it in their client's exception or in this log.
 constexpr char kProduceOnly[] = "saltproxy is a produce-only gateway: ";
 
+// The Java client's name for itself in ApiVersions v3+ (KIP-511).
+constexpr std::string_view kJavaClientSoftware = "apache-kafka-java";
+
 struct ProduceState;
 
 // One client partition of a Produce request, while its records are delivered. Its records'
@@ -48,6 +52,7 @@ struct PartitionState {
   std::atomic<bool> scattered{false};
   const std::string* topic = nullptr;  // the client's topic (the request's, never moved)
   bool sent = false;                   // records of it were sent (not a duplicate or refused)
+  int32_t batch_records = 0;           // in the client's batches for the partition
   bool has_sequence = false;
   ProducerPartition key;
   uint64_t attempt = 0;  // the registry's id of this batch's attempt
@@ -66,6 +71,9 @@ struct ProduceState : std::enable_shared_from_this<ProduceState> {
   int16_t version = 0;
   std::string header;
   bool respond = true;
+  // The client reads a base offset of -1 as "unknown" for every record of the batch (the Java
+  // client's RecordMetadata); other clients add each record's index to it.
+  bool reads_unknown_offset = false;
   FrameReply reply{nullptr};
   ProducerRegistry* producers = nullptr;
 
@@ -111,7 +119,14 @@ struct ProduceState : std::enable_shared_from_this<ProduceState> {
     r.base_offset = -1;
   }
   void Settle(size_t t, size_t p) {  // mu held
-    topics[t].partitions[p] = partitions[t][p].response;
+    ProducePartitionResponse& r = topics[t].partitions[p];
+    r = partitions[t][p].response;
+    if (r.error == kNone && r.base_offset == -1 && !reads_unknown_offset) {
+      // An unknown offset, told a client that computes each record's offset as base + index
+      // whatever the base (librdkafka, Sarama, kafka-python): -n, so that every record of the
+      // batch gets a negative offset, never another record's.
+      r.base_offset = -std::max<int64_t>(1, partitions[t][p].batch_records);
+    }
     if (--pending == 0) Answer();
   }
   void Answer() {
@@ -209,12 +224,21 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
   const size_t body_at = frame->size() - in.remaining();
   by_api_[ApiIndex(key)].requests->Increment();
   switch (key) {
-    case kApiVersions:
+    case kApiVersions: {
+      // The client's software decides how an unknown offset is told (ProduceState). A body that
+      // does not decode is answered all the same, as brokers do for what they ignore.
+      absl::StatusOr<ApiVersionsRequest> req = DecodeApiVersionsRequest(in, version);
+      if (req.ok() && req->client_software_name == kJavaClientSoftware) {
+        std::lock_guard<std::mutex> lock(java_mu_);
+        java_connections_.insert(connection);
+      }
       return reply.Respond(response_header + EncodeApiVersionsResponse(version, kNone));
+    }
     case kMetadata:
       return HandleMetadata(frame, body_at, version, std::move(response_header), std::move(reply));
     case kProduce:
-      return HandleProduce(frame, body_at, version, std::move(response_header), std::move(reply));
+      return HandleProduce(frame, body_at, version, connection, std::move(response_header),
+                           std::move(reply));
     case kInitProducerId: {
       absl::StatusOr<InitProducerIdRequest> req = DecodeInitProducerIdRequest(in, version);
       if (!req.ok()) return reply.Close(std::string(req.status().message()));
@@ -349,8 +373,14 @@ void KafkaHandler::HandleMetadata(std::shared_ptr<std::string> frame, size_t bod
   }
 }
 
+void KafkaHandler::Closed(uint64_t connection) {
+  std::lock_guard<std::mutex> lock(java_mu_);
+  java_connections_.erase(connection);
+}
+
 void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body_at,
-                                 int16_t version, std::string header, FrameReply reply) {
+                                 int16_t version, uint64_t connection, std::string header,
+                                 FrameReply reply) {
   WireReader in(std::string_view(*frame).substr(body_at));
   absl::StatusOr<ProduceRequest> req = DecodeProduceRequest(in, version);
   if (!req.ok()) {
@@ -381,6 +411,10 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
   state->version = version;
   state->header = std::move(header);
   state->respond = req->acks != 0;
+  {
+    std::lock_guard<std::mutex> lock(java_mu_);
+    state->reads_unknown_offset = java_connections_.contains(connection);
+  }
   state->producers = &producers_;
   state->reply = std::move(reply);
   // Decode every partition first, so that the answer's shape is fixed before anything is sent.
@@ -461,6 +495,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
         if (refused) continue;
         int32_t records = 0;
         for (const RecordBatch& b : *batches) records += static_cast<int32_t>(b.records.size());
+        s.batch_records = records;
         decode_budget -= spent;  // kept until sent; a refused partition's are freed at once
         work.push_back(Work{t, p, std::move(*batches), *partitions, records});
       }

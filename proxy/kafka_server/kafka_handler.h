@@ -12,10 +12,13 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include <prometheus/counter.h>
+
+#include "absl/container/flat_hash_set.h"
 
 #include "proxy/common/log_limiter.h"
 #include "proxy/common/record.h"
@@ -45,13 +48,14 @@ class KafkaHandler : public FrameHandler {
   void SetAdvertisedPort(int32_t port) { advertised_port_ = port; }
 
   void Handle(std::string frame, uint64_t connection, FrameReply reply) override;
+  void Closed(uint64_t connection) override;
 
  private:
   kafka::Uuid TopicId(const std::string& topic, int16_t version) const;
   void HandleMetadata(std::shared_ptr<std::string> frame, size_t body_at, int16_t version,
                       std::string header, FrameReply reply);
   void HandleProduce(std::shared_ptr<std::string> frame, size_t body_at, int16_t version,
-                     std::string header, FrameReply reply);
+                     uint64_t connection, std::string header, FrameReply reply);
   // A request saltproxy does not serve: counted and logged, then answered with `answer` (or
   // the connection closed, when the request cannot be answered in its own layout).
   enum class Unserved { kRefused, kClosed };
@@ -78,6 +82,9 @@ class KafkaHandler : public FrameHandler {
   };
   std::vector<ApiCounters> by_api_;
   LogLimiter refusal_log_;  // kafka_request_refused: a line a second per API
+  // Connections whose client named itself the Java client (ApiVersions v3+), until closed.
+  std::mutex java_mu_;
+  absl::flat_hash_set<uint64_t> java_connections_;
 };
 
 }  // namespace saltproxy

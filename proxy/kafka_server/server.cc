@@ -451,6 +451,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close(std::string_view) {
     if (closed_) return;
     closed_ = true;
+    shared_->handler.Closed(id_);  // here, on the strand: the handler outlives running sessions
     // Answers not written now never will be.
     shared_->unwritten.fetch_sub(static_cast<int>(slots_.size()));
     // A take still queued is dropped (with the reference it holds to this session); one granted

@@ -62,6 +62,9 @@ class FrameHandler {
   // `frame` is one request without its size prefix. `connection` identifies the connection
   // (for per-connection state such as the client's id in logs).
   virtual void Handle(std::string frame, uint64_t connection, FrameReply reply) = 0;
+  // The connection was closed: what was kept for it may go. On the connection's strand, at most
+  // once per connection (a connection the server drops at its own destruction is not told).
+  virtual void Closed(uint64_t connection) { (void)connection; }
 };
 
 struct KafkaServerOptions {

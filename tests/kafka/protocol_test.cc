@@ -27,6 +27,24 @@ TEST(ProtocolTest, RequestHeaderV2ForAFlexibleVersion) {
   EXPECT_EQ(in.remaining(), 0u);
 }
 
+TEST(ProtocolTest, ApiVersionsV3RequestNamesTheClientsSoftware) {
+  // Compact strings (length + 1): "librdkafka", "2.0.2"; no tags.
+  std::string body = Bytes({11, 'l', 'i', 'b', 'r', 'd', 'k', 'a', 'f', 'k', 'a', 6, '2', '.',
+                            '0', '.', '2', 0});
+  WireReader in(body);
+  auto r = DecodeApiVersionsRequest(in, 3);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->client_software_name, "librdkafka");
+  EXPECT_EQ(r->client_software_version, "2.0.2");
+  EXPECT_EQ(in.remaining(), 0u);
+  // v0-v2 have an empty body; a v3 body cut short is an error.
+  const std::string none, part = body.substr(0, 5);
+  WireReader empty(none);
+  ASSERT_TRUE(DecodeApiVersionsRequest(empty, 2).ok());
+  WireReader cut(part);
+  EXPECT_FALSE(DecodeApiVersionsRequest(cut, 3).ok());
+}
+
 TEST(ProtocolTest, ApiVersionsResponseHeaderIsAlwaysV0) {
   RequestHeader h{kApiVersions, 3, 9, std::nullopt};
   EXPECT_EQ(EncodeResponseHeader(h), Bytes({0, 0, 0, 9}));

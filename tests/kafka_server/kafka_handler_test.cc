@@ -60,7 +60,7 @@ class KafkaHandlerTest : public ::testing::Test {
     w.ArrayLength(1, false);
     w.Int32(0);
     w.NullableBytes(EncodeRecordBatch(batch, Compression::kNone), false);
-    handler.Handle(w.data(), 1, FrameReply([this](FrameReply::Kind, std::string payload) {
+    handler.Handle(w.data(), connection, FrameReply([this](FrameReply::Kind, std::string payload) {
                      WireReader in(payload);
                      int32_t correlation = in.Int32();
                      in.ArrayLength(false);
@@ -74,6 +74,25 @@ class KafkaHandlerTest : public ::testing::Test {
                    }));
   }
 
+  // ApiVersions v3 on `connection`, the client naming its software as `name`.
+  void Hello(const std::string& name) {
+    WireWriter w;
+    w.Int16(kApiVersions);
+    w.Int16(3);
+    w.Int32(0);
+    w.NullableString(std::string("test"), false);
+    w.EmptyTaggedFields();
+    w.String(name, true);
+    w.String("1.0", true);
+    w.EmptyTaggedFields();
+    bool answered = false;
+    handler.Handle(w.data(), connection, FrameReply([&](FrameReply::Kind kind, std::string) {
+                     answered = kind == FrameReply::Kind::kRespond;
+                   }));
+    ASSERT_TRUE(answered);
+  }
+
+  uint64_t connection = 1;  // the one Produce and Hello use
   Metrics metrics;
   HeldSink sink;
   FixedUpstream upstream{1};
@@ -441,6 +460,9 @@ TEST_F(KafkaHandlerTest, ABatchWrittenContiguouslyInOrderOnItsPartitionIsAnswere
   EXPECT_EQ(answers[1].base_offset, 10);
 }
 
+// The Java client reads a base offset of -1 as "unknown" for each record; librdkafka (as Sarama
+// and kafka-python) computes base + index whatever the base, so -1 would tell it 0, 1, … for
+// the records after the first: it is told -n, every record's offset negative.
 TEST_F(KafkaHandlerTest, ABatchNotWrittenContiguouslyInOrderOnItsPartitionGetsAnUnknownOffset) {
   struct Case {
     const char* what;
@@ -453,18 +475,33 @@ TEST_F(KafkaHandlerTest, ABatchNotWrittenContiguouslyInOrderOnItsPartitionGetsAn
       {"one rerouted to the hot topic", {{"t", 0, 10}, {"t.hot", 0, 11}, {"t", 0, 12}}},
   };
   int32_t correlation = 0;
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.what);
-    sink.Clear();
-    Produce(++correlation, -1, 3);
-    ASSERT_EQ(sink.records.size(), 3u);
-    for (size_t i = 0; i < 3; ++i) {
-      sink.DeliverTo(i, std::get<0>(c.at[i]), std::get<1>(c.at[i]), std::get<2>(c.at[i]));
+  for (const auto& [software, unknown] :
+       std::vector<std::pair<std::string, int64_t>>{{"apache-kafka-java", -1}, {"librdkafka", -3}}) {
+    ++connection;
+    Hello(software);
+    for (const Case& c : cases) {
+      SCOPED_TRACE(absl::StrCat(software, ": ", c.what));
+      sink.Clear();
+      Produce(++correlation, -1, 3);
+      ASSERT_EQ(sink.records.size(), 3u);
+      for (size_t i = 0; i < 3; ++i) {
+        sink.DeliverTo(i, std::get<0>(c.at[i]), std::get<1>(c.at[i]), std::get<2>(c.at[i]));
+      }
+      ASSERT_TRUE(answers.contains(correlation));
+      EXPECT_EQ(answers[correlation].error, kNone);  // written: success, where unknown
+      EXPECT_EQ(answers[correlation].base_offset, unknown);
     }
-    ASSERT_TRUE(answers.contains(correlation));
-    EXPECT_EQ(answers[correlation].error, kNone);  // written: success, where unknown
-    EXPECT_EQ(answers[correlation].base_offset, -1);
   }
+}
+
+TEST_F(KafkaHandlerTest, AClosedConnectionsClientIsForgotten) {
+  Hello("apache-kafka-java");
+  handler.Closed(connection);
+  Produce(1, -1, 2);
+  sink.DeliverTo(0, "t", 0, 10);
+  sink.DeliverTo(1, "t", 1, 10);
+  ASSERT_TRUE(answers.contains(1));
+  EXPECT_EQ(answers[1].base_offset, -2);
 }
 
 TEST_F(KafkaHandlerTest, ARetriedBatchIsAnsweredTheFirstAttemptsUnknownOffsetWithSuccess) {
@@ -473,12 +510,12 @@ TEST_F(KafkaHandlerTest, ARetriedBatchIsAnsweredTheFirstAttemptsUnknownOffsetWit
   sink.DeliverTo(0, "t", 0, 10);
   sink.DeliverTo(1, "t", 5, 4);  // salted elsewhere
   ASSERT_EQ(answers[1].error, kNone);
-  EXPECT_EQ(answers[1].base_offset, -1);
+  EXPECT_EQ(answers[1].base_offset, -2);
   Produce(2, 0, 2);  // the client did not get the answer and sends it again
   EXPECT_EQ(sink.records.size(), 2u);
   ASSERT_TRUE(answers.contains(2));
   EXPECT_EQ(answers[2].error, kNone);
-  EXPECT_EQ(answers[2].base_offset, -1);
+  EXPECT_EQ(answers[2].base_offset, -2);
 }
 
 TEST_F(KafkaHandlerTest, WhileTheClusterIsUnreachableProduceIsRefusedRetriablyAndNothingSent) {
