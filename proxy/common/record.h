@@ -50,6 +50,9 @@ struct DeliveryReport {
   RouteAction action = RouteAction::kPassed;
   int32_t salt = -1;        // The salt index when salted or rerouted, else -1.
   uint64_t epoch = 0;       // The salt map epoch the decision was made under.
+  // Failed, but the cluster may have written it all the same: sent, and its acknowledgement
+  // never came (the upstream producer's "possibly persisted").
+  bool maybe_written = false;
 };
 using DeliveryCallback = absl::AnyInvocable<void(const DeliveryReport&)>;
 

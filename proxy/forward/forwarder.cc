@@ -288,6 +288,8 @@ void Forwarder::OnDelivery(void* /*rk*/, const void* message, void* /*opaque*/) 
     ForwardMetrics& m = *self.metrics_;
     // librdkafka's codes at or above zero are the Kafka protocol's own error codes.
     report.kafka_error = msg->err > 0 ? static_cast<int16_t>(msg->err) : 0;
+    report.maybe_written =
+        rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
     const char* name = rd_kafka_err2name(msg->err);
     if (msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE) {
       report.status =
