@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <limits>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -47,7 +46,7 @@ struct PartitionState {
   // in the client's order: each record's report checks its offset less its index against the
   // others'. Only then is `base` the answer's base offset; otherwise the answer says -1
   // (unknown), which clients report as an unknown offset rather than a wrong one.
-  static constexpr int64_t kNoBase = std::numeric_limits<int64_t>::min();
+  static constexpr int64_t kNoBase = BatchWrites::kNoBase;
   std::atomic<int64_t> base{kNoBase};
   std::atomic<bool> scattered{false};
   const std::string* topic = nullptr;  // the client's topic (the request's, never moved)
@@ -56,6 +55,19 @@ struct PartitionState {
   bool has_sequence = false;
   ProducerPartition key;
   uint64_t attempt = 0;  // the registry's id of this batch's attempt
+  // An idempotent batch's records, by index: BatchWrites::Record, what became of each (over
+  // this attempt and, for a retry, the earlier ones), for the registry when some fail.
+  std::unique_ptr<std::atomic<uint8_t>[]> outcome;
+  BatchWrites Writes() const {
+    BatchWrites w;
+    for (int32_t i = 0; i < batch_records; ++i) {
+      w.records.push_back(
+          static_cast<BatchWrites::Record>(outcome[i].load(std::memory_order_relaxed)));
+    }
+    w.base = base.load(std::memory_order_relaxed);
+    w.scattered = scattered.load(std::memory_order_relaxed);
+    return w;
+  }
   ProduceState* owner = nullptr;
   size_t t = 0, p = 0;
   std::shared_ptr<ProduceState> keep;  // set while records are out, released by the last
@@ -89,7 +101,7 @@ struct ProduceState : std::enable_shared_from_this<ProduceState> {
     }
     if (s.has_sequence) {
       if (s.response.error != kNone) {
-        producers->Fail(s.key, s.attempt, run);
+        producers->Fail(s.key, s.attempt, s.Writes(), run);
       } else {
         auto wait = [this, t, p]() -> ProducerRegistry::Settled {
           return [self = shared_from_this(), t, p](bool written) {
@@ -157,11 +169,35 @@ KafkaHandler::KafkaHandler(KafkaHandlerOptions options, RecordSink& sink, Upstre
                       .Help("Retried idempotent batches answered without producing them again")
                       .Register(metrics.registry())
                       .Add({})),
+      skipped_(&prometheus::BuildCounter()
+                    .Name("saltproxy_kafka_idempotent_records_skipped_total")
+                    .Help("Records of retried idempotent batches not written again: an earlier "
+                          "attempt of the batch had written them")
+                    .Register(metrics.registry())
+                    .Add({})),
+      retried_(&prometheus::BuildCounter()
+                    .Name("saltproxy_kafka_idempotent_batches_retried_total")
+                    .Help("Idempotent batches retried after a partial failure: only their "
+                          "records not yet written were produced")
+                    .Register(metrics.registry())
+                    .Add({})),
       unserved_(prometheus::BuildCounter()
                     .Name("saltproxy_kafka_unserved_requests_total")
                     .Help("Kafka-protocol requests saltproxy does not serve, by API and outcome "
                           "(refused: answered with an error; closed: the connection closed)")
                     .Register(metrics.registry())) {
+  auto& doubts = prometheus::BuildCounter()
+                     .Name("saltproxy_kafka_idempotent_records_maybe_duplicated_total")
+                     .Help("Records of idempotent producers that may have been written twice, by "
+                           "reason: possibly_written (failed after being sent, produced again "
+                           "on the retry), unknown_producer (a producer this run did not issue, "
+                           "as after a restart: its first batches per partition), forgotten "
+                           "(written, unacknowledged, and forgotten: a new epoch, a producer "
+                           "evicted, a resend in other sequence ranges)")
+                     .Register(metrics.registry());
+  maybe_written_again_ = &doubts.Add({{"reason", "possibly_written"}});
+  unknown_producer_ = &doubts.Add({{"reason", "unknown_producer"}});
+  forgotten_ = &doubts.Add({{"reason", "forgotten"}});
   for (size_t i = 0; i <= SupportedApis().size(); ++i) {
     std::string api(i < SupportedApis().size() ? ApiName(SupportedApis()[i].key) : "unknown");
     by_api_.push_back({i < SupportedApis().size() ? &requests_.Add({{"api", api}}) : nullptr,
@@ -252,6 +288,7 @@ void KafkaHandler::Handle(std::string frame_bytes, uint64_t connection, FrameRep
                       std::move(reply));
       }
       ProducerRegistry::Issued id = producers_.Init(req->producer_id, req->producer_epoch);
+      CountDoubts();
       return reply.Respond(response_header +
                            EncodeInitProducerIdResponse(version, kNone, id.producer_id, id.epoch));
     }
@@ -371,6 +408,12 @@ void KafkaHandler::HandleMetadata(std::shared_ptr<std::string> frame, size_t bod
       }
     });
   }
+}
+
+void KafkaHandler::CountDoubts() {
+  const ProducerRegistry::Doubts d = producers_.TakeDoubts();
+  if (d.unknown_producer > 0) unknown_producer_->Increment(static_cast<double>(d.unknown_producer));
+  if (d.forgotten > 0) forgotten_->Increment(static_cast<double>(d.forgotten));
 }
 
 void KafkaHandler::Closed(uint64_t connection) {
@@ -535,17 +578,38 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
       s.key = ProducerPartition{first.producer_id, state->topics[w.t].name, s.response.index};
       BatchCheck check = producers_.Begin(
           s.key, first.producer_epoch, first.base_sequence, first.base_sequence + count - 1,
-          [state, t = w.t, p = w.p](int64_t offset) {
+          [state, t = w.t, p = w.p](bool written, int64_t offset) {
             std::lock_guard<std::mutex> waiter_lock(state->mu);
             PartitionState& dup = state->partitions[t][p];
             dup.has_sequence = false;  // the first attempt already settled the window
-            dup.response.error = offset >= 0 ? kNone : kRequestTimedOut;
-            dup.response.base_offset = offset;
+            dup.response.error = written ? kNone : kRequestTimedOut;
+            dup.response.base_offset = written ? offset : -1;
             state->Settle(t, p);
           },
           &run);
       s.attempt = check.attempt;
-      if (check.verdict != BatchVerdict::kNew) {
+      if (check.verdict == BatchVerdict::kNew || check.verdict == BatchVerdict::kRetry) {
+        s.outcome = std::make_unique<std::atomic<uint8_t>[]>(static_cast<size_t>(count));
+      }
+      if (check.verdict == BatchVerdict::kRetry) {
+        // Only what the earlier attempts did not write is produced; the answer's offsets carry
+        // on from theirs.
+        const BatchWrites& earlier = check.written;
+        int32_t skipped = 0;
+        for (int32_t i = 0; i < count && i < static_cast<int32_t>(earlier.records.size()); ++i) {
+          if (earlier.records[i] == BatchWrites::kWritten) {
+            s.outcome[i].store(BatchWrites::kWritten, std::memory_order_relaxed);
+            ++skipped;
+          } else if (earlier.records[i] == BatchWrites::kMaybeWritten) {
+            maybe_written_again_->Increment();
+          }
+        }
+        s.base.store(earlier.base, std::memory_order_relaxed);
+        s.scattered.store(earlier.scattered, std::memory_order_relaxed);
+        w.records = count - skipped;
+        skipped_->Increment(skipped);
+        retried_->Increment();
+      } else if (check.verdict != BatchVerdict::kNew) {
         s.has_sequence = false;
         w.batches.clear();  // nothing to produce
         w.records = 0;
@@ -565,11 +629,13 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
             s.response.error = kInvalidProducerEpoch;
             break;
           case BatchVerdict::kNew:
+          case BatchVerdict::kRetry:
             break;
         }
       }
     }
   }
+  CountDoubts();
   {
     for (size_t t = 0; t < state->partitions.size(); ++t) {
       for (size_t p = 0; p < state->partitions[t].size(); ++p) {
@@ -584,7 +650,7 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
       PartitionState& s = state->partitions[w.t][w.p];
       s.remaining.store(w.records, std::memory_order_relaxed);
       s.topic = &state->topics[w.t].name;
-      s.sent = w.records > 0;
+      s.sent = w.records > 0 || s.outcome != nullptr;  // a retry may have nothing left to send
       if (w.records > 0) s.keep = state;
       if (w.records == 0 && !w.batches.empty()) ready.emplace_back(w.t, w.p);
     }
@@ -596,8 +662,16 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     const int32_t client_partition = state->partitions[w.t][w.p].response.index;
     int32_t index = 0;
     records_in_.Increment(w.records);  // once a partition: the counter is shared by all threads
+    const PartitionState& partition = state->partitions[w.t][w.p];
     for (RecordBatch& b : w.batches) {
       for (BatchRecord& r : b.records) {
+        // A retry's records that an earlier attempt wrote are not written again. Read without
+        // the lock: nothing reports for this partition before its first record is sent.
+        if (partition.outcome &&
+            partition.outcome[index].load(std::memory_order_relaxed) == BatchWrites::kWritten) {
+          ++index;
+          continue;
+        }
         Record record;
         record.topic = topic;
         record.key = std::move(r.key);
@@ -614,6 +688,12 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
                         const DeliveryReport& report) {
           ProduceState& st = *s->owner;
           const int16_t code = KafkaErrorFor(report);
+          if (s->outcome) {
+            s->outcome[index].store(report.status.ok()       ? BatchWrites::kWritten
+                                    : report.maybe_written ? BatchWrites::kMaybeWritten
+                                                           : BatchWrites::kUnwritten,
+                                    std::memory_order_relaxed);
+          }
           if (report.status.ok()) {
             // Offsets of one partition are unique: n records that all sit at their index plus
             // one same base, on the client's partition, are base..base+n-1 in the client's order.

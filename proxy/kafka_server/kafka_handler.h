@@ -3,7 +3,8 @@
 // it; Produce records go through the same router as HTTP records, keeping the client's
 // partition unless their key is hot (Record::cold_partition); it is the producer-id
 // authority for idempotent clients (InitProducerId, sequence windows, duplicates answered with
-// the first attempt's offset). What a produce-only gateway does not serve (transactions,
+// the first attempt's offset, the retry of a partly written batch producing only its records
+// not yet written). What a produce-only gateway does not serve (transactions,
 // consumer groups, fetching, creating topics) is refused at once with a non-retriable error in
 // the request's own response, with a log line and saltproxy_kafka_unserved_requests_total.
 //
@@ -61,6 +62,8 @@ class KafkaHandler : public FrameHandler {
   enum class Unserved { kRefused, kClosed };
   static size_t ApiIndex(int16_t api_key);
   void CountUnserved(int16_t api_key, Unserved outcome);
+  // Adds what the registry counted as possibly written twice to the metric.
+  void CountDoubts();
   void Refuse(const kafka::RequestHeader& header, const std::string& detail, std::string answer,
               FrameReply reply);
 
@@ -72,6 +75,11 @@ class KafkaHandler : public FrameHandler {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Counter& records_in_;
   prometheus::Counter& duplicates_;
+  prometheus::Counter* skipped_;
+  prometheus::Counter* retried_;
+  prometheus::Counter* maybe_written_again_ = nullptr;  // saltproxy_kafka_idempotent_records_
+  prometheus::Counter* unknown_producer_ = nullptr;     // maybe_duplicated_total, by reason
+  prometheus::Counter* forgotten_ = nullptr;
   prometheus::Family<prometheus::Counter>& unserved_;
   // By API, in kafka::SupportedApis() order, then "unknown" (no requests counter); resolved
   // at start-up.

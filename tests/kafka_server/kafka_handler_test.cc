@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "proxy/kafka/protocol.h"
 #include "proxy/kafka/record_batch.h"
 #include "proxy/kafka/wire.h"
+#include "proxy/salting/router.h"
 #include "testing/held_sink.h"
 
 namespace saltproxy {
@@ -434,16 +436,19 @@ TEST_F(KafkaHandlerTest, ABatchWrittenAfterTheOneBeforeItFailedIsNotAcknowledged
   ASSERT_TRUE(answers.contains(1) && answers.contains(2));
   EXPECT_EQ(answers[1].error, kRequestTimedOut);
   EXPECT_EQ(answers[2].error, kOutOfOrderSequenceNumber);
-  // The client resends from the first batch: both are taken as new and written.
+  // The client resends from the first batch: it is written; the second, written already, is
+  // not written again, and is answered with its first attempt's offset once the first is in.
   answers.clear();
   Produce(3, 0);
   Produce(4, 1);
-  ASSERT_EQ(sink.records.size(), 4u);
+  ASSERT_EQ(sink.records.size(), 3u);
+  EXPECT_EQ(sink.records[2].value, "v0");
+  EXPECT_FALSE(answers.contains(4)) << "acknowledged before the batch before it was written";
   sink.Deliver(2, 9);
-  sink.Deliver(3, 10);
   EXPECT_EQ(answers[3].error, kNone);
+  EXPECT_EQ(answers[3].base_offset, 9);
   EXPECT_EQ(answers[4].error, kNone);
-  EXPECT_EQ(answers[4].base_offset, 10);
+  EXPECT_EQ(answers[4].base_offset, 8);
 }
 
 // A partition's base offset tells the client where each of its records is (base + index): it is
@@ -518,6 +523,45 @@ TEST_F(KafkaHandlerTest, ARetriedBatchIsAnsweredTheFirstAttemptsUnknownOffsetWit
   EXPECT_EQ(answers[2].base_offset, -2);
 }
 
+// A record that failed after it was sent may have been written all the same: the retry
+// produces it again (at least once), and it is counted as possibly written twice; a record that
+// failed without leaving is produced again uncounted, and one written is not produced again.
+TEST_F(KafkaHandlerTest, ARetryProducesAgainWhatMayHaveBeenWrittenAndCountsIt) {
+  Produce(1, 0, 3);
+  ASSERT_EQ(sink.records.size(), 3u);
+  sink.Deliver(0, 10);
+  sink.Fail(1, /*maybe_written=*/true);
+  sink.Fail(2, /*maybe_written=*/false);
+  ASSERT_EQ(answers[1].error, kRequestTimedOut);
+  Produce(2, 0, 3);
+  ASSERT_EQ(sink.records.size(), 5u);
+  EXPECT_EQ(sink.records[3].value, "v1");
+  EXPECT_EQ(sink.records[4].value, "v2");
+  sink.Deliver(3, 11);
+  sink.Deliver(4, 12);
+  ASSERT_TRUE(answers.contains(2));
+  EXPECT_EQ(answers[2].error, kNone);
+  EXPECT_EQ(answers[2].base_offset, 10);  // as it happens, contiguous on the partition
+  const std::string text = metrics.Serialize();
+  EXPECT_NE(text.find("saltproxy_kafka_idempotent_records_maybe_duplicated_total{reason="
+                      "\"possibly_written\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nsaltproxy_kafka_idempotent_records_skipped_total 1\n"),
+            std::string::npos);
+}
+
+// After a restart the client's producer id is a stranger's: its first batches may resend what
+// the previous run wrote, and are counted as possibly written twice.
+TEST_F(KafkaHandlerTest, ABatchOfAProducerThisRunDidNotIssueIsCountedAsADoubt) {
+  id.producer_id += 1000;  // issued by "the previous run"
+  Produce(1, 7, 4);
+  ASSERT_EQ(sink.records.size(), 4u);
+  EXPECT_NE(metrics.Serialize().find("saltproxy_kafka_idempotent_records_maybe_duplicated_total{"
+                                     "reason=\"unknown_producer\"} 4\n"),
+            std::string::npos);
+}
+
 TEST_F(KafkaHandlerTest, WhileTheClusterIsUnreachableProduceIsRefusedRetriablyAndNothingSent) {
   upstream.admit = absl::UnavailableError("the upstream Kafka cluster is unreachable");
   Produce(1, 0);
@@ -534,6 +578,235 @@ TEST_F(KafkaHandlerTest, WhileTheClusterIsUnreachableProduceIsRefusedRetriablyAn
   ASSERT_TRUE(answers.contains(2));
   EXPECT_EQ(answers[2].error, kNone);
   EXPECT_EQ(answers[2].base_offset, 5);
+}
+
+// An upstream that holds what it is asked to produce until the test writes or fails it, by
+// partition, and the heat of one hot key: the real router between them salts the key's records
+// over several partitions, so that one client batch fans out and can be written in part.
+class FanOutUpstream : public Upstream {
+ public:
+  struct Produced {
+    Record record;
+    int32_t partition;
+    DeliveryCallback done;
+    bool settled = false;
+  };
+  absl::Status Produce(Record&& record, int32_t partition, DeliveryCallback done) override {
+    produced.push_back(Produced{std::move(record), partition, std::move(done)});
+    return absl::OkStatus();
+  }
+  std::optional<int32_t> CachedPartitions(const std::string& topic) const override {
+    if (topic != "t") return std::nullopt;
+    return 8;
+  }
+  void LookupTopic(const std::string& topic,
+                   absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override {
+    done(CachedPartitions(topic).value_or(0));
+  }
+  Topics KnownTopics() const override { return {}; }
+  absl::Status CreateTopic(const std::string&, int32_t,
+                           const std::map<std::string, std::string>&) override {
+    return absl::OkStatus();
+  }
+  // Settles every record not yet settled: written (at the partition's next offset), except on
+  // `failing`, where it times out.
+  void Settle(int32_t failing = -1) {
+    for (Produced& p : produced) {
+      if (p.settled) continue;
+      p.settled = true;
+      DeliveryReport r;
+      r.topic = p.record.topic;
+      r.partition = p.partition;
+      if (p.partition == failing) {
+        r.status = absl::DeadlineExceededError("message timed out");
+      } else {
+        r.offset = next_offset[p.partition]++;
+        written.push_back(*p.record.value);
+      }
+      p.done(r);
+    }
+  }
+  std::vector<Produced> produced;
+  std::vector<std::string> written;  // values, in the order written
+  std::map<int32_t, int64_t> next_offset;
+};
+
+class OneHotKey : public HeatTracker {
+ public:
+  void Observe(std::string_view, std::string_view, size_t) override {}
+  std::vector<TopicHeat> Tick(absl::Time) override {
+    return {TopicHeat{"t", 8000, {KeyRate{"nike", 4000}}}};
+  }
+};
+
+class FanOutTest : public ::testing::Test {
+ protected:
+  FanOutTest() {
+    RouterOptions options;
+    options.control_topic = "";
+    options.default_policy.partition_target_rps = 1750;
+    options.default_policy.headroom = 1.5;
+    router = std::make_unique<Router>(upstream, &heat, options);
+    absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+    for (int i = 0; i < 4; ++i) {  // hold, sample, drain: "nike" salted
+      router->Tick(now += absl::Milliseconds(100));
+      upstream.Settle();
+    }
+    salts = router->Entries().at(0).partitions;
+    handler = std::make_unique<KafkaHandler>(KafkaHandlerOptions{}, *router, upstream, registry,
+                                             metrics);
+  }
+
+  // Produce v7: one idempotent batch of `records` records of "nike" for partition 0 of "t",
+  // values "<tag>-0", "<tag>-1", …; its answer lands in answers[correlation].
+  void Produce(int32_t correlation, int32_t seq, int records, const std::string& tag) {
+    RecordBatch batch;
+    batch.producer_id = id.producer_id;
+    batch.producer_epoch = id.epoch;
+    batch.base_sequence = seq;
+    for (int i = 0; i < records; ++i) {
+      BatchRecord r;
+      r.offset_delta = i;
+      r.key = "nike";
+      r.value = absl::StrCat(tag, "-", i);
+      batch.records.push_back(r);
+    }
+    WireWriter w;
+    w.Int16(kProduce);
+    w.Int16(7);
+    w.Int32(correlation);
+    w.NullableString(std::string("test"), false);
+    w.NullableString(std::nullopt, false);
+    w.Int16(-1);
+    w.Int32(30000);
+    w.ArrayLength(1, false);
+    w.String("t", false);
+    w.ArrayLength(1, false);
+    w.Int32(0);
+    w.NullableBytes(EncodeRecordBatch(batch, Compression::kNone), false);
+    handler->Handle(w.data(), 1, FrameReply([this](FrameReply::Kind, std::string payload) {
+                      WireReader in(payload);
+                      int32_t correlation = in.Int32();
+                      in.ArrayLength(false);
+                      in.String(false);
+                      in.ArrayLength(false);
+                      in.Int32();
+                      Answer a;
+                      a.error = in.Int16();
+                      a.base_offset = in.Int64();
+                      answers[correlation] = a;
+                    }));
+  }
+  // The values produced upstream from `from` on.
+  std::vector<std::string> ProducedSince(size_t from) const {
+    std::vector<std::string> values;
+    for (size_t i = from; i < upstream.produced.size(); ++i) {
+      values.push_back(*upstream.produced[i].record.value);
+    }
+    return values;
+  }
+  double Metric(const std::string& series) {
+    const std::string text = metrics.Serialize();
+    size_t at = text.find("\n" + series + " ");
+    return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
+  }
+
+  FanOutUpstream upstream;
+  OneHotKey heat;
+  std::unique_ptr<Router> router;
+  std::vector<int32_t> salts;
+  Metrics metrics;
+  ProducerRegistry registry{100};
+  ProducerRegistry::Issued id = registry.Init();
+  std::unique_ptr<KafkaHandler> handler;
+  std::map<int32_t, Answer> answers;
+};
+
+// Issue 16: a batch partly written before an outage was retried by the client and written whole
+// again (2,959 records twice on a broker kill). Now the retry writes only what is missing.
+TEST_F(FanOutTest, ARetriedBatchWritesOnlyTheRecordsItsFailedAttemptDidNotWrite) {
+  ASSERT_GE(salts.size(), 3u);
+  const size_t before = upstream.produced.size();
+  Produce(1, 0, 12, "a");
+  const std::vector<std::string> first = ProducedSince(before);
+  ASSERT_EQ(first.size(), 12u);
+  std::set<int32_t> spread;
+  for (size_t i = before; i < upstream.produced.size(); ++i) {
+    spread.insert(upstream.produced[i].partition);
+  }
+  ASSERT_GE(spread.size(), 3u) << "the batch did not fan out";
+  // The partition of salt 1 times out; the others are written.
+  const int32_t failing = salts[1];
+  std::set<std::string> lost;
+  for (size_t i = before; i < upstream.produced.size(); ++i) {
+    if (upstream.produced[i].partition == failing) lost.insert(*upstream.produced[i].record.value);
+  }
+  ASSERT_FALSE(lost.empty());
+  ASSERT_LT(lost.size(), 12u);
+  upstream.Settle(failing);
+  ASSERT_TRUE(answers.contains(1));
+  EXPECT_EQ(answers[1].error, kRequestTimedOut);
+  // The client resends the batch as it was: only the lost records reach the upstream.
+  const size_t retried = upstream.produced.size();
+  Produce(2, 0, 12, "a");
+  const std::vector<std::string> again = ProducedSince(retried);
+  EXPECT_EQ(std::set<std::string>(again.begin(), again.end()), lost);
+  EXPECT_EQ(again.size(), lost.size());
+  upstream.Settle();
+  ASSERT_TRUE(answers.contains(2));
+  EXPECT_EQ(answers[2].error, kNone);
+  EXPECT_EQ(answers[2].base_offset, -12);  // written, but not at 12 offsets of partition 0
+  // Each record written once.
+  std::map<std::string, int> times;
+  for (const std::string& v : upstream.written) ++times[v];
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(times[absl::StrCat("a-", i)], 1) << "a-" << i;
+  EXPECT_EQ(Metric("saltproxy_kafka_idempotent_records_skipped_total"),
+            static_cast<double>(12 - lost.size()));
+  EXPECT_EQ(Metric("saltproxy_kafka_idempotent_batches_retried_total"), 1);
+  // Asked again (its answer lost), it is a duplicate: nothing is produced.
+  const size_t settled = upstream.produced.size();
+  Produce(3, 0, 12, "a");
+  EXPECT_EQ(upstream.produced.size(), settled);
+  EXPECT_EQ(answers[3].error, kNone);
+}
+
+// Pipelined: the second batch is written while the first partly fails. The second is answered
+// OUT_OF_ORDER_SEQUENCE_NUMBER (a broker would not have it), the client resends both: the first
+// writes its missing records, the second nothing, and both are answered with success.
+TEST_F(FanOutTest, ABatchWrittenAfterAPartlyFailedOneIsNotWrittenAgainOnTheResend) {
+  const size_t before = upstream.produced.size();
+  Produce(1, 0, 10, "a");
+  Produce(2, 10, 10, "b");
+  ASSERT_EQ(upstream.produced.size(), before + 20);
+  const int32_t failing = salts[1];
+  size_t lost = 0;
+  for (size_t i = before; i < before + 10; ++i) lost += upstream.produced[i].partition == failing;
+  ASSERT_GT(lost, 0u);
+  // The first batch's records on `failing` time out; the second's are all written.
+  for (size_t i = before; i < before + 10; ++i) {
+    FanOutUpstream::Produced& p = upstream.produced[i];
+    if (p.partition != failing) continue;
+    p.settled = true;
+    DeliveryReport r;
+    r.status = absl::DeadlineExceededError("message timed out");
+    p.done(r);
+  }
+  upstream.Settle();
+  EXPECT_EQ(answers[1].error, kRequestTimedOut);
+  EXPECT_EQ(answers[2].error, kOutOfOrderSequenceNumber);
+  const size_t resent = upstream.produced.size();
+  Produce(3, 0, 10, "a");
+  Produce(4, 10, 10, "b");
+  EXPECT_EQ(upstream.produced.size(), resent + lost) << "the written records were sent again";
+  EXPECT_FALSE(answers.contains(4)) << "acknowledged before the batch before it was written";
+  upstream.Settle();
+  EXPECT_EQ(answers[3].error, kNone);
+  EXPECT_EQ(answers[4].error, kNone);
+  std::map<std::string, int> times;
+  for (const std::string& v : upstream.written) ++times[v];
+  for (const char* tag : {"a", "b"}) {
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(times[absl::StrCat(tag, "-", i)], 1) << tag << i;
+  }
 }
 
 }  // namespace

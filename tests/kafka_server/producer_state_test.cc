@@ -18,7 +18,9 @@ class ProducerRegistryTest : public ::testing::Test {
   BatchCheck Begin(const ProducerPartition& key, int16_t epoch, int32_t first_seq,
                    int32_t last_seq, ProducerRegistry::Waiter waiter = nullptr) {
     BatchCheck check = registry.Begin(key, epoch, first_seq, last_seq, std::move(waiter));
-    if (check.verdict == BatchVerdict::kNew) attempts[{key.partition, first_seq}] = check.attempt;
+    if (check.verdict == BatchVerdict::kNew || check.verdict == BatchVerdict::kRetry) {
+      attempts[{key.partition, first_seq}] = check.attempt;
+    }
     return check;
   }
   // Complete, running what it hands back at once (the handler runs it after its own lock).
@@ -30,10 +32,15 @@ class ProducerRegistryTest : public ::testing::Test {
     for (auto& f : run) f();
     return s;
   }
-  void Fail(int32_t first_seq) {
+  // Fail, with what the attempt (and earlier ones) wrote: none by default.
+  void Fail(int32_t first_seq, BatchWrites written = {}) {
     ProducerRegistry::Deferred run;
-    registry.Fail(Key(), attempts.at({0, first_seq}), &run);
+    registry.Fail(Key(), attempts.at({0, first_seq}), std::move(written), &run);
     for (auto& f : run) f();
+  }
+  // A waiter that keeps what it is told: nullopt until then; -2 as the offset when unwritten.
+  ProducerRegistry::Waiter Keep(std::optional<int64_t>* told) {
+    return [told](bool written, int64_t offset) { *told = written ? offset : -2; };
   }
   std::map<std::pair<int32_t, int32_t>, uint64_t> attempts;
 };
@@ -65,10 +72,9 @@ TEST_F(ProducerRegistryTest, RetriedBatchIsAnsweredWithTheFirstOffset) {
 
 TEST_F(ProducerRegistryTest, RetryWhileTheFirstIsInFlightWaitsForIt) {
   ASSERT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
-  int64_t answered = -2;
-  EXPECT_EQ(Begin(Key(), 0, 0, 9, [&](int64_t o) { answered = o; }).verdict,
-            BatchVerdict::kDuplicatePending);
-  EXPECT_EQ(answered, -2);
+  std::optional<int64_t> answered;
+  EXPECT_EQ(Begin(Key(), 0, 0, 9, Keep(&answered)).verdict, BatchVerdict::kDuplicatePending);
+  EXPECT_FALSE(answered.has_value());
   Complete(0, 77);
   EXPECT_EQ(answered, 77);
 }
@@ -80,9 +86,8 @@ TEST_F(ProducerRegistryTest, AWrittenBatchWaitsForTheBatchesBeforeIt) {
   EXPECT_EQ(Complete(10, 500, [&](bool written) { second = written; }), Settlement::kWaiting);
   EXPECT_FALSE(second.has_value()) << "answered before the batch before it was written";
   // A retry of the waiting batch waits too: answering it would acknowledge the first batch.
-  int64_t retried = -2;
-  EXPECT_EQ(Begin(Key(), 0, 10, 19, [&](int64_t o) { retried = o; }).verdict,
-            BatchVerdict::kDuplicatePending);
+  std::optional<int64_t> retried;
+  EXPECT_EQ(Begin(Key(), 0, 10, 19, Keep(&retried)).verdict, BatchVerdict::kDuplicatePending);
   EXPECT_EQ(Complete(0, 490), Settlement::kSettled);
   EXPECT_EQ(second, true);
   EXPECT_EQ(retried, 500);
@@ -96,18 +101,81 @@ TEST_F(ProducerRegistryTest, ABatchWrittenAfterAnEarlierOneFailedIsNotAcknowledg
   ASSERT_EQ(Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
   ASSERT_EQ(Begin(Key(), 0, 20, 29).verdict, BatchVerdict::kNew);
   std::optional<bool> second;
-  int64_t second_retry = -2;
+  std::optional<int64_t> second_retry;
   ASSERT_EQ(Complete(10, 500, [&](bool written) { second = written; }), Settlement::kWaiting);
-  ASSERT_EQ(Begin(Key(), 0, 10, 19, [&](int64_t o) { second_retry = o; }).verdict,
+  ASSERT_EQ(Begin(Key(), 0, 10, 19, Keep(&second_retry)).verdict,
             BatchVerdict::kDuplicatePending);
   Fail(0);
   EXPECT_EQ(second, false);
-  EXPECT_EQ(second_retry, -1);
+  EXPECT_EQ(second_retry, -2);
   EXPECT_EQ(Complete(20, 510), Settlement::kEarlierFailed);
-  // The client resends from the failed batch: all three are new again.
-  EXPECT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  // The client resends from the failed batch: it is retried; the two after it were written
+  // and are not written again, but answered once the first is.
+  EXPECT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kRetry);
+  std::optional<int64_t> second_again, third_again;
+  EXPECT_EQ(Begin(Key(), 0, 10, 19, Keep(&second_again)).verdict,
+            BatchVerdict::kDuplicatePending);
+  EXPECT_EQ(Begin(Key(), 0, 20, 29, Keep(&third_again)).verdict,
+            BatchVerdict::kDuplicatePending);
+  EXPECT_FALSE(second_again.has_value());
+  EXPECT_EQ(Complete(0, 520), Settlement::kSettled);
+  EXPECT_EQ(second_again, 500);
+  EXPECT_EQ(third_again, 510);
+}
+
+TEST_F(ProducerRegistryTest, AFailedBatchIsRetriedForTheRecordsItDidNotWrite) {
+  ASSERT_EQ(Begin(Key(), 0, 0, 3).verdict, BatchVerdict::kNew);
+  BatchWrites written;
+  written.records = {BatchWrites::kWritten, BatchWrites::kUnwritten, BatchWrites::kWritten,
+                     BatchWrites::kMaybeWritten};
+  written.base = 40;
+  Fail(0, written);
+  BatchCheck retry = Begin(Key(), 0, 0, 3);
+  ASSERT_EQ(retry.verdict, BatchVerdict::kRetry);
+  EXPECT_EQ(retry.written.records, written.records);
+  EXPECT_EQ(retry.written.base, 40);
+  EXPECT_FALSE(retry.written.scattered);
+  // The retry is the batch's attempt now; written, the batch is a plain duplicate.
+  EXPECT_EQ(Complete(0, 40), Settlement::kSettled);
+  BatchCheck again = Begin(Key(), 0, 0, 3);
+  EXPECT_EQ(again.verdict, BatchVerdict::kDuplicate);
+  EXPECT_EQ(again.base_offset, 40);
+  // It failing again keeps what both attempts wrote: the registry holds what it is told.
+  ASSERT_EQ(Begin(Key(), 0, 4, 5).verdict, BatchVerdict::kNew);
+  written.records = {BatchWrites::kWritten, BatchWrites::kUnwritten};
+  Fail(4, written);
+  ASSERT_EQ(Begin(Key(), 0, 4, 5).verdict, BatchVerdict::kRetry);
+  written.records[1] = BatchWrites::kUnwritten;
+  Fail(4, written);
+  EXPECT_EQ(Begin(Key(), 0, 4, 5).written.Count(BatchWrites::kWritten), 1);
+}
+
+TEST_F(ProducerRegistryTest, WhileABatchIsFailedWhatComesAfterItIsOutOfOrder) {
+  ASSERT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
+  EXPECT_EQ(Complete(10, 500), Settlement::kWaiting);
+  Fail(0);
+  // As a broker, which would not have written them: a new batch, and the resend of the
+  // written one before the failed one is resent.
+  EXPECT_EQ(Begin(Key(), 0, 20, 29).verdict, BatchVerdict::kOutOfOrder);
+  EXPECT_EQ(Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kOutOfOrder);
+  EXPECT_EQ(registry.TakeDoubts().forgotten, 0);
+}
+
+TEST_F(ProducerRegistryTest, AFailedBatchResentInOtherRangesIsForgottenAndItsWrittenCounted) {
+  // A client that splits a failed batch (the Java client does for MESSAGE_TOO_LARGE) resends its
+  // records under new ranges from the same first number: what was written is written again.
+  ASSERT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
+  EXPECT_EQ(Complete(10, 500), Settlement::kWaiting);
+  BatchWrites written;
+  written.records.assign(10, BatchWrites::kUnwritten);
+  for (int i = 0; i < 4; ++i) written.records[i] = BatchWrites::kWritten;
+  Fail(0, written);
+  EXPECT_EQ(Begin(Key(), 0, 0, 4).verdict, BatchVerdict::kNew);
+  EXPECT_EQ(registry.TakeDoubts().forgotten, 4 + 10);
+  EXPECT_EQ(Begin(Key(), 0, 5, 9).verdict, BatchVerdict::kNew);
   EXPECT_EQ(Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
-  EXPECT_EQ(Begin(Key(), 0, 20, 29).verdict, BatchVerdict::kNew);
 }
 
 TEST_F(ProducerRegistryTest, ANewEpochSettlesTheOldEpochsWaitingBatchesAsFailed) {
@@ -149,14 +217,6 @@ TEST_F(ProducerRegistryTest, PartitionsHaveTheirOwnSequences) {
   EXPECT_EQ(Begin(Key(1), 0, 0, 4).verdict, BatchVerdict::kNew);
 }
 
-TEST_F(ProducerRegistryTest, FailedBatchCanBeRetriedAsNew) {
-  ASSERT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
-  ASSERT_EQ(Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
-  Fail(0);
-  EXPECT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
-  EXPECT_EQ(Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
-}
-
 TEST_F(ProducerRegistryTest, OnlyTheLastFiveBatchesAreRemembered) {
   for (int32_t b = 0; b < 6; ++b) {
     ASSERT_EQ(Begin(Key(), 0, b * 10, b * 10 + 9).verdict, BatchVerdict::kNew);
@@ -173,47 +233,66 @@ TEST_F(ProducerRegistryTest, UnknownProducerIsAdoptedAtItsSequence) {
   EXPECT_EQ(registry.Begin(stranger, 3, 61, 61).verdict, BatchVerdict::kNew);
 }
 
+// After a restart every client is a stranger, and its first batches per partition may be the
+// resends of what the previous run wrote: at most a client's batches in flight (kWindow).
+TEST_F(ProducerRegistryTest, AnUnknownProducersFirstBatchesPerPartitionAreCountedAsDoubts) {
+  for (int32_t partition : {0, 1}) {
+    ProducerPartition stranger{424242, "t", partition};
+    for (int32_t b = 0; b < 7; ++b) {
+      ASSERT_EQ(registry.Begin(stranger, 0, b * 2, b * 2 + 1).verdict, BatchVerdict::kNew);
+    }
+  }
+  EXPECT_EQ(registry.TakeDoubts().unknown_producer, 2 * 5 * 2);
+  EXPECT_EQ(registry.TakeDoubts().unknown_producer, 0);
+  // A producer this run issued is not in doubt.
+  ASSERT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  EXPECT_EQ(registry.TakeDoubts().unknown_producer, 0);
+}
+
 TEST_F(ProducerRegistryTest, MemoryIsBoundedByMaxProducers) {
   ProducerRegistry small(3);
   for (int i = 0; i < 10; ++i) small.Init();
   EXPECT_EQ(small.producers(), 3u);
 }
 
-// The first attempts of a batch and of the one after it are in flight; the first fails, which
-// forgets both, and the client resends both, as new. The second's first attempt then reports:
-// it must settle nothing of the resend, which has the same sequence numbers.
+// The first attempts of a batch and of the one after it are in flight; the first fails and the
+// client resends it in other ranges, which forgets both, and then the second as new. The
+// second's first attempt then reports: it must settle nothing of the resend, which has the same
+// sequence numbers.
 TEST_F(ProducerRegistryTest, AForgottenAttemptThatIsWrittenLateSettlesNothingOfItsResend) {
-  const uint64_t a = Begin(Key(), 0, 0, 9).attempt;
+  Begin(Key(), 0, 0, 9);
   const uint64_t b = Begin(Key(), 0, 10, 19).attempt;
   Fail(0);
-  ASSERT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(Begin(Key(), 0, 0, 4).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(Begin(Key(), 0, 5, 9).verdict, BatchVerdict::kNew);
   const uint64_t b2 = Begin(Key(), 0, 10, 19).attempt;
   ASSERT_NE(b2, b);
-  ASSERT_NE(a, attempts.at({0, 0}));
   ProducerRegistry::Deferred run;
   EXPECT_EQ(registry.Complete(Key(), b, 700, [] { return ProducerRegistry::Settled(); }, &run),
             Settlement::kEarlierFailed);
   EXPECT_TRUE(run.empty());
   ASSERT_EQ(Begin(Key(), 0, 20, 29).verdict, BatchVerdict::kNew);
   EXPECT_EQ(Complete(0, 710), Settlement::kSettled);
-  std::optional<bool> third;
-  EXPECT_EQ(Complete(20, 730, [&](bool written) { third = written; }), Settlement::kWaiting)
-      << "acknowledged while the resend before it is unwritten";
+  std::optional<bool> fourth;
+  EXPECT_EQ(Complete(20, 730, [&](bool written) { fourth = written; }), Settlement::kWaiting)
+      << "acknowledged while the resends before it are unwritten";
   Fail(10);
-  EXPECT_EQ(third, false);
+  EXPECT_EQ(fourth, false);
 }
 
 TEST_F(ProducerRegistryTest, AForgottenAttemptThatFailsLateLeavesItsResendAlone) {
   Begin(Key(), 0, 0, 9);
   const uint64_t b = Begin(Key(), 0, 10, 19).attempt;
   Fail(0);
-  ASSERT_EQ(Begin(Key(), 0, 0, 9).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(Begin(Key(), 0, 0, 4).verdict, BatchVerdict::kNew);
+  ASSERT_EQ(Begin(Key(), 0, 5, 9).verdict, BatchVerdict::kNew);
   ASSERT_EQ(Begin(Key(), 0, 10, 19).verdict, BatchVerdict::kNew);
   ProducerRegistry::Deferred run;
-  registry.Fail(Key(), b, &run);
+  registry.Fail(Key(), b, BatchWrites(), &run);
   EXPECT_TRUE(run.empty());
   EXPECT_EQ(Begin(Key(), 0, 20, 29).verdict, BatchVerdict::kNew) << "the window was reset";
   EXPECT_EQ(Complete(0, 800), Settlement::kSettled);
+  EXPECT_EQ(Complete(5, 805), Settlement::kSettled);
   EXPECT_EQ(Complete(10, 810), Settlement::kSettled);
   EXPECT_EQ(Complete(20, 820), Settlement::kSettled);
 }

@@ -50,11 +50,13 @@ class HeldSink : public RecordSink {
     r.offset = offset;
     callbacks[i](r);
   }
-  // Record `i` timed out: possibly written, as a client must take it.
-  void Fail(size_t i) {
+  // Record `i` timed out: possibly written, as a client must take it; `maybe_written` when the
+  // upstream says so too (sent, never acknowledged), rather than that it never left.
+  void Fail(size_t i, bool maybe_written = false) {
     DeliveryReport r;
     r.topic = records[i].topic;
     r.status = absl::DeadlineExceededError("message timed out");
+    r.maybe_written = maybe_written;
     callbacks[i](r);
   }
   // Forgets what it held (every callback must have run).
