@@ -468,7 +468,8 @@ void Reassembler::Evaluate(const std::string& id, Clock::time_point now) {
     // partition, the rest of it is held behind them.
     const size_t instances = ks.stamped_by.size();
     for (auto& [pid, queue] : ks.queues) {
-      std::set<std::string_view> held_instances;  // stamped records held earlier in the queue
+      // The instances of stamped records held earlier in the queue (views of ks.stamped_by).
+      std::set<std::string_view> held_instances;
       for (size_t i = 0; i < queue.size();) {
         const Held& h = queue[i];
         // Held behind an earlier record of the partition still held: an unstamped one behind
@@ -494,7 +495,8 @@ void Reassembler::Evaluate(const std::string& id, Clock::time_point now) {
           }
         }
         if (!Releasable(ks, h)) {
-          if (h.stamp) held_instances.insert(h.stamp->instance);
+          // A view of the key's own copy of the name: the queue moves its records as it erases.
+          if (h.stamp) held_instances.insert(*ks.stamped_by.find(h.stamp->instance));
           if (i > 0 && held_instances.size() >= instances) break;
           ++i;
           continue;
