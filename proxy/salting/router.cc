@@ -161,6 +161,17 @@ struct RouteEntry {
   bool holding = false;
 };
 
+RouteEntry MakeEntry(const SaltMapEntry& map, std::shared_ptr<Router::KeyRuntime> runtime,
+                     std::shared_ptr<Router::TopicRuntime> destination, bool holding) {
+  RouteEntry entry;
+  entry.map = map;
+  entry.runtime = std::move(runtime);
+  entry.destination = std::move(destination);
+  entry.epoch_text = absl::StrCat(map.epoch);
+  entry.holding = holding;
+  return entry;
+}
+
 }  // namespace
 
 struct Router::Snapshot {
@@ -412,6 +423,10 @@ void Router::Reconfigure(const RouterOptions& options) {
 
 bool Router::WantsTickNow() {
   std::lock_guard<std::mutex> control_lock(control_mu_);
+  for (const std::unique_ptr<Transition>& t : transitions_) {
+    // A change whose map was just acknowledged: its held records can go.
+    if (t->next.epoch != 0 && MapAcknowledged(t->next.epoch)) return true;
+  }
   return heat_ != nullptr && heat_->RisingKeyWaiting();
 }
 
@@ -647,6 +662,15 @@ void Router::Tick(absl::Time now) {
 void Router::AdvanceTransitions(absl::Time now) {
   std::vector<std::unique_ptr<Transition>> pending;
   for (std::unique_ptr<Transition>& t : transitions_) {
+    if (t->next.epoch != 0) {
+      // Took effect: its held records wait for the map that names its epoch.
+      if (MapAcknowledged(t->next.epoch)) {
+        Release(*t);
+      } else {
+        pending.push_back(std::move(t));
+      }
+      continue;
+    }
     if (t->targets.empty()) {
       // Grace after the holding snapshot was published: a record that was routed under the
       // previous snapshot (before the key was held) has reached the producer by then, so the
@@ -674,7 +698,10 @@ void Router::AdvanceTransitions(absl::Time now) {
       pending.push_back(std::move(t));
       continue;
     }
-    // The old layout is drained: the change takes effect under a new epoch.
+    // The old layout is drained: the change takes effect under a new epoch. The key stays held
+    // until the map that carries the epoch is on the control topic: a record stamped with an
+    // epoch that no reader can learn (the proxy crashed before publishing it) would wait in
+    // every reader for ever.
     SaltMapEntry& m = t->next;
     m.epoch = epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
     m.changed_at = now;
@@ -682,46 +709,61 @@ void Router::AdvanceTransitions(absl::Time now) {
       m.cutover.push_back(
           CutOver{topic->name, p, topic->counters[p].last_offset.load(std::memory_order_acquire)});
     }
-    RouteEntry entry;
-    entry.runtime = t->runtime;
-    entry.destination = t->next_destination;
-    entry.epoch_text = absl::StrCat(m.epoch);
     {
       std::lock_guard<std::mutex> lock(t->runtime->mu);
-      m.since_seq = t->runtime->next_seq;
-      entry.map = m;
-      // Held records go out first, in order, under the new layout; the new snapshot is
-      // published only after them, so no newer record can overtake them.
-      auto next = std::make_shared<Snapshot>(*Current());
-      next->keys[t->topic][t->key] = entry;
-      Snapshot staged = *next;
-      while (!t->runtime->held.empty()) {
-        auto [record, done] = std::move(t->runtime->held.front());
-        t->runtime->held.pop_front();
-        DeliveryCallback callback = std::move(done);
-        auto shared_cb = std::make_shared<DeliveryCallback>(std::move(callback));
-        absl::Status queued =
-            Route(staged, std::move(record),
-                  [shared_cb](const DeliveryReport& r) { (*shared_cb)(r); }, Pass::kReplay);
-        if (!queued.ok()) {
-          DeliveryReport failed;
-          failed.status = queued;
-          (*shared_cb)(failed);
-        }
-      }
-      Publish(std::move(next));
-      t->runtime->holding = false;
+      m.since_seq = t->runtime->next_seq;  // nothing takes a number while the key is held
     }
-    LogEvent(LogLevel::kInfo, t->what,
-             {{"topic", t->topic},
-              {"key", ValidUtf8(t->key) ? t->key : absl::Base64Escape(t->key)},
-              {"action", ActionName(m.action)},
-              {"destination", m.destination},
-              {"salts", absl::StrCat(m.salts)},
-              {"rate_rps", absl::StrCat(static_cast<int64_t>(m.rate_rps))},
-              {"epoch", absl::StrCat(m.epoch)}});
+    auto next = std::make_shared<Snapshot>(*Current());
+    next->keys[t->topic][t->key] = MakeEntry(m, t->runtime, t->next_destination, /*holding=*/true);
+    Publish(std::move(next));
+    if (MapAcknowledged(m.epoch)) {
+      Release(*t);
+    } else {
+      pending.push_back(std::move(t));
+    }
   }
   transitions_ = std::move(pending);
+}
+
+bool Router::MapAcknowledged(uint64_t epoch) const {
+  return options_.control_topic.empty() ||
+         acked_epoch_->load(std::memory_order_acquire) >= epoch;
+}
+
+void Router::Release(Transition& t) {
+  const SaltMapEntry& m = t.next;
+  {
+    std::lock_guard<std::mutex> lock(t.runtime->mu);
+    // Held records go out first, in order, under the new layout; the new snapshot is
+    // published only after them, so no newer record can overtake them.
+    auto next = std::make_shared<Snapshot>(*Current());
+    next->keys[t.topic][t.key] = MakeEntry(m, t.runtime, t.next_destination, /*holding=*/false);
+    Snapshot staged = *next;
+    while (!t.runtime->held.empty()) {
+      auto [record, done] = std::move(t.runtime->held.front());
+      t.runtime->held.pop_front();
+      DeliveryCallback callback = std::move(done);
+      auto shared_cb = std::make_shared<DeliveryCallback>(std::move(callback));
+      absl::Status queued =
+          Route(staged, std::move(record),
+                [shared_cb](const DeliveryReport& r) { (*shared_cb)(r); }, Pass::kReplay);
+      if (!queued.ok()) {
+        DeliveryReport failed;
+        failed.status = queued;
+        (*shared_cb)(failed);
+      }
+    }
+    Publish(std::move(next));
+    t.runtime->holding = false;
+  }
+  LogEvent(LogLevel::kInfo, t.what,
+           {{"topic", t.topic},
+            {"key", ValidUtf8(t.key) ? t.key : absl::Base64Escape(t.key)},
+            {"action", ActionName(m.action)},
+            {"destination", m.destination},
+            {"salts", absl::StrCat(m.salts)},
+            {"rate_rps", absl::StrCat(static_cast<int64_t>(m.rate_rps))},
+            {"epoch", absl::StrCat(m.epoch)}});
 }
 
 void Router::FailHeld(const absl::Status& why) {
@@ -817,11 +859,17 @@ void Router::PublishSaltMap() {
   record.key = absl::StrCat("saltmap/", options_.instance_id);
   record.value = SaltMapJson();
   absl::Status queued = upstream_.Produce(
-      std::move(record), 0, [epoch_now, republish = republish_](const DeliveryReport& r) {
+      std::move(record), 0,
+      [epoch_now, republish = republish_, acked = acked_epoch_](const DeliveryReport& r) {
         if (!r.status.ok()) {
           LogEvent(LogLevel::kError, "saltmap_publish_failed",
                    {{"epoch", absl::StrCat(epoch_now)}, {"reason", r.status.message()}});
           republish->store(true);  // the next tick publishes the map of its time
+          return;
+        }
+        uint64_t seen = acked->load(std::memory_order_relaxed);
+        while (epoch_now > seen &&
+               !acked->compare_exchange_weak(seen, epoch_now, std::memory_order_acq_rel)) {
         }
       });
   if (!queued.ok()) published_epoch_ = 0;

@@ -16,9 +16,10 @@
 // ordering: the key's new records are held while every record already sent to the old layout's
 // partitions is delivered; then the change takes effect under a new salt map epoch, whose entry
 // carries the cut-over points (for each old partition, the highest offset the key can have
-// there), and the held records go out, in order, first. A cold key's old partitions are every
-// partition its cold records may be on: its default one, and those its clients chose
-// (ColdFootprint).
+// there). The held records go out, in order, first, once the map that carries the new epoch is
+// acknowledged by the control topic: a reader can always learn the epoch a record names. A cold
+// key's old partitions are every partition its cold records may be on: its default one, and
+// those its clients chose (ColdFootprint).
 //
 //   Router router(upstream, &detector, options);
 //   router.Submit(std::move(record), done);   // any ingress thread
@@ -106,7 +107,8 @@ class Router : public RecordSink {
   // The control step: detection, policy, transitions, publication. One thread.
   void Tick(absl::Time now);
   // Between steps, from the control step's thread: whether to run the step now rather than at
-  // its time (a new key is already hot: salted now, its records stop piling on one partition).
+  // its time (a new key is already hot: salted now, its records stop piling on one partition;
+  // or the map of a change was acknowledged: its held records can go).
   bool WantsTickNow();
 
   // After the last control step (shutdown): the records held for layout changes that will not
@@ -164,6 +166,12 @@ class Router : public RecordSink {
   void Publish(std::shared_ptr<Snapshot> next);
   void PublishSaltMap();
   void AdvanceTransitions(absl::Time now);
+  // True once a map whose epoch is at least `epoch` is on the control topic (always, when
+  // nothing is published).
+  bool MapAcknowledged(uint64_t epoch) const;
+  // A change that took effect and whose map is published: its held records go out, in order,
+  // and the key is routed under its new layout.
+  void Release(Transition& t);
   void DecayLoads(absl::Time now);
 
   Upstream& upstream_;
@@ -185,6 +193,9 @@ class Router : public RecordSink {
   uint64_t published_epoch_ = 0;
   // Set by a publication the cluster failed (on a delivery thread): publish again.
   std::shared_ptr<std::atomic<bool>> republish_ = std::make_shared<std::atomic<bool>>(false);
+  // The highest epoch of a map the cluster acknowledged (set on a delivery thread).
+  std::shared_ptr<std::atomic<uint64_t>> acked_epoch_ =
+      std::make_shared<std::atomic<uint64_t>>(0);
 };
 
 }  // namespace saltproxy

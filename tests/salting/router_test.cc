@@ -716,6 +716,67 @@ TEST_F(RouterTest, ASaltMapTheClusterFailedIsPublishedAgainAtTheNextTick) {
   EXPECT_EQ(upstream.To("_saltmap").size(), failed + 1);
 }
 
+// A record stamped with an epoch goes out only once the map that names the epoch is on the
+// control topic: had the proxy crashed between the change and the publication, readers would
+// wait for ever for a layout nobody can tell them.
+TEST_F(RouterTest, HeldRecordsGoOutOnlyOnceTheMapOfTheirEpochIsAcknowledged) {
+  options.control_topic = "_saltmap";
+  Send("nike", 3);
+  upstream.DeliverAll();
+  SetHot({{"nike", 4000}});
+  router().Tick(now += absl::Milliseconds(100));  // holding starts
+  Send("nike", 2);                                 // held
+  router().Tick(now += absl::Milliseconds(100));  // drained: epoch 1, its map published
+  EXPECT_EQ(router().epoch(), 1u);
+  EXPECT_EQ(upstream.To("clicks").size(), 3u) << "held records went out before their map";
+  std::vector<const Produced*> published = upstream.To("_saltmap");
+  ASSERT_EQ(published.size(), 1u);
+  boost::json::value map = boost::json::parse(*published[0]->record.value);
+  EXPECT_EQ(map.at("topics").at("clicks").at("keys").at(0).at("epoch").to_number<uint64_t>(), 1u);
+  EXPECT_FALSE(router().WantsTickNow());
+  router().Tick(now += absl::Milliseconds(100));  // the map is not acknowledged yet
+  EXPECT_EQ(upstream.To("clicks").size(), 3u);
+  upstream.DeliverAll();                           // the cluster acknowledges the map
+  EXPECT_TRUE(router().WantsTickNow());
+  router().Tick(now += absl::Milliseconds(20));
+  std::vector<const Produced*> clicks = upstream.To("clicks");
+  ASSERT_EQ(clicks.size(), 5u);
+  EXPECT_EQ(Header(clicks[3]->record, kHeaderEpoch), "1");
+  EXPECT_EQ(Header(clicks[3]->record, kHeaderSequence), "0");
+  EXPECT_EQ(clicks[3]->record.value, "0");
+  EXPECT_EQ(Header(clicks[4]->record, kHeaderSequence), "1");
+  EXPECT_FALSE(router().WantsTickNow());
+}
+
+TEST_F(RouterTest, AKeyWhoseMapFailedStaysHeldUntilTheMapIsPublishedAgain) {
+  options.control_topic = "_saltmap";
+  options.max_held_records_per_key = 3;
+  Send("nike", 3);
+  upstream.DeliverAll();
+  SetHot({{"nike", 4000}});
+  router().Tick(now += absl::Milliseconds(100));
+  Send("nike", 2);
+  router().Tick(now += absl::Milliseconds(100));  // epoch 1's map published...
+  upstream.FailAll();                              // ...and failed by the cluster
+  EXPECT_FALSE(router().WantsTickNow());
+  router().Tick(now += absl::Milliseconds(100));  // published again
+  EXPECT_EQ(upstream.To("_saltmap").size(), 2u);
+  EXPECT_EQ(upstream.To("clicks").size(), 3u);
+  // Still held, within the bound: beyond it, producers are pushed back.
+  Send("nike");
+  Record over;
+  over.topic = "clicks";
+  over.key = "nike";
+  EXPECT_TRUE(absl::IsResourceExhausted(router().Submit(std::move(over), nullptr)));
+  upstream.DeliverAll();
+  router().Tick(now += absl::Milliseconds(20));
+  std::vector<const Produced*> clicks = upstream.To("clicks");
+  ASSERT_EQ(clicks.size(), 6u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Header(clicks[3 + i]->record, kHeaderSequence), std::to_string(i));
+  }
+}
+
 TEST_F(RouterTest, EpochsCountOnFromTheFirstEpochAndNothingIsPublishedBeforeAChange) {
   options.control_topic = "_saltmap";
   options.first_epoch = 1'700'000'000'000'000;  // a restarted proxy's, from the clock
