@@ -45,7 +45,25 @@ struct KeyLayout {
   uint64_t epoch = 0;
   int64_t since_seq = 0;
   std::vector<CutOverPoint> cutover;  // the previous layout's partitions
+  // As published, for people and for a restarted proxy (RFC 3339; "" when absent): when the
+  // key turned hot, and when this layout took effect.
+  std::string hot_since;
+  std::string changed_at;
+  // Published by a restarted proxy that took the layout over from its last run's map.
+  bool resumed = false;
 };
+
+// One published map as it is: what SaltMapHistory::Apply applies, and what a restarted proxy
+// reads back to resume its layouts.
+struct PublishedSaltMap {
+  std::string instance;
+  uint64_t epoch = 0;
+  std::vector<KeyLayout> layouts;  // in the map's order
+};
+
+// Parses one map ({"epoch":…,"instance":…,"topics":{…}}). False, with `error` set, when it is
+// not one.
+bool ParseSaltMap(std::string_view json, PublishedSaltMap* map, std::string* error);
 
 class SaltMapHistory {
  public:

@@ -74,6 +74,15 @@ KeyLayout ReadLayout(const json::object& k, const std::string& instance, const s
   }
   layout.epoch = static_cast<uint64_t>(Int(k, "epoch"));
   layout.since_seq = Int(k, "since_seq");
+  if (const json::value* v = k.if_contains("hot_since"); v && v->is_string()) {
+    layout.hot_since = std::string(v->as_string());
+  }
+  if (const json::value* v = k.if_contains("changed_at"); v && v->is_string()) {
+    layout.changed_at = std::string(v->as_string());
+  }
+  if (const json::value* v = k.if_contains("resumed"); v && v->is_bool()) {
+    layout.resumed = v->as_bool();
+  }
   if (const json::value* cutover = k.if_contains("cutover"); cutover && cutover->is_array()) {
     for (const json::value& c : cutover->as_array()) {
       const json::object& point = c.as_object();
@@ -87,21 +96,19 @@ KeyLayout ReadLayout(const json::object& k, const std::string& instance, const s
 
 }  // namespace
 
-bool SaltMapHistory::Apply(std::string_view text, std::string* error) {
-  std::vector<KeyLayout> layouts;
-  std::string instance;
-  uint64_t map_epoch = 0;
+bool ParseSaltMap(std::string_view text, PublishedSaltMap* map, std::string* error) {
+  PublishedSaltMap parsed;
   try {
     json::value root = json::parse(json::string_view(text.data(), text.size()));
-    const json::object& map = root.as_object();
-    instance = String(map, "instance");
-    map_epoch = static_cast<uint64_t>(Int(map, "epoch"));
-    if (const json::value* topics = map.if_contains("topics"); topics && topics->is_object()) {
+    const json::object& object = root.as_object();
+    parsed.instance = String(object, "instance");
+    parsed.epoch = static_cast<uint64_t>(Int(object, "epoch"));
+    if (const json::value* topics = object.if_contains("topics"); topics && topics->is_object()) {
       for (const auto& [topic, t] : topics->as_object()) {
         const json::value* keys = t.as_object().if_contains("keys");
         if (!keys || !keys->is_array()) continue;
         for (const json::value& k : keys->as_array()) {
-          layouts.push_back(ReadLayout(k.as_object(), instance, std::string(topic)));
+          parsed.layouts.push_back(ReadLayout(k.as_object(), parsed.instance, std::string(topic)));
         }
       }
     }
@@ -109,7 +116,14 @@ bool SaltMapHistory::Apply(std::string_view text, std::string* error) {
     if (error) *error = std::string("not a salt map: ") + e.what();
     return false;
   }
-  for (KeyLayout& layout : layouts) {
+  *map = std::move(parsed);
+  return true;
+}
+
+bool SaltMapHistory::Apply(std::string_view text, std::string* error) {
+  PublishedSaltMap map;
+  if (!ParseSaltMap(text, &map, error)) return false;
+  for (KeyLayout& layout : map.layouts) {
     if (layout.epoch == 0) continue;  // a change still in progress has no epoch yet
     EpochKey ek{layout.instance, layout.epoch, layout.topic, layout.key};
     if (by_epoch_.contains(ek)) continue;  // a layout never changes once published
@@ -119,8 +133,8 @@ bool SaltMapHistory::Apply(std::string_view text, std::string* error) {
     destinations_.insert(layout.destination);
     by_epoch_.emplace(std::move(ek), std::move(layout));
   }
-  uint64_t& latest = latest_[instance];
-  latest = std::max(latest, map_epoch);
+  uint64_t& latest = latest_[map.instance];
+  latest = std::max(latest, map.epoch);
   ++updates_;
   Forget();
   return true;

@@ -69,6 +69,40 @@ TEST(SaltMapHistoryTest, KeysThatAreNotUtf8ComeInBase64) {
   ASSERT_EQ(history.Layouts("t", std::string("\xff\0", 2)).size(), 1u);
 }
 
+// What a restarted proxy reads back from the control topic: the map as it is, with the fields
+// people read (when the key turned hot, when the layout took effect, whether it was resumed).
+TEST(ParseSaltMapTest, GivesTheMapAsPublished) {
+  PublishedSaltMap map;
+  std::string error;
+  ASSERT_TRUE(ParseSaltMap(R"({"epoch":9,"instance":"p","topics":{"t":{"keys":[
+      {"key":"a","action":"rerouted","destination":"t.hot","salts":2,"partitions":[1,0],
+       "epoch":7,"since_seq":12,"cutover":[{"topic":"t","partition":3,"max_offset":40}],
+       "rate_rps":50.5,"hot_since":"2026-11-24T22:09:17.351Z",
+       "changed_at":"2026-11-24T22:10:00Z","resumed":true},
+      {"key":"b","action":"cooled","destination":"t","salts":1,"partitions":[5],
+       "epoch":9,"since_seq":3,"cutover":[]}]}}})",
+                           &map, &error))
+      << error;
+  EXPECT_EQ(map.instance, "p");
+  EXPECT_EQ(map.epoch, 9u);
+  ASSERT_EQ(map.layouts.size(), 2u);
+  const KeyLayout& a = map.layouts[0];
+  EXPECT_EQ(a.topic, "t");
+  EXPECT_EQ(a.action, "rerouted");
+  EXPECT_THAT(a.partitions, ElementsAre(1, 0));
+  EXPECT_EQ(a.since_seq, 12);
+  ASSERT_EQ(a.cutover.size(), 1u);
+  EXPECT_EQ(a.cutover[0].max_offset, 40);
+  EXPECT_EQ(a.hot_since, "2026-11-24T22:09:17.351Z");
+  EXPECT_EQ(a.changed_at, "2026-11-24T22:10:00Z");
+  EXPECT_TRUE(a.resumed);
+  EXPECT_EQ(map.layouts[1].changed_at, "");
+  EXPECT_FALSE(map.layouts[1].resumed);
+  EXPECT_FALSE(ParseSaltMap(R"({"epoch":1})", &map, &error));
+  EXPECT_THAT(error, HasSubstr("instance"));
+  EXPECT_EQ(map.instance, "p") << "a failed parse changed the map";
+}
+
 TEST(SaltMapHistoryTest, WhatIsNotAMapIsRefusedAndChangesNothing) {
   SaltMapHistory history;
   std::string error;
