@@ -54,6 +54,11 @@ struct TopicPolicy {
   // The dedicated topic's name, "{topic}" replaced by the source topic, and its partitions.
   std::string hot_topic_pattern = "{topic}.hot";
   int hot_topic_partitions = 16;
+  // A salted or rerouted layout resumed at a restart (resume.h) is kept this long unless the
+  // detector, which counts from zero after a restart, finds its key hot meanwhile; then it
+  // cools as any key does. The proxy sets it to the topic's detection hold_down, the time a
+  // hot key may stay below the cold threshold before it cools.
+  absl::Duration resumed_hold = absl::Seconds(10);
 
   absl::Status Validate() const;
   std::string HotTopicFor(const std::string& topic) const;

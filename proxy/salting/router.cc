@@ -625,6 +625,8 @@ void Router::Tick(absl::Time now) {
             entry.holding || in_transition.contains(absl::StrCat(heat.topic, "\n", key))) {
           continue;
         }
+        // Resumed at the restart: the detector has not counted the key long enough to say.
+        if (entry.map.resumed && now - entry.map.changed_at < policy.resumed_hold) continue;
         cooling.push_back(key);
       }
       for (const std::string& key : cooling) {
@@ -766,6 +768,58 @@ void Router::Release(Transition& t) {
             {"epoch", absl::StrCat(m.epoch)}});
 }
 
+int Router::Resume(std::vector<SaltMapEntry> layouts, absl::Time now) {
+  std::lock_guard<std::mutex> control_lock(control_mu_);
+  // Every topic named gets its runtime first (TopicFor publishes a snapshot of its own).
+  for (const SaltMapEntry& layout : layouts) {
+    TopicFor(layout.topic);
+    TopicFor(layout.destination);
+    for (const CutOver& c : layout.cutover) TopicFor(c.topic);
+  }
+  auto next = std::make_shared<Snapshot>(*Current());
+  int installed = 0;
+  for (SaltMapEntry& layout : layouts) {
+    std::shared_ptr<TopicRuntime> source = TopicFor(layout.topic);
+    std::shared_ptr<TopicRuntime> dest = TopicFor(layout.destination);
+    auto fits = [&](int32_t p) { return dest && p >= 0 && p < dest->partitions; };
+    if (!source || !dest || layout.partitions.empty() ||
+        !std::all_of(layout.partitions.begin(), layout.partitions.end(), fits)) {
+      LogEvent(LogLevel::kWarn, "layout_not_resumed",
+               {{"topic", layout.topic},
+                {"key", ValidUtf8(layout.key) ? layout.key : absl::Base64Escape(layout.key)},
+                {"destination", layout.destination},
+                {"reason", "its topics or partitions are not in the cluster's metadata"}});
+      continue;
+    }
+    for (const CutOver& c : layout.cutover) {
+      std::shared_ptr<TopicRuntime> topic = TopicFor(c.topic);
+      if (!topic || c.partition < 0 || c.partition >= topic->partitions) continue;
+      std::atomic<int64_t>& last = topic->counters[c.partition].last_offset;
+      int64_t seen = last.load(std::memory_order_relaxed);
+      while (c.max_offset > seen && !last.compare_exchange_weak(seen, c.max_offset)) {
+      }
+    }
+    layout.epoch = epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    layout.since_seq = 0;
+    auto transition = std::make_unique<Transition>();
+    transition->topic = layout.topic;
+    transition->key = layout.key;
+    transition->what = "key_resumed";
+    transition->next_destination = dest;
+    transition->runtime = std::make_shared<KeyRuntime>();
+    transition->runtime->holding = true;  // not shared yet
+    transition->holding_since = now;
+    next->keys[layout.topic][layout.key] =
+        MakeEntry(layout, transition->runtime, dest, /*holding=*/true);
+    transition->next = std::move(layout);
+    transitions_.push_back(std::move(transition));
+    ++installed;
+  }
+  Publish(std::move(next));
+  if (installed > 0) PublishSaltMap();
+  return installed;
+}
+
 void Router::FailHeld(const absl::Status& why) {
   for (std::unique_ptr<Transition>& t : transitions_) {
     std::deque<std::pair<Record, DeliveryCallback>> held;
@@ -828,6 +882,7 @@ std::string Router::SaltMapJson() const {
     k["rate_rps"] = e.rate_rps;
     k["hot_since"] = Rfc3339(e.hot_since);
     k["changed_at"] = Rfc3339(e.changed_at);
+    if (e.resumed) k["resumed"] = true;
     json::value& topic = topics[e.topic];
     if (!topic.is_object()) topic = json::object{{"keys", json::array()}};
     topic.as_object()["keys"].as_array().push_back(std::move(k));

@@ -92,6 +92,7 @@ struct SaltMapEntry {
   double rate_rps = 0;
   absl::Time hot_since;
   absl::Time changed_at;
+  bool resumed = false;  // taken over at a restart from the last run's map (resume.h)
 };
 
 class Router : public RecordSink {
@@ -110,6 +111,15 @@ class Router : public RecordSink {
   // its time (a new key is already hot: salted now, its records stop piling on one partition;
   // or the map of a change was acknowledged: its held records can go).
   bool WantsTickNow();
+
+  // At start, before any record and before the control step runs: installs the layouts a
+  // restarted instance takes over from its last run's map (resume.h; their epoch is 0). Each
+  // takes effect at once under an epoch of its own, its key numbered from 0, and is held until
+  // the map that names them all, published now, is acknowledged by the control topic. The
+  // partitions of their cut-over points count as written up to there, so that a later change
+  // of these keys cuts over above the old run's records too. Returns how many were installed
+  // (a layout whose topics the metadata does not know, or whose partitions they lack, is not).
+  int Resume(std::vector<SaltMapEntry> layouts, absl::Time now);
 
   // After the last control step (shutdown): the records held for layout changes that will not
   // finish now are failed with `why`, so that their clients are answered, and later records of
