@@ -215,6 +215,14 @@ void ReadSalting(YamlSection& s, SaltingConfig& salting) {
   s.ReadInt("max_held_records_per_key", &salting.max_held_records_per_key, 1, 10'000'000);
   s.ReadDuration("load_half_life", &salting.load_half_life, absl::Milliseconds(10),
                  absl::Minutes(10));
+  const bool resume_set = s.Has("resume_layouts");
+  s.ReadBool("resume_layouts", &salting.resume_layouts);
+  s.ReadDuration("resume_timeout", &salting.resume_timeout, absl::Milliseconds(100),
+                 absl::Minutes(5));
+  if (resume_set && salting.resume_layouts && salting.control_topic.empty()) {
+    s.Error("resume_layouts",
+            "expected false when control_topic is empty: no map is published to resume from");
+  }
   YamlSection defaults = s.Sub("defaults");
   ReadPolicy(defaults, salting.defaults);
   YamlSection topics = s.Sub("topics");

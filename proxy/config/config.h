@@ -142,6 +142,10 @@ struct SaltingConfig {
   absl::Duration cooled_retention = absl::Minutes(1);
   int max_held_records_per_key = 10000;
   absl::Duration load_half_life = absl::Seconds(1);
+  // At start, read the last map this instance published to control_topic and take its layouts
+  // over (proxy/salting/resume.h), within resume_timeout; read at start only.
+  bool resume_layouts = true;
+  absl::Duration resume_timeout = absl::Seconds(10);
   SaltPolicyConfig defaults;
   std::map<std::string, SaltPolicyConfig> topics;  // per-topic overrides of `defaults`
 };

@@ -100,6 +100,28 @@ TEST(ConfigTest, BadSaltingPolicyNamesTopicAndField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("{topic}")));
 }
 
+TEST(ConfigTest, LayoutsAreResumedAtStartUnlessTurnedOff) {
+  absl::StatusOr<Config> config = ParseConfig("upstream: {embedded: true}\n");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_TRUE(config->salting.resume_layouts);
+  EXPECT_EQ(config->salting.resume_timeout, absl::Seconds(10));
+  config = ParseConfig(
+      "upstream: {embedded: true}\nsalting: {resume_layouts: false, resume_timeout: 2s}\n");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_FALSE(config->salting.resume_layouts);
+  EXPECT_EQ(config->salting.resume_timeout, absl::Seconds(2));
+  // Nothing published: the default has nothing to resume, and asking for it is a mistake.
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting: {control_topic: \"\"}\n"), IsOk());
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\n"
+                          "salting: {control_topic: \"\", resume_layouts: true}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("salting.resume_layouts: expected false when control_topic")));
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting: {resume_layouts: maybe}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("salting.resume_layouts")));
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true}\nsalting: {resume_timeout: 10ms}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("salting.resume_timeout")));
+}
+
 TEST(ConfigTest, ATopicCanHaveItsOwnHotAndColdThresholds) {
   absl::StatusOr<Config> config = ParseConfig(R"(
 upstream: {embedded: true}
