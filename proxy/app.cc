@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proxy/common/log.h"
+#include "proxy/forward/control_topic_reader.h"
 #include "proxy/forward/embedded_cluster.h"
 #include "proxy/forward/forwarder.h"
 #include "proxy/http/api.h"
@@ -23,6 +25,7 @@
 #include "proxy/detect/detector_metrics.h"
 #include "proxy/detect/hot_key_detector.h"
 #include "proxy/salting/detector_heat.h"
+#include "proxy/salting/resume.h"
 #include "proxy/salting/router.h"
 #include "proxy/salting/router_metrics.h"
 
@@ -111,18 +114,117 @@ absl::StatusOr<RouterOptions> RouterOptionsFrom(const Config& config) {
   absl::StatusOr<TopicPolicy> defaults = PolicyFrom(config.salting.defaults);
   if (!defaults.ok()) return defaults.status();
   o.default_policy = *defaults;
+  // A layout resumed at a restart is kept for as long as a hot key may stay below the cold
+  // threshold before it cools: the detector starts from zero, and needs that long to say.
+  const absl::Duration hold_down = config.detection.thresholds.hold_down;
+  o.default_policy.resumed_hold = hold_down;
   for (const auto& [topic, c] : config.salting.topics) {
     absl::StatusOr<TopicPolicy> policy = PolicyFrom(c);
     if (!policy.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("salting.topics.", topic, ": ",
                                                      policy.status().message()));
     }
+    policy->resumed_hold = c.thresholds.hold_down.value_or(hold_down);
     o.topic_policies[topic] = *policy;
   }
   return o;
 }
 
 void ControlLoop(App::Parts& p);
+
+// Waits, until `deadline`, for the metadata cache to know `topics` (the router routes by it).
+void LookUpTopics(Forwarder& forwarder, const std::set<std::string>& topics, absl::Time deadline) {
+  struct Answers {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t count = 0;
+  };
+  auto answers = std::make_shared<Answers>();  // a late answer outlives this call
+  for (const std::string& topic : topics) {
+    forwarder.LookupTopic(topic, [answers](absl::StatusOr<int32_t>) {
+      std::lock_guard<std::mutex> lock(answers->mu);
+      ++answers->count;
+      answers->cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> lock(answers->mu);
+  answers->cv.wait_for(lock,
+                       std::chrono::microseconds(std::max<int64_t>(
+                           0, absl::ToInt64Microseconds(deadline - absl::Now()))),
+                       [&] { return answers->count == topics.size(); });
+}
+
+// A restart takes over the layouts this instance published last (proxy/salting/resume.h), before
+// the listeners take any record. Bounded by salting.resume_timeout: when the control topic
+// cannot be read by then, the proxy starts with an empty map, as a first start does.
+void ResumeLayouts(App::Parts& p, const Config& config, const UpstreamConfig& upstream) {
+  prometheus::Registry& registry = p.metrics.registry();
+  prometheus::Counter& resumed_total =
+      prometheus::BuildCounter()
+          .Name("saltproxy_salt_map_layouts_resumed_total")
+          .Help("Layouts taken over at start from the last salt map this instance published")
+          .Register(registry)
+          .Add({});
+  auto& failures = prometheus::BuildCounter()
+                       .Name("saltproxy_salt_map_resume_failures_total")
+                       .Help("Starts that could not read the last salt map this instance "
+                             "published, and began with an empty one")
+                       .Register(registry);
+  prometheus::Counter& unreachable = failures.Add({{"reason", "unreachable"}});
+  prometheus::Counter& invalid = failures.Add({{"reason", "invalid_map"}});
+
+  const absl::Time started = absl::Now();
+  const absl::Time deadline = started + config.salting.resume_timeout;
+  const std::string& topic = config.salting.control_topic;
+  auto failed = [&](prometheus::Counter& counter, const absl::Status& why) {
+    counter.Increment();
+    LogEvent(LogLevel::kWarn, "saltmap_resume_failed",
+             {{"control_topic", topic},
+              {"reason", why.message()},
+              {"elapsed", absl::FormatDuration(absl::Now() - started)},
+              {"then", "starting with an empty salt map"}});
+  };
+  absl::StatusOr<std::unique_ptr<ControlTopicReader>> reader =
+      ControlTopicReader::Create(upstream, deadline);
+  if (!reader.ok()) return failed(unreachable, reader.status());
+  // The router publishes to partition 0 (Router::PublishSaltMap).
+  absl::StatusOr<std::optional<std::string>> value =
+      (*reader)->LastValue(topic, 0, absl::StrCat("saltmap/", config.instance_id));
+  if (!value.ok()) return failed(unreachable, value.status());
+  if (!value->has_value()) {
+    LogEvent(LogLevel::kInfo, "saltmap_resumed",
+             {{"layouts", "0"}, {"map_epoch", "none"}, {"control_topic", topic},
+              {"elapsed", absl::FormatDuration(absl::Now() - started)}});
+    return;
+  }
+  absl::StatusOr<LastMap> last = ReadLastMap(**value, config.instance_id);
+  if (!last.ok()) return failed(invalid, last.status());
+  Watermarks watermarks;
+  for (const TopicPartition& tp : WatermarksNeeded(*last)) {
+    absl::StatusOr<int64_t> end = (*reader)->HighWatermark(tp.first, tp.second);
+    if (absl::IsNotFound(end.status())) continue;  // gone: that key is not resumed
+    if (!end.ok()) return failed(unreachable, end.status());
+    watermarks[tp] = *end;
+  }
+  ResumePlan plan = PlanResume(*last, watermarks, absl::Now(), config.salting.cooled_retention);
+  std::set<std::string> topics;
+  for (const SaltMapEntry& e : plan.layouts) {
+    topics.insert(e.topic);
+    topics.insert(e.destination);
+  }
+  LookUpTopics(*p.forwarder, topics, deadline);
+  const int planned = static_cast<int>(plan.layouts.size());
+  const int resumed = p.router->Resume(std::move(plan.layouts), absl::Now());
+  resumed_total.Increment(resumed);
+  LogEvent(LogLevel::kInfo, "saltmap_resumed",
+           {{"layouts", absl::StrCat(resumed)},
+            {"map_epoch", absl::StrCat(last->epoch)},
+            {"epoch", absl::StrCat(p.router->epoch())},
+            {"cooled_expired", absl::StrCat(plan.expired)},
+            {"not_resumed", absl::StrCat(plan.unresumable + planned - resumed)},
+            {"control_topic", topic},
+            {"elapsed", absl::FormatDuration(absl::Now() - started)}});
+}
 
 }  // namespace
 
@@ -196,6 +298,11 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const Config& config) {
   if (!router_options.ok()) return router_options.status();
   router_options->first_epoch = static_cast<uint64_t>(absl::ToUnixMicros(absl::Now()));
   p.router = std::make_unique<Router>(*p.forwarder, p.heat.get(), *std::move(router_options));
+  // A fresh embedded cluster holds nothing of an earlier run.
+  if (config.salting.resume_layouts && !config.salting.control_topic.empty() &&
+      !upstream.embedded) {
+    ResumeLayouts(p, config, upstream);
+  }
   Forwarder* fw = p.forwarder.get();
   p.api = std::make_unique<ApiHandler>(config.http, *p.router, p.metrics,
                                        [fw] { return fw->Ready(); },
