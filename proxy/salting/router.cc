@@ -122,6 +122,9 @@ struct Router::KeyRuntime {
   bool holding = false;  // guarded by mu
   std::deque<std::pair<Record, DeliveryCallback>> held;  // guarded by mu
   absl::Status refused;  // guarded by mu; set by FailHeld: no more holding
+  // A stamped record failed after it was queued: its number is a gap in the key's sequence
+  // that readers would wait for. The control step renumbers the key (a new episode).
+  std::atomic<bool> gap{false};
 };
 
 namespace {
@@ -194,6 +197,7 @@ struct Router::Transition {
   std::vector<uint64_t> targets;  // empty until sampled, transition_grace after holding began
   absl::Time holding_since;
   std::string_view what;          // for the log line
+  bool renumber = false;          // the key's numbers start again at 0 (a new episode)
 };
 
 Router::Router(Upstream& upstream, HeatTracker* heat, RouterOptions options)
@@ -394,8 +398,13 @@ absl::Status Router::Route(const Snapshot& snap, Record&& record, DeliveryCallba
   record.headers.push_back({std::string(kHeaderSequence), absl::StrCat(seq)});
   record.headers.push_back({std::string(kHeaderEpoch), entry->epoch_text});
   if (!cooled) record.key = SaltedKeyFor(key, m.partitions[salt], dest.partitions);
+  DeliveryCallback noted = [runtime = entry->runtime, done = std::move(done)](
+                               const DeliveryReport& r) mutable {
+    if (!r.status.ok()) runtime->gap.store(true, std::memory_order_relaxed);
+    done(r);
+  };
   absl::Status queued =
-      ProduceTo(dest_ptr, partition, std::move(record), std::move(done),
+      ProduceTo(dest_ptr, partition, std::move(record), std::move(noted),
                 cooled ? cold_action : m.action, cooled ? -1 : salt, m.epoch);
   if (queued.ok()) entry->runtime->next_seq = seq + 1;
   return queued;
@@ -641,6 +650,28 @@ void Router::Tick(absl::Time now) {
       }
     }
   }
+  // A key whose stamped record failed after it was queued (an outage past delivery_timeout)
+  // has a gap in its numbers, which readers would wait out: it starts a new episode under the
+  // same layout, numbered from 0, whose cut-over tells readers the gap is final.
+  std::vector<std::pair<std::string, std::string>> renumber;
+  for (const auto& [topic, keys] : next->keys) {
+    for (const auto& [key, entry] : keys) {
+      if (!entry.holding && entry.map.epoch != 0 && entry.runtime &&
+          entry.runtime->gap.load(std::memory_order_relaxed) &&
+          !in_transition.contains(absl::StrCat(topic, "\n", key))) {
+        renumber.emplace_back(topic, key);
+      }
+    }
+  }
+  for (const auto& [topic, key] : renumber) {
+    const RouteEntry& entry = next->keys[topic][key];
+    SaltMapEntry layout = entry.map;
+    layout.epoch = 0;
+    layout.cutover.clear();
+    layout.resumed = false;
+    begin(topic, key, std::move(layout), entry.destination, "key_renumbered");
+    transitions_.back()->renumber = true;
+  }
   // Cooled keys leave the map after their retention; their partition does not change.
   for (auto& [topic, keys] : next->keys) {
     std::vector<std::string> expired;
@@ -713,6 +744,12 @@ void Router::AdvanceTransitions(absl::Time now) {
     }
     {
       std::lock_guard<std::mutex> lock(t->runtime->mu);
+      if (t->renumber) {
+        // Every record of the old numbering has its outcome now (the key was held until its
+        // layout drained): the gap is final, and the numbers start again.
+        t->runtime->next_seq = 0;
+        t->runtime->gap.store(false, std::memory_order_relaxed);
+      }
       m.since_seq = t->runtime->next_seq;  // nothing takes a number while the key is held
     }
     auto next = std::make_shared<Snapshot>(*Current());
