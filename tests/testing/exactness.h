@@ -123,6 +123,7 @@ struct BrokerReport {
   int64_t lost = 0;        // acknowledged, not stored
   int64_t duplicated = 0;  // stored more than once (each extra copy)
   int64_t unacked = 0;     // stored, never acknowledged (allowed: a failed answer)
+  std::map<std::string, int64_t> duplicated_by_producer;
 };
 
 // Reads every partition of `topics` (a topic that does not exist is skipped) to its end.
@@ -143,7 +144,10 @@ inline BrokerReport ReadBroker(RealKafka& kafka, const std::vector<std::string>&
       if (id.n < 0) continue;
       ++report.records;
       report.stamped += r.Header("saltproxy-seq").has_value();
-      if (++stored[{id.producer, id.key}][id.n] > 1) ++report.duplicated;
+      if (++stored[{id.producer, id.key}][id.n] > 1) {
+        ++report.duplicated;
+        ++report.duplicated_by_producer[id.producer];
+      }
       if (!ledger.Acked(id)) ++report.unacked;
     }
   }
@@ -162,6 +166,7 @@ struct ReaderReport {
   int64_t wrong_key = 0;     // released under another key than its own
   int64_t forced = 0;        // released by the lag policy (ReleasedRecord::forced)
   size_t most_held = 0;      // the reassembler's held records, at most (ordered mode)
+  std::map<std::string, int64_t> out_of_order_by_producer;
   ReassemblerStats stats;
 };
 
@@ -190,7 +195,10 @@ inline ReaderReport Read(SaltConsumerOptions options, const Ledger& ledger,
       if (!r.key || *r.key != id.key) ++report.wrong_key;
       auto [it, fresh] = highest.try_emplace({id.producer, id.key}, id.n);
       if (!fresh) {
-        if (id.n < it->second) ++report.out_of_order;
+        if (id.n < it->second) {
+          ++report.out_of_order;
+          ++report.out_of_order_by_producer[id.producer];
+        }
         it->second = std::max(it->second, id.n);
       }
       if (!released[{id.producer, id.key}].insert(id.n).second) {
