@@ -459,6 +459,7 @@ std::vector<std::string> NeedsRestart(const Config& a, const Config& b) {
   differs(u.librdkafka != v.librdkafka, "upstream.librdkafka");
   differs(u.delivery_timeout != v.delivery_timeout, "upstream.delivery_timeout");
   differs(u.metadata_refresh != v.metadata_refresh, "upstream.metadata_refresh");
+  differs(u.max_queue_delay != v.max_queue_delay, "upstream.max_queue_delay");
   differs(u.producers != v.producers, "upstream.producers");
   differs(u.statistics_interval != v.statistics_interval, "upstream.statistics_interval");
   differs(u.max_queued_records != v.max_queued_records || u.max_queued_bytes != v.max_queued_bytes,

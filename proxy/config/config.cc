@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -109,6 +110,25 @@ void ReadUpstream(YamlSection& s, UpstreamConfig& up, const std::optional<Endpoi
                  absl::Hours(1));
   s.ReadInt("max_queued_records", &up.max_queued_records, 1, 10'000'000);
   s.ReadUint64("max_queued_bytes", &up.max_queued_bytes, 1 << 20, 64 * kGiB);
+  if (s.Has("max_queue_delay")) {
+    s.ReadDuration("max_queue_delay", &up.max_queue_delay, absl::ZeroDuration(), absl::Hours(1));
+    if (up.max_queue_delay > absl::ZeroDuration() &&
+        up.max_queue_delay < absl::Milliseconds(500)) {
+      s.Error("max_queue_delay",
+              absl::StrCat("expected 0s (no bound) or at least 500ms, got ",
+                           absl::FormatDuration(up.max_queue_delay),
+                           ": below that a healthy cluster's own latency would be refused"));
+    } else if (up.max_queue_delay >= up.delivery_timeout) {
+      s.Error("max_queue_delay",
+              absl::StrCat("must be below delivery_timeout (",
+                           absl::FormatDuration(up.delivery_timeout), "), got ",
+                           absl::FormatDuration(up.max_queue_delay),
+                           ": a record admitted to wait that long would time out first"));
+    }
+  } else {
+    // Unset: the default, or half a shorter delivery_timeout.
+    up.max_queue_delay = std::min(up.max_queue_delay, up.delivery_timeout / 2);
+  }
   s.ReadInt("producers", &up.producers, 1, 16);
   s.ReadDuration("statistics_interval", &up.statistics_interval, absl::ZeroDuration(),
                  absl::Hours(24));

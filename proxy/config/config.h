@@ -96,6 +96,11 @@ struct UpstreamConfig {
   // Records and bytes the upstream producer may hold before the proxy pushes back.
   int max_queued_records = 100000;
   uint64_t max_queued_bytes = 256ull << 20;
+  // New requests are refused (HTTP 429, Kafka a retriable error with a throttle time) while a
+  // record admitted now would wait longer than this to be written (proxy/forward/queue_delay.h):
+  // a cluster slower than the load pushes clients back within their own timeouts instead of
+  // making them wait past them. Zero: no bound (the queue bounds above still hold).
+  absl::Duration max_queue_delay = absl::Seconds(5);
   // librdkafka producers (each with its own connection to a broker); a partition always goes
   // through the same one, so per-partition order holds.
   int producers = 2;

@@ -25,6 +25,7 @@ TEST(ConfigTest, ExampleFileInConfigFolderIsValid) {
   EXPECT_EQ(config->http.listen.port, 8080);
   EXPECT_EQ(config->http.max_body_bytes, 1048576u);
   EXPECT_EQ(config->http.idle_timeout, absl::Seconds(30));
+  EXPECT_EQ(config->upstream.max_queue_delay, absl::Seconds(5));
   EXPECT_EQ(config->upstream.bootstrap_servers, "kafka-1:9092,kafka-2:9092,kafka-3:9092");
   ASSERT_EQ(config->upstream.embedded_topics.size(), 1u);
   EXPECT_EQ(config->upstream.embedded_topics[0].partitions, 8);
@@ -211,6 +212,36 @@ TEST(ConfigTest, UpstreamStatisticsIntervalIsReadAndZeroTurnsThemOff) {
   EXPECT_EQ(off->upstream.statistics_interval, absl::ZeroDuration());
   EXPECT_THAT(ParseConfig("upstream: {embedded: true, statistics_interval: -1s}\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("upstream.statistics_interval")));
+}
+
+TEST(ConfigTest, UpstreamMaxQueueDelayIsReadAndValidated) {
+  absl::StatusOr<Config> defaults = ParseConfig("upstream: {embedded: true}\n");
+  ASSERT_THAT(defaults, IsOk());
+  EXPECT_EQ(defaults->upstream.max_queue_delay, absl::Seconds(5));
+  absl::StatusOr<Config> set = ParseConfig("upstream: {embedded: true, max_queue_delay: 2s}\n");
+  ASSERT_THAT(set, IsOk());
+  EXPECT_EQ(set->upstream.max_queue_delay, absl::Seconds(2));
+  absl::StatusOr<Config> off = ParseConfig("upstream: {embedded: true, max_queue_delay: 0s}\n");
+  ASSERT_THAT(off, IsOk());
+  EXPECT_EQ(off->upstream.max_queue_delay, absl::ZeroDuration());
+  // Unset, it stays below a short delivery_timeout.
+  absl::StatusOr<Config> short_timeout =
+      ParseConfig("upstream: {embedded: true, delivery_timeout: 4s}\n");
+  ASSERT_THAT(short_timeout, IsOk());
+  EXPECT_EQ(short_timeout->upstream.max_queue_delay, absl::Seconds(2));
+
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true, max_queue_delay: 100ms}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("upstream.max_queue_delay: expected 0s (no bound) or at least "
+                                 "500ms, got 100ms")));
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true, delivery_timeout: 10s, "
+                          "max_queue_delay: 10s}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("upstream.max_queue_delay: must be below delivery_timeout (10s), "
+                                 "got 10s")));
+  EXPECT_THAT(ParseConfig("upstream: {embedded: true, max_queue_delay: 5}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("upstream.max_queue_delay: expected a duration such as 250ms")));
 }
 
 TEST(ConfigTest, HttpStreamingAndMemoryLimitsAreRead) {
