@@ -64,13 +64,17 @@ class RecordSink {
   // OK: `done` runs exactly once, later, on another thread. ResourceExhausted: push back.
   // InvalidArgument / NotFound: the record can never be produced. On an error `done` is dropped.
   virtual absl::Status Submit(Record&& record, DeliveryCallback done) = 0;
-  // Asked once per new request, before any of its `records` is submitted: OK, or Unavailable
-  // while the upstream cluster is unreachable (answer a retriable error at once; nothing of
-  // the request was sent).
+  // Asked once per new request, before any of its `records` is submitted: OK; Unavailable
+  // while the upstream cluster is unreachable; ResourceExhausted, with a RetryAfter hint
+  // (retry_after.h), while it is slower than the load. On a refusal answer a retriable error
+  // at once: nothing of the request was sent.
   virtual absl::Status Admit(int64_t records) {
     (void)records;
     return absl::OkStatus();
   }
+  // True while Admit would refuse new work because the upstream cluster is slower than the
+  // load; counts nothing. A stream stops reading meanwhile.
+  virtual bool Congested() const { return false; }
   // Partitions of `topic` (NotFound when the cluster has no such topic). `done` may run on the
   // caller's thread or on another.
   virtual void LookupTopic(const std::string& topic,

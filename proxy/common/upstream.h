@@ -25,10 +25,14 @@ class Upstream {
   // Asked once per new request before any of its `records` is produced, so that a refusal
   // leaves nothing half sent: OK, or Unavailable while the cluster is unreachable (the caller
   // answers a retriable error at once). Requests already admitted are not affected.
+  // ResourceExhausted (with a RetryAfter hint, retry_after.h) while the cluster is slower than
+  // the load: a record admitted now would wait past upstream.max_queue_delay.
   virtual absl::Status Admit(int64_t records) {
     (void)records;
     return absl::OkStatus();
   }
+  // True while Admit would refuse new work as slow; counts nothing.
+  virtual bool Congested() const { return false; }
   // Partitions of `topic` from the metadata cache, without waiting.
   virtual std::optional<int32_t> CachedPartitions(const std::string& topic) const = 0;
   // Partitions of `topic`, asking the cluster when the cache does not know it.

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "proxy/common/log.h"
+#include "proxy/common/retry_after.h"
 #include "proxy/forward/upstream_stats.h"
 
 namespace saltproxy {
@@ -151,12 +152,20 @@ struct Forwarder::ForwardMetrics {
                   .Help("1 once the upstream cluster answered, while it is not unreachable")
                   .Register(r)
                   .Add({})),
-        refused_unreachable(prometheus::BuildCounter()
-                                .Name("saltproxy_records_refused_total")
-                                .Help("Records of new requests refused before any was sent, "
-                                      "by reason")
-                                .Register(r)
-                                .Add({{"reason", "upstream_unreachable"}})) {
+        refused_family(prometheus::BuildCounter()
+                           .Name("saltproxy_records_refused_total")
+                           .Help("Records of new requests refused before any was sent, by "
+                                 "reason")
+                           .Register(r)),
+        refused_unreachable(refused_family.Add({{"reason", "upstream_unreachable"}})),
+        refused_slow(refused_family.Add({{"reason", "upstream_slow"}})),
+        queue_delay(prometheus::BuildGauge()
+                        .Name("saltproxy_upstream_queue_delay_seconds")
+                        .Help("Estimated time a record admitted now would wait upstream before "
+                              "it is written; new requests are refused above "
+                              "upstream.max_queue_delay")
+                        .Register(r)
+                        .Add({})) {
     // The usual errors get their series at start-up, so that dashboards and alerts see zeros
     // rather than nothing; any other error adds its own series when it first happens.
     for (rd_kafka_resp_err_t err :
@@ -183,7 +192,10 @@ struct Forwarder::ForwardMetrics {
   prometheus::Gauge& queue_depth;
   prometheus::Counter& queue_full;
   prometheus::Gauge& ready;
+  prometheus::Family<prometheus::Counter>& refused_family;
   prometheus::Counter& refused_unreachable;
+  prometheus::Counter& refused_slow;
+  prometheus::Gauge& queue_delay;
   std::mutex mu;
 };
 
@@ -195,6 +207,9 @@ Forwarder::Forwarder(const UpstreamConfig& config, Metrics& metrics, bool cache_
       metrics_(std::make_unique<ForwardMetrics>(metrics.registry())),
       stats_(std::make_unique<UpstreamStats>(metrics.registry())),
       reachability_(absl::Now()),
+      // Twice the bound: a broker over its quota can mute a connection for seconds between
+      // answers, and the rate needs a few of them (queue_delay.h).
+      queue_delay_(2 * std::max(config.max_queue_delay, absl::Seconds(1))),
       metadata_(std::make_shared<ClusterMetadata>()) {}
 
 absl::StatusOr<std::unique_ptr<Forwarder>> Forwarder::Create(const UpstreamConfig& config,
@@ -243,8 +258,12 @@ struct Forwarder::DeliveryTally {
   }
 
   void Count() {
+    // Queued first, reported after: QueueDelay reads the sum of the two as records admitted,
+    // and takes a dip for what it is, never a rise.
     owner.queued_records_.fetch_sub(records, std::memory_order_relaxed);
     owner.queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    owner.reported_records_.fetch_add(records, std::memory_order_relaxed);
+    owner.reported_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     ForwardMetrics& m = *owner.metrics_;
     if (latencies > 0) m.latency.ObserveMultiple(latency_buckets, latency_sum);
     if (forwarded > 0) m.forwarded.Increment(forwarded);
@@ -559,11 +578,62 @@ absl::Status Forwarder::Produce(Record&& record, int32_t partition, DeliveryCall
 }
 
 absl::Status Forwarder::Admit(int64_t records) {
-  if (reachability_.reachable()) return absl::OkStatus();
-  metrics_->refused_unreachable.Increment(static_cast<double>(records));
-  return absl::UnavailableError(
-      "the upstream Kafka cluster is unreachable (no broker answered a metadata request within "
-      "its timeout, nor anything else since); nothing of this request was sent; retry later");
+  if (!reachability_.reachable()) {
+    metrics_->refused_unreachable.Increment(static_cast<double>(records));
+    return absl::UnavailableError(
+        "the upstream Kafka cluster is unreachable (no broker answered a metadata request "
+        "within its timeout, nor anything else since); nothing of this request was sent; "
+        "retry later");
+  }
+  if (config_.max_queue_delay <= absl::ZeroDuration()) return absl::OkStatus();
+  const absl::Duration delay = queue_delay_.estimate();
+  if (delay <= config_.max_queue_delay) return absl::OkStatus();
+  return Slow(records, delay);
+}
+
+bool Forwarder::Congested() const {
+  return config_.max_queue_delay > absl::ZeroDuration() &&
+         queue_delay_.estimate() > config_.max_queue_delay;
+}
+
+absl::Status Forwarder::Slow(int64_t records, absl::Duration delay) {
+  metrics_->refused_slow.Increment(static_cast<double>(records));
+  const absl::Duration bound = config_.max_queue_delay;
+  // Come back once the queue has drained to the bound at the rate it drains now (about the
+  // excess), within [1 s, the bound]: a refused client should neither hammer nor sleep long.
+  const absl::Duration after =
+      std::clamp(delay - bound, absl::Seconds(1), std::max(bound, absl::Seconds(1)));
+  const std::string said = absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(100)));
+  uint64_t not_logged = 0;
+  if (refusals_log_.Allow("upstream_slow", &not_logged)) {
+    LogEvent(LogLevel::kWarn, "upstream_slow",
+             {{"queue_delay", said},
+              {"max_queue_delay", absl::FormatDuration(bound)},
+              {"queued_records", absl::StrCat(queued_records_.load(std::memory_order_relaxed))},
+              {"refused_records", absl::StrCat(records)},
+              {"not_logged_since", absl::StrCat(not_logged)}});
+  }
+  return WithRetryAfter(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "the upstream Kafka cluster is slower than the load: a record accepted now would wait "
+          "about ", said, " to be written, over upstream.max_queue_delay (",
+          absl::FormatDuration(bound), "); nothing of this request was sent; retry in ",
+          absl::FormatDuration(absl::Ceil(after, absl::Seconds(1))))),
+      after);
+}
+
+void Forwarder::UpdateQueueDelay() {
+  // A poll call returns after every batch of reports under load: a hundred updates a second
+  // are plenty for admission, and cost nothing on the delivery path.
+  const absl::Time now = absl::Now();
+  if (now - queue_delay_updated_ < absl::Milliseconds(10)) return;
+  queue_delay_updated_ = now;
+  QueueDelay::Counts counts;
+  counts.reported_records = reported_records_.load(std::memory_order_relaxed);
+  counts.reported_bytes = reported_bytes_.load(std::memory_order_relaxed);
+  counts.queued_records = queued_records_.load(std::memory_order_relaxed);
+  counts.queued_bytes = queued_bytes_.load(std::memory_order_relaxed);
+  metrics_->queue_delay.Set(absl::ToDoubleSeconds(queue_delay_.Update(now, counts)));
 }
 
 void Forwarder::Answered() {
@@ -609,7 +679,10 @@ void Forwarder::PollLoop(rd_kafka_t* rk) {
     rd_kafka_poll(rk, 100);
     current_tally = nullptr;
     tally.Apply();
-    if (first) metrics_->queue_depth.Set(QueueDepth());
+    if (first) {
+      UpdateQueueDelay();
+      metrics_->queue_depth.Set(QueueDepth());
+    }
   }
 }
 

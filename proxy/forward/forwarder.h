@@ -6,7 +6,7 @@
 //   ASSIGN_OR_RETURN(auto forwarder, Forwarder::Create(config.upstream, metrics));
 //   absl::Status queued = forwarder->Produce(std::move(record), partition,
 //       [](const DeliveryReport& report) { ... });  // runs once, on the delivery thread
-//   if (absl::IsResourceExhausted(queued)) { /* push back: 429 or a throttled Kafka answer */ }
+//   if (absl::IsResourceExhausted(queued)) { /* push back: 429 or a retriable Kafka answer */ }
 //
 // Nothing acknowledged is lost: a caller answers its client only from the delivery callback,
 // which librdkafka calls after the cluster acknowledged the record (acks=all) or gave up on it.
@@ -30,9 +30,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "proxy/common/log_limiter.h"
 #include "proxy/common/record.h"
 #include "proxy/common/upstream.h"
 #include "proxy/config/config.h"
+#include "proxy/forward/queue_delay.h"
 #include "proxy/forward/reachability.h"
 #include "proxy/metrics/metrics.h"
 
@@ -105,9 +107,16 @@ class Forwarder : public Upstream {
   void LookupTopic(const std::string& topic,
                    absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override;
 
-  // New requests may send records: OK, or Unavailable while the cluster is unreachable
-  // (reachability.h; `records` are counted as refused). One atomic load.
+  // New requests may send records: OK; Unavailable while the cluster is unreachable
+  // (reachability.h); ResourceExhausted while a record admitted now would wait upstream longer
+  // than upstream.max_queue_delay (queue_delay.h), with a RetryAfter hint (retry_after.h).
+  // Refused `records` are counted by reason. A few atomic operations, no lock.
   absl::Status Admit(int64_t records) override;
+  // A record admitted now would wait longer than upstream.max_queue_delay: what Admit refuses as
+  // slow, without counting anything (streams stop reading meanwhile).
+  bool Congested() const override;
+  // The estimated wait of a record admitted now (queue_delay.h), updated every ≤ 100 ms.
+  absl::Duration QueueDelayEstimate() const { return queue_delay_.estimate(); }
   // True once the cluster answered a metadata request, while it is not unreachable: a slow
   // cluster is ready, a gone one is not.
   bool Ready() const {
@@ -129,6 +138,8 @@ class Forwarder : public Upstream {
   absl::StatusOr<rd_kafka_s*> NewProducer();
   absl::Status QueueFull();
   void PollLoop(rd_kafka_s* rk);
+  void UpdateQueueDelay();
+  absl::Status Slow(int64_t records, absl::Duration delay);
   void MetadataLoop();
   void RefreshAll();
   absl::StatusOr<int32_t> FetchTopic(const std::string& topic);
@@ -155,6 +166,13 @@ class Forwarder : public Upstream {
   // upstream.max_queued_records and upstream.max_queued_bytes.
   std::atomic<int64_t> queued_records_{0};
   std::atomic<int64_t> queued_bytes_{0};
+  // Records and bytes reported (delivered or failed) since start: with the two above, what
+  // QueueDelay estimates from. Updated once per poll call, as the two above.
+  std::atomic<int64_t> reported_records_{0};
+  std::atomic<int64_t> reported_bytes_{0};
+  QueueDelay queue_delay_;  // updated by the first producer's poll thread
+  absl::Time queue_delay_updated_ = absl::InfinitePast();  // that thread's only
+  LogLimiter refusals_log_;
   // Poll calls holding delivery reports whose callers are not yet told (see DeliveryTally).
   std::atomic<int64_t> untold_{0};
   std::thread metadata_thread_;

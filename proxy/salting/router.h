@@ -102,6 +102,7 @@ class Router : public RecordSink {
 
   absl::Status Submit(Record&& record, DeliveryCallback done) override;
   absl::Status Admit(int64_t records) override { return upstream_.Admit(records); }
+  bool Congested() const override { return upstream_.Congested(); }
   void LookupTopic(const std::string& topic,
                    absl::AnyInvocable<void(absl::StatusOr<int32_t>)> done) override;
 

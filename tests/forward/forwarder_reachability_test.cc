@@ -1,7 +1,7 @@
 // The forwarder's readiness and admission against librdkafka's mock cluster with faults the
 // test injects: a broker that answers everything late is slow, not gone, and stays ready; a
 // broker that is down is found unreachable, new requests are refused, and it is admitted again
-// once back.
+// once back; a broker slower than upstream.max_queue_delay gets new requests refused as slow.
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -10,6 +10,7 @@
 #include <atomic>
 #include <thread>
 
+#include "proxy/common/retry_after.h"
 #include "proxy/forward/forwarder.h"
 #include "testing/status_matchers.h"
 
@@ -58,10 +59,28 @@ class ForwarderReachabilityTest : public ::testing::Test {
     ASSERT_NE(mock_.get(), nullptr);
     config_.bootstrap_servers = mock_.bootstrap();
     config_.metadata_refresh = absl::Milliseconds(500);
+    Start();
+  }
+  void Start() {
+    forwarder_.reset();
     auto forwarder = Forwarder::Create(config_, metrics_, /*cache_only_lookups=*/true);
     ASSERT_THAT(forwarder, IsOk());
     forwarder_ = std::move(*forwarder);
     ASSERT_TRUE(WaitFor([&] { return forwarder_->Ready(); }, absl::Seconds(20)));
+  }
+  // The broker holds back the answers to its next `count` Produce requests for `delay`.
+  void DelayProduceAnswers(int count, absl::Duration delay) {
+    for (int i = 0; i < count; ++i) {
+      ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(
+                    mock_.get(), 1, /*Produce*/ 0, 1, RD_KAFKA_RESP_ERR_NO_ERROR,
+                    static_cast<int>(absl::ToInt64Milliseconds(delay))),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+  }
+  double Metric(const std::string& series) {
+    const std::string text = metrics_.Serialize();
+    const size_t at = text.find("\n" + series + " ");  // a sample's line, not its # HELP
+    return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
   }
   void TearDown() override { forwarder_.reset(); }
 
@@ -86,22 +105,24 @@ class ForwarderReachabilityTest : public ::testing::Test {
 // min(metadata_refresh, 5 s) for a metadata answer: with a 500 ms refresh, such a broker made
 // /readyz 503 although it acknowledged every record. (Metadata answers later than 5 s while
 // acknowledgements keep coming, the overload the issue saw, is Reachability's own test: the mock
-// cluster of librdkafka 2.0 cannot delay Metadata alone.)
-TEST_F(ForwarderReachabilityTest, BrokerAnsweringEverythingLateStaysReadyAndAdmits) {
+// cluster of librdkafka 2.0 cannot delay Metadata alone.) Its records wait about 3 s, under the
+// 5 s max_queue_delay, but the first round trips after a lull, before librdkafka's requests
+// carry the load, can be refused as slow (queue_delay.h): only "unreachable" is counted here.
+TEST_F(ForwarderReachabilityTest, BrokerAnsweringEverythingLateStaysReadyAndReachable) {
   ASSERT_EQ(rd_kafka_mock_broker_set_rtt(mock_.get(), 1, 1500), RD_KAFKA_RESP_ERR_NO_ERROR);
   int unready_samples = 0;
-  int refused = 0;
+  int unreachable = 0;
   const absl::Time end = absl::Now() + absl::Seconds(10);
   for (int i = 0; absl::Now() < end; ++i) {
     ASSERT_THAT(ProduceOne(i % 4), IsOk());
     if (!forwarder_->Ready()) ++unready_samples;
-    if (!forwarder_->Admit(1).ok()) ++refused;
+    if (absl::IsUnavailable(forwarder_->Admit(1))) ++unreachable;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_GT(delivered_.load(), 20) << "records were not acknowledged during the window";
   EXPECT_EQ(failed_.load(), 0);
   EXPECT_EQ(unready_samples, 0);
-  EXPECT_EQ(refused, 0);
+  EXPECT_EQ(unreachable, 0);
 }
 
 TEST_F(ForwarderReachabilityTest, BrokerDownIsRefusedAtOnceAndAdmittedAgainWhenBack) {
@@ -122,6 +143,59 @@ TEST_F(ForwarderReachabilityTest, BrokerDownIsRefusedAtOnceAndAdmittedAgainWhenB
   EXPECT_NE(metrics_.Serialize().find("saltproxy_upstream_ready 1"), std::string::npos);
   ASSERT_THAT(ProduceOne(0), IsOk());
   EXPECT_TRUE(WaitFor([&] { return delivered_.load() == 1; }, absl::Seconds(30)));
+}
+
+// A record the broker takes 3 s to acknowledge, against a bound of 1 s: once it has waited
+// past the bound, new requests are refused as slow (counted, with a hint of when to retry), the
+// record admitted before is delivered as ever, the cluster stays ready, and once the queue is
+// empty new requests are admitted again.
+TEST_F(ForwarderReachabilityTest, SlowerThanTheBoundIsRefusedAsSlowAndAdmittedWhenDrained) {
+  config_.max_queue_delay = absl::Seconds(1);
+  Start();
+  DelayProduceAnswers(1, absl::Seconds(3));
+  ASSERT_THAT(forwarder_->Admit(1), IsOk());
+  ASSERT_THAT(ProduceOne(0), IsOk());
+
+  absl::Status refused;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        refused = forwarder_->Admit(2);
+        return !refused.ok();
+      },
+      absl::Seconds(10)))
+      << "never refused while a record waited 3 s against a 1 s bound";
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_NE(refused.message().find("slower than the load"), std::string::npos)
+      << refused.message();
+  ASSERT_TRUE(RetryAfter(refused).has_value());
+  EXPECT_GE(*RetryAfter(refused), absl::Seconds(1));
+  EXPECT_EQ(delivered_.load(), 0) << "refused after the record was delivered";
+  EXPECT_TRUE(forwarder_->Ready());
+  EXPECT_GT(forwarder_->QueueDelayEstimate(), absl::Seconds(1));
+  EXPECT_GT(Metric("saltproxy_upstream_queue_delay_seconds"), 1);
+  EXPECT_EQ(Metric("saltproxy_records_refused_total{reason=\"upstream_slow\"}"), 2);
+  EXPECT_EQ(Metric("saltproxy_records_refused_total{reason=\"upstream_unreachable\"}"), 0);
+
+  ASSERT_TRUE(WaitFor([&] { return delivered_.load() == 1; }, absl::Seconds(30)));
+  EXPECT_EQ(failed_.load(), 0);
+  EXPECT_TRUE(WaitFor([&] { return forwarder_->Admit(1).ok(); }, absl::Seconds(5)))
+      << "still refused once the queue was empty";
+  EXPECT_TRUE(forwarder_->Ready());
+}
+
+// max_queue_delay 0s: no bound, the behaviour before it existed.
+TEST_F(ForwarderReachabilityTest, NoBoundAdmitsHoweverLongRecordsWait) {
+  config_.max_queue_delay = absl::ZeroDuration();
+  Start();
+  DelayProduceAnswers(1, absl::Seconds(3));
+  ASSERT_THAT(ProduceOne(0), IsOk());
+  int refused = 0;
+  while (delivered_.load() == 0 && failed_.load() == 0) {
+    if (!forwarder_->Admit(1).ok()) ++refused;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(delivered_.load(), 1);
+  EXPECT_EQ(refused, 0);
 }
 
 }  // namespace
