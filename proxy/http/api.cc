@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "proxy/common/log.h"
+#include "proxy/common/retry_after.h"
 #include "proxy/common/strings.h"
 #include "proxy/http/json_text.h"
 #include "proxy/http/produce_request.h"
@@ -161,13 +162,17 @@ HttpResponse V3Error(unsigned version, bool keep_alive, int status, absl::string
   return response;
 }
 
-// The upstream cluster is unreachable (RecordSink::Admit): the request is refused whole, at
-// once, before any record was sent, so a client's retry writes nothing twice.
-HttpResponse Unreachable(unsigned version, bool keep_alive, int error_code,
-                         absl::string_view message) {
-  HttpResponse response = JsonError(version, 503, error_code, message);
+// A new request admission refused (RecordSink::Admit): refused whole, at once, before any
+// record was sent, so a client's retry writes nothing twice. 503 (v2: 50301) while the upstream
+// cluster is unreachable; 429 (v2: 42901) while it is slower than the load, with the refusal's
+// own Retry-After.
+HttpResponse NotAdmitted(unsigned version, bool keep_alive, bool v3, const absl::Status& refusal) {
+  const bool slow = absl::IsResourceExhausted(refusal);
+  const int status = slow ? 429 : 503;
+  const int error_code = v3 ? status : (slow ? 42901 : 50301);
+  HttpResponse response = JsonError(version, status, error_code, refusal.message());
   response.keep_alive(keep_alive);
-  response.set(http::field::retry_after, "1");
+  response.set(http::field::retry_after, slow ? RetryAfterSeconds(refusal) : "1");
   return response;
 }
 
@@ -572,7 +577,7 @@ void ApiHandler::ProduceV3(HttpRequest&& request, V3Target target, bool routing,
   }
   if (absl::Status admitted = sink_.Admit(static_cast<int64_t>(records.size()));
       !admitted.ok()) {
-    return respond(Unreachable(version, keep_alive, 503, admitted.message()));
+    return respond(NotAdmitted(version, keep_alive, /*v3=*/true, admitted));
   }
   auto batch = std::make_shared<V3Batch>(std::move(entries), CurrentClusterId(), target.topic,
                                          target.batch, routing, Recorded(request), version,
@@ -674,7 +679,7 @@ void ApiHandler::OpenStream(const HttpRequest& header,
   }
   // A stream's records are not known yet: the refusal counts none.
   if (absl::Status admitted = sink_.Admit(0); !admitted.ok()) {
-    return done(Unreachable(version, false, v3 ? 503 : 50301, admitted.message()));
+    return done(NotAdmitted(version, false, v3, admitted));
   }
   auto shared_done = std::make_shared<absl::AnyInvocable<void(StreamOpening)>>(std::move(done));
   std::string topic = target.topic;
@@ -719,7 +724,7 @@ void ApiHandler::Produce(HttpRequest&& request, std::string topic,
   const bool keep_alive = request.keep_alive();
   if (absl::Status admitted = sink_.Admit(static_cast<int64_t>(records->size()));
       !admitted.ok()) {
-    return respond(Unreachable(version, keep_alive, 50301, admitted.message()));
+    return respond(NotAdmitted(version, keep_alive, /*v3=*/false, admitted));
   }
   const bool recorded = Recorded(request);
   auto shared_records = std::make_shared<std::vector<Record>>(std::move(*records));

@@ -87,7 +87,7 @@ class StreamHandler {
     size_t bytes = 0;    // taken from the front of `data`
     int records = 0;     // slots taken: first_slot .. first_slot + records - 1
     bool stop = false;   // the stream cannot go on (framing lost): end it after these results
-    bool retry = false;  // the upstream queue is full: call again a little later
+    bool retry = false;  // the upstream queue is full or too slow: call again a little later
   };
   virtual ~StreamHandler() = default;
   virtual absl::string_view content_type() const = 0;

@@ -33,10 +33,12 @@ class ValueParser {
 };
 
 // Validates the partition and hands the record to the sink. Returns false when the upstream
-// queue is full (nothing was queued; the caller retries later). Otherwise `on_done` runs once
-// with the record's report, now for a record that cannot be produced.
+// queue is full, or the upstream cluster slower than the load (RecordSink::Congested): nothing
+// was queued, and the caller retries later, reading no more of the stream meanwhile. Otherwise
+// `on_done` runs once with the record's report, now for a record that cannot be produced.
 template <typename OnDone>
 bool Submit(const StreamTarget& target, Record&& record, OnDone on_done) {
+  if (target.sink->Congested()) return false;
   if (record.partition >= target.partitions) {
     DeliveryReport failed;
     failed.status = absl::NotFoundError(absl::StrCat("partition not found: topic ", target.topic,

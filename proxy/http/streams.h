@@ -8,8 +8,9 @@
 //    concatenated, one v3 result per record. Malformed JSON ends the stream (the framing is
 //    lost) after an error result; an invalid record gets its error and the stream goes on.
 //
-// Each record goes to the RecordSink (the router) as it is read; a full upstream queue makes
-// the session retry the same record shortly (Consumed::retry) rather than fail it.
+// Each record goes to the RecordSink (the router) as it is read; a full upstream queue, or an
+// upstream cluster slower than the load (RecordSink::Congested), makes the session retry the
+// same record shortly (Consumed::retry) rather than fail it, reading no more meanwhile.
 #pragma once
 
 #include <memory>

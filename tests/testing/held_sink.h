@@ -25,9 +25,12 @@ class HeldSink : public RecordSink {
   explicit HeldSink(int32_t partitions = 1, size_t capacity = 1'000'000)
       : partitions_(partitions), capacity_(capacity) {}
 
-  // What Admit answers (set it to Unavailable for an unreachable cluster).
+  // What Admit answers (set it to Unavailable for an unreachable cluster, ResourceExhausted
+  // for a slow one), and what Congested answers.
   absl::Status admit;
   absl::Status Admit(int64_t) override { return admit; }
+  bool congested = false;
+  bool Congested() const override { return congested; }
 
   absl::Status Submit(Record&& record, DeliveryCallback done) override {
     if (records.size() >= capacity_) return absl::ResourceExhaustedError("the sink is full");
