@@ -194,7 +194,7 @@ absl::StatusOr<ProduceRequest> DecodeProduceRequest(WireReader& in, int16_t vers
 }
 
 std::string EncodeProduceResponse(const std::vector<ProduceTopicResponse>& topics,
-                                  int16_t version) {
+                                  int16_t version, int32_t throttle_time_ms) {
   const bool flexible = version >= 9;
   WireWriter w;
   w.ArrayLength(static_cast<int32_t>(topics.size()), flexible);
@@ -215,7 +215,7 @@ std::string EncodeProduceResponse(const std::vector<ProduceTopicResponse>& topic
     }
     if (flexible) w.EmptyTaggedFields();
   }
-  if (version >= 1) w.Int32(0);  // throttle_time_ms
+  if (version >= 1) w.Int32(throttle_time_ms);
   if (flexible) w.EmptyTaggedFields();
   return std::move(w.data());
 }

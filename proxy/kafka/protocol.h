@@ -137,8 +137,10 @@ struct ProduceTopicResponse {
   std::string name;
   std::vector<ProducePartitionResponse> partitions;
 };
+// `throttle_time_ms`: how long the client should send nothing more (v1+; from v6 clients
+// honour it themselves, KIP-219).
 std::string EncodeProduceResponse(const std::vector<ProduceTopicResponse>& topics,
-                                  int16_t version);
+                                  int16_t version, int32_t throttle_time_ms = 0);
 
 // InitProducerId v0-v4.
 struct InitProducerIdRequest {

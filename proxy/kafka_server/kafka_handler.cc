@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proxy/common/log.h"
+#include "proxy/common/retry_after.h"
 #include "proxy/kafka/protocol.h"
 #include "proxy/kafka/record_batch.h"
 
@@ -81,6 +82,7 @@ struct ProduceState : std::enable_shared_from_this<ProduceState> {
   std::vector<std::vector<PartitionState>> partitions;  // by topic, by partition, as asked
   int pending = 0;  // partitions not yet complete
   int16_t version = 0;
+  int32_t throttle_time_ms = 0;  // set when admission refused the request as slow
   std::string header;
   bool respond = true;
   // The client reads a base offset of -1 as "unknown" for every record of the batch (the Java
@@ -143,7 +145,7 @@ struct ProduceState : std::enable_shared_from_this<ProduceState> {
   }
   void Answer() {
     if (!respond) return;
-    reply.Respond(header + EncodeProduceResponse(topics, version));
+    reply.Respond(header + EncodeProduceResponse(topics, version, throttle_time_ms));
   }
 };
 
@@ -545,10 +547,11 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
     }
   }
   // Admission, once for the whole request and before the sequence window sees it: while the
-  // upstream cluster is unreachable nothing is sent and every partition gets the retriable
-  // NOT_ENOUGH_REPLICAS at once. Its meaning for a broker, "not written, send it again", is what
-  // happened, and the Java client, librdkafka, Sarama and kafkajs retry it without surfacing it
-  // until their own delivery timeout.
+  // upstream cluster is unreachable, or slower than the load, nothing is sent and every
+  // partition gets the retriable NOT_ENOUGH_REPLICAS at once. Its meaning for a broker, "not
+  // written, send it again", is what happened, and the Java client, librdkafka, Sarama and
+  // kafkajs retry it without surfacing it until their own delivery timeout. Slower than the
+  // load, the answer's throttle_time_ms also asks the client to wait before it sends again.
   if (!work.empty()) {
     int64_t records = 0;
     for (const Work& w : work) records += w.records;
@@ -558,6 +561,9 @@ void KafkaHandler::HandleProduce(std::shared_ptr<std::string> frame, size_t body
         ProducePartitionResponse& response = state->partitions[w.t][w.p].response;
         response.error = kNotEnoughReplicas;
         response.error_message = std::string(admitted.message());
+      }
+      if (std::optional<absl::Duration> after = RetryAfter(admitted)) {
+        state->throttle_time_ms = static_cast<int32_t>(absl::ToInt64Milliseconds(*after));
       }
       work.clear();
     }

@@ -221,6 +221,17 @@ TEST(ProtocolTest, ProduceResponseV9NamesTheClientsTopicAndPartition) {
   EXPECT_EQ(r.remaining(), 0u);
 }
 
+TEST(ProtocolTest, ProduceResponseCarriesItsThrottleTimeLast) {
+  ProduceTopicResponse t{"orders", {{2, kNotEnoughReplicas, -1, -1, -1, std::nullopt}}};
+  for (int16_t version : {1, 7, 9}) {
+    SCOPED_TRACE(version);
+    const std::string body = EncodeProduceResponse({t}, version, 2500);
+    const size_t tail = version >= 9 ? 5 : 4;  // flexible versions end with empty tagged fields
+    WireReader r(std::string_view(body).substr(body.size() - tail));
+    EXPECT_EQ(r.Int32(), 2500);
+  }
+}
+
 TEST(ProtocolTest, InitProducerIdV4RoundTrip) {
   WireWriter w;
   w.NullableString(std::nullopt, true);

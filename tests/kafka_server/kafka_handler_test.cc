@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/common/retry_after.h"
 #include "proxy/kafka/protocol.h"
 #include "proxy/kafka/record_batch.h"
 #include "proxy/kafka/wire.h"
@@ -29,6 +30,7 @@ using ::saltproxy::testing::HeldSink;
 struct Answer {
   int16_t error = -1;
   int64_t base_offset = -1;
+  int32_t throttle_time_ms = -1;
 };
 
 class KafkaHandlerTest : public ::testing::Test {
@@ -72,6 +74,9 @@ class KafkaHandlerTest : public ::testing::Test {
                      Answer a;
                      a.error = in.Int16();
                      a.base_offset = in.Int64();
+                     in.Int64();  // log_append_time_ms
+                     in.Int64();  // log_start_offset
+                     a.throttle_time_ms = in.Int32();
                      answers[correlation] = a;
                    }));
   }
@@ -560,6 +565,30 @@ TEST_F(KafkaHandlerTest, ABatchOfAProducerThisRunDidNotIssueIsCountedAsADoubt) {
   EXPECT_NE(metrics.Serialize().find("saltproxy_kafka_idempotent_records_maybe_duplicated_total{"
                                      "reason=\"unknown_producer\"} 4\n"),
             std::string::npos);
+}
+
+TEST_F(KafkaHandlerTest, WhileTheClusterIsTooSlowProduceIsRefusedRetriablyWithAThrottle) {
+  upstream.admit = WithRetryAfter(
+      absl::ResourceExhaustedError("the upstream Kafka cluster is slower than the load"),
+      absl::Milliseconds(2500));
+  Produce(1, 0);
+  // Answered at once, retriable, with the time the client should wait before it sends again
+  // (KIP-219: a v6+ client sends nothing more to this broker meanwhile); nothing was sent.
+  ASSERT_TRUE(answers.contains(1));
+  EXPECT_EQ(answers[1].error, kNotEnoughReplicas);
+  EXPECT_EQ(answers[1].throttle_time_ms, 2500);
+  EXPECT_EQ(sink.records.size(), 0u);
+  EXPECT_EQ(upstream.asked_to_admit, 1);
+  // The sequence window never saw the refused batch: the idempotent client's retry of it (the
+  // same sequence) is new, written once, and answered without a throttle.
+  upstream.admit = absl::OkStatus();
+  Produce(2, 0);
+  ASSERT_EQ(sink.records.size(), 1u);
+  sink.Deliver(0, 5);
+  ASSERT_TRUE(answers.contains(2));
+  EXPECT_EQ(answers[2].error, kNone);
+  EXPECT_EQ(answers[2].base_offset, 5);
+  EXPECT_EQ(answers[2].throttle_time_ms, 0);
 }
 
 TEST_F(KafkaHandlerTest, WhileTheClusterIsUnreachableProduceIsRefusedRetriablyAndNothingSent) {
