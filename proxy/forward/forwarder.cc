@@ -47,10 +47,16 @@ struct Forwarder::Handle {
   // partition's records keep their order; each producer has its own connection to each broker,
   // and a broker works on the requests of one connection one at a time, while librdkafka (2.0)
   // puts one partition in a produce request: several producers keep several requests in work.
-  // The first also serves metadata and admin requests, and records the upstream partitioner
-  // places (-1).
+  // The first also carries the records the upstream partitioner places (-1).
   std::vector<std::unique_ptr<rd_kafka_t, KafkaDeleter>> producers;
   rd_kafka_t* main() const { return producers.front().get(); }
+  // Metadata and admin requests go through a handle of their own, which produces nothing, so
+  // that they never wait behind produce requests: a broker serves a connection's requests one
+  // at a time, and one over its quota mutes the connection after answering (KIP-219) for as
+  // long as the quota wants, seconds at a time. On the first producer's connection the metadata
+  // probe timed out behind a throttled broker's produce requests, and /readyz said 503 for a
+  // cluster that was only slow.
+  std::unique_ptr<rd_kafka_t, KafkaDeleter> metadata;
 
   // Topic handles by name (one per producer), so that a record need not look its topic up by
   // name: librdkafka does that under its handle's write lock, which its broker threads also take.
@@ -350,11 +356,48 @@ absl::Status Forwarder::Start() {
     if (!rk.ok()) return rk.status();
     handle_->producers.emplace_back(*rk);
   }
+  absl::StatusOr<rd_kafka_t*> metadata = NewMetadataClient();
+  if (!metadata.ok()) return metadata.status();
+  handle_->metadata.reset(*metadata);
   for (auto& producer : handle_->producers) {
     poll_threads_.emplace_back([this, rk = producer.get()] { PollLoop(rk); });
   }
   metadata_thread_ = std::thread([this] { MetadataLoop(); });
   return absl::OkStatus();
+}
+
+absl::StatusOr<rd_kafka_t*> Forwarder::NewMetadataClient() {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  // The cluster's address and the user's properties (security above all) as the producers
+  // have them; none of the producers' own, since it produces nothing (not idempotent: it asks
+  // for no producer id).
+  std::vector<std::pair<std::string, std::string>> settings = {
+      {"bootstrap.servers", config_.bootstrap_servers},
+      {"client.id", "saltproxy"},
+      {"log_level", "4"},
+  };
+  for (const auto& [name, value] : config_.librdkafka) settings.emplace_back(name, value);
+  for (const auto& [name, value] : settings) {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) !=
+        RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return absl::InvalidArgumentError(
+          absl::StrCat("upstream.librdkafka.", name, "=", value, ": ", err));
+    }
+  }
+  // No error callback: librdkafka logs its errors instead (the producers count theirs).
+  rd_kafka_conf_set_log_cb(
+      conf, [](const rd_kafka_t*, int level, const char* fac, const char* buf) {
+        LogEvent(level <= 3 ? LogLevel::kError : LogLevel::kWarn, "librdkafka",
+                 {{"facility", fac}, {"message", buf}});
+      });
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InvalidArgumentError(absl::StrCat("upstream metadata client: ", err));
+  }
+  return rk;
 }
 
 absl::StatusOr<rd_kafka_t*> Forwarder::NewProducer() {
@@ -493,6 +536,7 @@ void Forwarder::Close(absl::Time deadline) {
   for (auto& producer : handle_->producers) rd_kafka_poll(producer.get(), 0);
   handle_->DestroyTopics();
   handle_->producers.clear();
+  handle_->metadata.reset();
   for (Lookup& lookup : lookups_) lookup.done(absl::UnavailableError("saltproxy is shutting down"));
 }
 
@@ -699,7 +743,7 @@ void Forwarder::RefreshAll() {
   // Unanswered means no answer for the whole timeout: a request that fails sooner (a connection
   // reset by an idle broker, a broker restarting) is sent again until then.
   while (true) {
-    err = rd_kafka_metadata(handle_->main(), 1, nullptr, &md,
+    err = rd_kafka_metadata(handle_->metadata.get(), 1, nullptr, &md,
                             std::max(1, ToMillis(deadline - absl::Now())));
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR || stopping_.load() ||
         absl::Now() + kRefreshRetryPause >= deadline) {
@@ -724,10 +768,10 @@ void Forwarder::RefreshAll() {
     if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR) snapshot->partition_counts[t.topic] = t.partition_cnt;
   }
   rd_kafka_metadata_destroy(md);
-  char* cluster_id = rd_kafka_clusterid(handle_->main(), 0);
+  char* cluster_id = rd_kafka_clusterid(handle_->metadata.get(), 0);
   if (cluster_id) {
     snapshot->cluster_id = cluster_id;
-    rd_kafka_mem_free(handle_->main(), cluster_id);
+    rd_kafka_mem_free(handle_->metadata.get(), cluster_id);
   }
   snapshot->fetched_at = absl::Now();
   {
@@ -741,11 +785,11 @@ void Forwarder::RefreshAll() {
 }
 
 absl::StatusOr<int32_t> Forwarder::FetchTopic(const std::string& topic) {
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(handle_->main(), topic.c_str(), nullptr);
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(handle_->metadata.get(), topic.c_str(), nullptr);
   if (!rkt) return absl::InvalidArgumentError(absl::StrCat("invalid topic name: ", topic));
   const rd_kafka_metadata_t* md = nullptr;
   rd_kafka_resp_err_t err =
-      rd_kafka_metadata(handle_->main(), 0, rkt, &md, ToMillis(kLookupTimeout));
+      rd_kafka_metadata(handle_->metadata.get(), 0, rkt, &md, ToMillis(kLookupTimeout));
   rd_kafka_topic_destroy(rkt);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return absl::UnavailableError(
@@ -796,8 +840,8 @@ absl::Status Forwarder::CreateTopic(const std::string& topic, int32_t partitions
     for (const auto& [name, value] : configs) {
       rd_kafka_NewTopic_set_config(new_topic, name.c_str(), value.c_str());
     }
-    rd_kafka_queue_t* queue = rd_kafka_queue_new(handle_->main());
-    rd_kafka_CreateTopics(handle_->main(), &new_topic, 1, nullptr, queue);
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(handle_->metadata.get());
+    rd_kafka_CreateTopics(handle_->metadata.get(), &new_topic, 1, nullptr, queue);
     rd_kafka_event_t* event = rd_kafka_queue_poll(queue, ToMillis(kLookupTimeout) * 5);
     if (!event) {
       result = absl::DeadlineExceededError(absl::StrCat("create topic ", topic, ": no answer"));
@@ -861,6 +905,9 @@ void Forwarder::LookupTopic(const std::string& topic,
 void Forwarder::MetadataLoop() {
   absl::Time next_refresh = absl::InfinitePast();
   while (!metadata_stopping_.load()) {
+    // Whatever librdkafka queued on the metadata client for a poll (nothing it is asked for
+    // needs one), so that nothing piles up there.
+    rd_kafka_poll(handle_->metadata.get(), 0);
     if (absl::Now() >= next_refresh) {
       RefreshAll();
       next_refresh = absl::Now() + config_.metadata_refresh;

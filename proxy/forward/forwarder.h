@@ -1,7 +1,7 @@
 // The forwarder: the proxy's upstream librdkafka producers (idempotent, acks=all; as many as
 // upstream.producers, each partition always through the same one, so that its records keep
 // their order), their delivery reports, push-back, and a cache of the upstream cluster's
-// metadata.
+// metadata (asked through a client of its own, which no produce request holds up).
 //
 //   ASSIGN_OR_RETURN(auto forwarder, Forwarder::Create(config.upstream, metrics));
 //   absl::Status queued = forwarder->Produce(std::move(record), partition,
@@ -136,6 +136,7 @@ class Forwarder : public Upstream {
   Forwarder(const UpstreamConfig& config, Metrics& metrics, bool cache_only_lookups);
   absl::Status Start();
   absl::StatusOr<rd_kafka_s*> NewProducer();
+  absl::StatusOr<rd_kafka_s*> NewMetadataClient();
   absl::Status QueueFull();
   void PollLoop(rd_kafka_s* rk);
   void UpdateQueueDelay();

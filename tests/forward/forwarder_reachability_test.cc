@@ -1,6 +1,6 @@
 // The forwarder's readiness and admission against librdkafka's mock cluster with faults the
-// test injects: a broker that answers everything late is slow, not gone, and stays ready; a
-// broker that is down is found unreachable, new requests are refused, and it is admitted again
+// test injects: a broker that answers everything late, or its produce requests very late, is
+// slow, not gone, and stays ready; a broker that is down is found unreachable, new requests are refused, and it is admitted again
 // once back; a broker slower than upstream.max_queue_delay gets new requests refused as slow.
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -123,6 +123,31 @@ TEST_F(ForwarderReachabilityTest, BrokerAnsweringEverythingLateStaysReadyAndReac
   EXPECT_EQ(failed_.load(), 0);
   EXPECT_EQ(unready_samples, 0);
   EXPECT_EQ(unreachable, 0);
+}
+
+// A broker over its quota answers a produce request and then mutes the connection (KIP-219):
+// nothing more comes back on it for seconds. Here every connection's produce answers are held
+// back 8 s, longer than the metadata probe's 5 s timeout. The probe goes through a connection
+// that carries no produce request, so it is answered at once and the cluster stays ready; on
+// the first producer's connection it waited behind the produce request, went unanswered, and
+// nothing else came back meanwhile: /readyz said 503 for a broker that was only slow.
+TEST_F(ForwarderReachabilityTest, ProduceAnswersHeldBackPastTheProbeTimeoutStayReady) {
+  DelayProduceAnswers(8, absl::Seconds(8));
+  for (int32_t partition = 0; partition < 4; ++partition) {
+    ASSERT_THAT(ProduceOne(partition), IsOk());  // both producers, both connections
+  }
+  int unready_samples = 0;
+  int unreachable = 0;
+  const absl::Time end = absl::Now() + absl::Seconds(12);  // past the delay and a probe timeout
+  while (absl::Now() < end) {
+    if (!forwarder_->Ready()) ++unready_samples;
+    if (absl::IsUnavailable(forwarder_->Admit(1))) ++unreachable;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(unready_samples, 0);
+  EXPECT_EQ(unreachable, 0);
+  EXPECT_TRUE(WaitFor([&] { return delivered_.load() == 4; }, absl::Seconds(30)));
+  EXPECT_EQ(failed_.load(), 0);
 }
 
 TEST_F(ForwarderReachabilityTest, BrokerDownIsRefusedAtOnceAndAdmittedAgainWhenBack) {
