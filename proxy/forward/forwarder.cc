@@ -630,14 +630,25 @@ absl::Status Forwarder::Admit(int64_t records) {
         "retry later");
   }
   if (config_.max_queue_delay <= absl::ZeroDuration()) return absl::OkStatus();
-  const absl::Duration delay = queue_delay_.estimate();
+  // With what the requests admitted since the last update bring (queue_delay.h, Projected):
+  // counted here first, and taken back on a refusal, so that requests arriving together see
+  // each other.
+  const int64_t admitted =
+      admitted_since_update_.fetch_add(records, std::memory_order_relaxed) + records;
+  const absl::Duration delay = std::max(
+      queue_delay_.estimate(),
+      queue_delay_.Projected(queued_records_.load(std::memory_order_relaxed) + admitted));
   if (delay <= config_.max_queue_delay) return absl::OkStatus();
+  admitted_since_update_.fetch_sub(records, std::memory_order_relaxed);
   return Slow(records, delay);
 }
 
 bool Forwarder::Congested() const {
-  return config_.max_queue_delay > absl::ZeroDuration() &&
-         queue_delay_.estimate() > config_.max_queue_delay;
+  if (config_.max_queue_delay <= absl::ZeroDuration()) return false;
+  const int64_t queued = queued_records_.load(std::memory_order_relaxed) +
+                         admitted_since_update_.load(std::memory_order_relaxed) + 1;
+  return std::max(queue_delay_.estimate(), queue_delay_.Projected(queued)) >
+         config_.max_queue_delay;
 }
 
 absl::Status Forwarder::Slow(int64_t records, absl::Duration delay) {
@@ -678,6 +689,8 @@ void Forwarder::UpdateQueueDelay() {
   counts.queued_records = queued_records_.load(std::memory_order_relaxed);
   counts.queued_bytes = queued_bytes_.load(std::memory_order_relaxed);
   metrics_->queue_delay.Set(absl::ToDoubleSeconds(queue_delay_.Update(now, counts)));
+  // What was admitted since is queued by now, or soon, and counted in queued_records_.
+  admitted_since_update_.store(0, std::memory_order_relaxed);
 }
 
 void Forwarder::Answered() {

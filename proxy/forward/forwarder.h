@@ -173,6 +173,7 @@ class Forwarder : public Upstream {
   std::atomic<int64_t> reported_bytes_{0};
   QueueDelay queue_delay_;  // updated by the first producer's poll thread
   absl::Time queue_delay_updated_ = absl::InfinitePast();  // that thread's only
+  std::atomic<int64_t> admitted_since_update_{0};  // records Admit let in since the update
   LogLimiter refusals_log_;
   // Poll calls holding delivery reports whose callers are not yet told (see DeliveryTally).
   std::atomic<int64_t> untold_{0};

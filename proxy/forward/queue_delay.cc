@@ -30,12 +30,48 @@ absl::Duration QueueDelay::Update(absl::Time now, const Counts& counts) {
   }
   // Keep one sample at or beyond the history's edge, so that an age that long is still seen.
   while (samples_.size() > 1 && samples_[1].at <= now - history_) samples_.pop_front();
-  const absl::Duration estimate = Estimate(now, counts);
+
+  const absl::Duration age = Age(now, counts);
+  const bool backlog = age >= kMinBacklog;
+  // The drain rate, the higher of two (the header says why).
+  std::optional<Rate> rate = RateBetweenReports(now, rate_window_);
+  if (backlog) {
+    std::optional<Rate> recent = RateBetweenReports(now, std::min(age, rate_window_));
+    if (recent && (!rate || recent->records > rate->records)) rate = recent;
+  }
+  // The capacity: the rate over a backlog, raised by any higher rate since, forgotten a rate
+  // window after it was last measured.
+  if (rate && (backlog || (capacity_ && rate->records > capacity_->records))) {
+    capacity_ = rate;
+    capacity_at_ = now;
+  } else if (capacity_ && now - capacity_at_ > rate_window_) {
+    capacity_.reset();
+  }
+  capacity_records_per_s_.store(capacity_ ? capacity_->records : 0, std::memory_order_relaxed);
+
+  absl::Duration estimate = age;
+  if (counts.queued_records <= 0) {
+    estimate = absl::ZeroDuration();
+  } else if (backlog && rate) {
+    absl::Duration ahead =
+        absl::Seconds(static_cast<double>(counts.queued_records) / rate->records);
+    if (rate->bytes > 0) {
+      ahead =
+          std::max(ahead, absl::Seconds(static_cast<double>(counts.queued_bytes) / rate->bytes));
+    }
+    estimate = std::max(age, ahead);
+  }
   estimate_us_.store(absl::ToInt64Microseconds(estimate), std::memory_order_relaxed);
   return estimate;
 }
 
-absl::Duration QueueDelay::Estimate(absl::Time now, const Counts& counts) const {
+absl::Duration QueueDelay::Projected(int64_t records) const {
+  const double capacity = capacity_records_per_s_.load(std::memory_order_relaxed);
+  if (capacity <= 0 || records <= 0) return absl::ZeroDuration();
+  return absl::Seconds(static_cast<double>(records) / capacity);
+}
+
+absl::Duration QueueDelay::Age(absl::Time now, const Counts& counts) const {
   if (counts.queued_records <= 0) return absl::ZeroDuration();
   // The oldest queued record is number reported + 1 in admission order: admitted after the
   // last sample that had not yet reached it, by the first that had. Its age is at least the
@@ -44,45 +80,36 @@ absl::Duration QueueDelay::Estimate(absl::Time now, const Counts& counts) const 
       samples_.begin(), samples_.end(),
       [&](const Sample& s) { return s.admitted <= counts.reported_records; });
   if (first_holding == samples_.end()) return absl::ZeroDuration();  // admitted since the last
-  const absl::Duration age = now - first_holding->at;
-  if (age < kMinBacklog) return age;
+  return now - first_holding->at;
+}
 
-  // The drain rate, the higher of two (the header says why), each measured between the
-  // window's first and last reports: what the first report counted was drained before it, and
-  // after the last nothing is known (the age covers a stall). Counted from the window's edges
-  // instead, a window opening just before a burst of reports holds one burst more than its time
-  // drained (the estimate was low by a fifth for a broker answering every 3 s, over 5 s). A
-  // window with fewer than kMinReports reports tells no rate.
-  absl::Duration ahead;
-  for (const absl::Duration window : {std::min(age, rate_window_), rate_window_}) {
-    const auto after = std::partition_point(samples_.begin(), samples_.end(),
-                                            [&](const Sample& s) { return s.at <= now - window; });
-    // A sample is taken whenever the counts move: the last one at or before the window's start
-    // holds the counts of the start itself.
-    const Sample* previous = after == samples_.begin() ? &samples_.front() : &*(after - 1);
-    const Sample* first_report = nullptr;
-    const Sample* last_report = nullptr;
-    int reports = 0;
-    for (auto it = after; it != samples_.end(); previous = &*it, ++it) {
-      if (it->reported_records == previous->reported_records) continue;
-      if (++reports == 1) first_report = &*it;
-      last_report = &*it;
-    }
-    if (reports < kMinReports) continue;
-    const absl::Duration elapsed = last_report->at - first_report->at;
-    const int64_t drained_records = last_report->reported_records - first_report->reported_records;
-    if (drained_records <= 0 || elapsed <= absl::ZeroDuration()) continue;
-    absl::Duration at_this_rate = elapsed * (static_cast<double>(counts.queued_records) /
-                                             static_cast<double>(drained_records));
-    const int64_t drained_bytes = last_report->reported_bytes - first_report->reported_bytes;
-    if (drained_bytes > 0 && counts.queued_bytes > 0) {
-      at_this_rate = std::max(at_this_rate, elapsed * (static_cast<double>(counts.queued_bytes) /
-                                                       static_cast<double>(drained_bytes)));
-    }
-    if (ahead == absl::ZeroDuration() || at_this_rate < ahead) ahead = at_this_rate;
+std::optional<QueueDelay::Rate> QueueDelay::RateBetweenReports(absl::Time now,
+                                                               absl::Duration window) const {
+  // Measured between the window's first and last reports: what the first report counted was
+  // drained before it, and after the last nothing is known (the age covers a stall). Counted
+  // from the window's edges instead, a window opening just before a burst of reports holds one
+  // burst more than its time drained (the estimate was low by a fifth for a broker answering
+  // every 3 s, over 5 s). Fewer than kMinReports reports tell no rate.
+  const auto after = std::partition_point(samples_.begin(), samples_.end(),
+                                          [&](const Sample& s) { return s.at <= now - window; });
+  // A sample is taken whenever the counts move: the last one at or before the window's start
+  // holds the counts of the start itself.
+  const Sample* previous = after == samples_.begin() ? &samples_.front() : &*(after - 1);
+  const Sample* first_report = nullptr;
+  const Sample* last_report = nullptr;
+  int reports = 0;
+  for (auto it = after; it != samples_.end(); previous = &*it, ++it) {
+    if (it->reported_records == previous->reported_records) continue;
+    if (++reports == 1) first_report = &*it;
+    last_report = &*it;
   }
-  // Nothing drained in either window: stalled, and the age (which grows with it) is all we know.
-  return std::max(age, ahead);
+  if (reports < kMinReports) return std::nullopt;
+  const double seconds = absl::ToDoubleSeconds(last_report->at - first_report->at);
+  const int64_t records = last_report->reported_records - first_report->reported_records;
+  if (records <= 0 || seconds <= 0) return std::nullopt;
+  return Rate{static_cast<double>(records) / seconds,
+              static_cast<double>(last_report->reported_bytes - first_report->reported_bytes) /
+                  seconds};
 }
 
 }  // namespace saltproxy

@@ -9,17 +9,21 @@
 //
 //   age    how long the oldest queued record has waited: the time since as many records had
 //          been admitted as have been reported (delivered or failed) by now;
-//   ahead  how long what is queued takes at the recent drain rate: queued records (and bytes)
-//          ÷ records (bytes) reported per second.
+//   ahead  how long what is queued takes at the drain rate: queued records (and bytes) ÷
+//          records (bytes) reported per second.
 //
 // While the oldest record is younger than kMinBacklog the estimate is its age: at the onset of
 // a burst on a healthy cluster the reports of the last seconds say how much was offered, not
 // how fast the cluster drains, and dividing by them would refuse a burst that drains in
 // milliseconds. Past it, the estimate is the larger of age and ahead, the rate being the higher
 // of two: over the backlog (the last `age`: the cluster's capacity as it is now) and over the
-// whole rate window (which smooths a cluster that answers in bursts, as a broker over its quota
-// does), each counted between reports and only from kMinReports of them. When neither has a
-// rate (a stall), it is the age, which grows with the stall.
+// whole rate window (which smooths a cluster that answers in bursts), each counted between
+// reports and only from kMinReports of them. When neither has a rate (a stall), it is the age,
+// which grows with the stall.
+//
+// Requests that arrive together find the queue empty and the estimate low, and would all be
+// admitted at once: Projected(queued + what is being admitted) divides by the capacity, the
+// rate last measured over a backlog (kept for a rate window, raised by any higher rate).
 //
 // What counts cannot tell:
 //   - before the cluster's first reports nothing says how fast it drains: the first seconds of
@@ -32,13 +36,14 @@
 //     within kMinBacklog.
 //
 //   QueueDelay delay(/*rate_window=*/absl::Seconds(10));
-//   delay.Update(absl::Now(), counts);          // one thread, every ≤ 100 ms
-//   if (delay.estimate() > bound) { /* refuse new requests */ }   // any thread
+//   delay.Update(absl::Now(), counts);                 // one thread, every ≤ 100 ms
+//   if (std::max(delay.estimate(), delay.Projected(queued + n)) > bound) { /* refuse */ }
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <optional>
 
 #include "absl/time/time.h"
 
@@ -69,20 +74,32 @@ class QueueDelay {
   absl::Duration estimate() const {
     return absl::Microseconds(estimate_us_.load(std::memory_order_relaxed));
   }
+  // How long `records` queued now would take at the cluster's capacity (zero when none was
+  // measured within the rate window). Any thread.
+  absl::Duration Projected(int64_t records) const;
 
  private:
+  struct Rate {
+    double records = 0;  // per second
+    double bytes = 0;
+  };
+  absl::Duration Age(absl::Time now, const Counts& counts) const;
+  // Between the first and last of at least kMinReports reports in the last `window`.
+  std::optional<Rate> RateBetweenReports(absl::Time now, absl::Duration window) const;
+
   struct Sample {
     absl::Time at;
     int64_t admitted;  // reported + queued: records ever handed over, up to `at`
     int64_t reported_records;
     int64_t reported_bytes;
   };
-  absl::Duration Estimate(absl::Time now, const Counts& counts) const;
-
   const absl::Duration rate_window_;
   const absl::Duration history_;  // samples kept: long enough for an age past any sane bound
   std::deque<Sample> samples_;    // oldest first, kSampleEvery apart at least
+  std::optional<Rate> capacity_;  // the drain rate over the last backlog
+  absl::Time capacity_at_;
   std::atomic<int64_t> estimate_us_{0};
+  std::atomic<double> capacity_records_per_s_{0};  // capacity_, for Projected
 };
 
 }  // namespace saltproxy

@@ -18,9 +18,11 @@ class QueueModel {
  public:
   explicit QueueModel(absl::Duration rate_window) : delay_(rate_window) {}
 
-  // Offers `n` records of `bytes` each; admitted unless the estimate is over `bound`.
+  // Offers `n` records of `bytes` each; admitted unless the estimate, or the queue with them at
+  // the last capacity measured, is over `bound` (as Forwarder::Admit).
   int Offer(int n, absl::Duration bound, int64_t bytes = 100) {
-    if (delay_.estimate() > bound) {
+    if (std::max(delay_.estimate(), delay_.Projected(static_cast<int64_t>(queue_.size()) + n)) >
+        bound) {
       refused_ += n;
       return 0;
     }
@@ -148,6 +150,53 @@ TEST(QueueDelayTest, DrainInBurstsOfAQuotaMuteStaysNearTheBound) {
   EXPECT_GT(q.refused(), 0);
   EXPECT_LT(q.max_steady_wait(), bound + absl::Seconds(1)) << q.max_steady_wait();
   EXPECT_GT(q.written(), 87 * 1000) << "the cluster went idle";
+}
+
+// Sixteen clients that each keep one request of 150 records in flight, against a cluster that
+// writes 300 records/s: they all send again as soon as their answers come, into an empty queue,
+// and would be admitted together (2,400 records, 8 s of work) by the estimate alone, which is
+// zero then. The queue with their records, at the capacity measured over the last backlog,
+// refuses what would wait past the bound.
+TEST(QueueDelayTest, RequestsArrivingTogetherIntoAnEmptyQueueAreAdmittedUpToTheBound) {
+  const absl::Duration bound = absl::Seconds(5);
+  QueueModel q(2 * bound);
+  q.SteadyFrom(kStart + absl::Seconds(20));  // the first round: nothing measured yet
+  int admitted_in_round = 0;
+  int rounds = 0;
+  for (int i = 0; i < 120 * 100; ++i) {
+    if (q.queued() == 0) {
+      ++rounds;
+      admitted_in_round = 0;
+      for (int client = 0; client < 16; ++client) admitted_in_round += q.Offer(150, bound);
+    }
+    q.Drain(3);  // 300 records/s
+    q.Tick();
+  }
+  EXPECT_GT(rounds, 10);
+  EXPECT_GT(q.refused(), 0);
+  EXPECT_LE(admitted_in_round, 1500 + 150);
+  EXPECT_LT(q.max_steady_wait(), bound * 1.1) << q.max_steady_wait();
+}
+
+// The capacity measured while the cluster was slow does not outlive it: once the cluster is
+// fast again, what it drains raises the capacity (or it is forgotten a rate window later), and
+// the same clients are no longer refused.
+TEST(QueueDelayTest, ACapacityMeasuredWhileSlowIsRaisedOnceTheClusterIsFast) {
+  const absl::Duration bound = absl::Seconds(5);
+  QueueModel q(2 * bound);
+  auto round = [&](int per_tick) {
+    if (q.queued() == 0) {
+      for (int client = 0; client < 16; ++client) q.Offer(150, bound);
+    }
+    q.Drain(per_tick);
+    q.Tick();
+  };
+  for (int i = 0; i < 30 * 100; ++i) round(3);  // 300 records/s
+  ASSERT_GT(q.refused(), 0);
+  for (int i = 0; i < 10 * 100; ++i) round(1000);  // 100,000 records/s
+  const int64_t refused = q.refused();
+  for (int i = 0; i < 20 * 100; ++i) round(1000);
+  EXPECT_EQ(q.refused(), refused);
 }
 
 // Nothing is written at all: the estimate is the oldest record's age, which passes the bound
