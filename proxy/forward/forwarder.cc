@@ -472,6 +472,11 @@ absl::StatusOr<rd_kafka_t*> Forwarder::NewProducer() {
     }
     return 0;  // librdkafka frees the document
   });
+  rd_kafka_conf_set_throttle_cb(
+      conf, [](rd_kafka_t*, const char*, int32_t, int throttle_time_ms, void* opaque) {
+        static_cast<Forwarder*>(opaque)->queue_delay_.Throttled(
+            absl::Now(), absl::Milliseconds(throttle_time_ms));
+      });
   rd_kafka_conf_set_error_cb(conf, [](rd_kafka_t*, int code, const char* reason, void* opaque) {
     auto* self = static_cast<Forwarder*>(opaque);
     const char* name = rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(code));

@@ -33,15 +33,25 @@ absl::Duration QueueDelay::Update(absl::Time now, const Counts& counts) {
 
   const absl::Duration age = Age(now, counts);
   const bool backlog = age >= kMinBacklog;
-  // The drain rate, the higher of two (the header says why).
-  std::optional<Rate> rate = RateBetweenReports(now, rate_window_);
-  if (backlog) {
-    std::optional<Rate> recent = RateBetweenReports(now, std::min(age, rate_window_));
-    if (recent && (!rate || recent->records > rate->records)) rate = recent;
+  const bool throttled =
+      now - absl::FromUnixMicros(throttled_at_us_.load(std::memory_order_relaxed)) <
+      rate_window_;
+  std::optional<Rate> rate;
+  if (throttled) {
+    // A broker over its quota lets a burst through, then mutes the connection until the
+    // burst is paid for: its rate is what it drained over the whole window, mutes included.
+    rate = RateOverWindow(now, counts);
+  } else {
+    // The higher of two (the header says why).
+    rate = RateBetweenReports(now, rate_window_);
+    if (backlog) {
+      std::optional<Rate> recent = RateBetweenReports(now, std::min(age, rate_window_));
+      if (recent && (!rate || recent->records > rate->records)) rate = recent;
+    }
   }
-  // The capacity: the rate over a backlog, raised by any higher rate since, forgotten a rate
-  // window after it was last measured.
-  if (rate && (backlog || (capacity_ && rate->records > capacity_->records))) {
+  // The capacity: the rate over a backlog (or, throttled, the window's rate), raised by any
+  // higher rate since, forgotten a rate window after it was last measured.
+  if (rate && (backlog || throttled || (capacity_ && rate->records > capacity_->records))) {
     capacity_ = rate;
     capacity_at_ = now;
   } else if (capacity_ && now - capacity_at_ > rate_window_) {
@@ -61,8 +71,20 @@ absl::Duration QueueDelay::Update(absl::Time now, const Counts& counts) {
     }
     estimate = std::max(age, ahead);
   }
+  const absl::Time muted_until =
+      absl::FromUnixMicros(muted_until_us_.load(std::memory_order_relaxed));
+  estimate = std::max(estimate, muted_until - now);
   estimate_us_.store(absl::ToInt64Microseconds(estimate), std::memory_order_relaxed);
   return estimate;
+}
+
+void QueueDelay::Throttled(absl::Time now, absl::Duration throttle) {
+  if (throttle <= absl::ZeroDuration()) return;
+  throttled_at_us_.store(absl::ToUnixMicros(now), std::memory_order_relaxed);
+  const int64_t until = absl::ToUnixMicros(now + throttle);
+  int64_t seen = muted_until_us_.load(std::memory_order_relaxed);
+  while (seen < until && !muted_until_us_.compare_exchange_weak(seen, until)) {
+  }
 }
 
 absl::Duration QueueDelay::Projected(int64_t records) const {
@@ -81,6 +103,19 @@ absl::Duration QueueDelay::Age(absl::Time now, const Counts& counts) const {
       [&](const Sample& s) { return s.admitted <= counts.reported_records; });
   if (first_holding == samples_.end()) return absl::ZeroDuration();  // admitted since the last
   return now - first_holding->at;
+}
+
+std::optional<QueueDelay::Rate> QueueDelay::RateOverWindow(absl::Time now,
+                                                           const Counts& counts) const {
+  const auto after =
+      std::partition_point(samples_.begin(), samples_.end(),
+                           [&](const Sample& s) { return s.at <= now - rate_window_; });
+  const Sample& start = after == samples_.begin() ? samples_.front() : *(after - 1);
+  const double seconds = absl::ToDoubleSeconds(std::min(now - start.at, rate_window_));
+  const int64_t records = counts.reported_records - start.reported_records;
+  if (records <= 0 || seconds <= 0) return std::nullopt;
+  return Rate{static_cast<double>(records) / seconds,
+              static_cast<double>(counts.reported_bytes - start.reported_bytes) / seconds};
 }
 
 std::optional<QueueDelay::Rate> QueueDelay::RateBetweenReports(absl::Time now,

@@ -21,13 +21,19 @@
 // reports and only from kMinReports of them. When neither has a rate (a stall), it is the age,
 // which grows with the stall.
 //
-// Requests that arrive together find the queue empty and the estimate low, and would all be
-// admitted at once: Projected(queued + what is being admitted) divides by the capacity, the
-// rate last measured over a backlog (kept for a rate window, raised by any higher rate).
+// Two more things admission needs:
+//   - requests that arrive together find the queue empty and the estimate low, and would all be
+//     admitted at once: Projected(queued + what is being admitted) divides by the capacity, the
+//     rate last measured over a backlog (kept for a rate window, raised by any higher rate);
+//   - a broker over a client quota lets a burst through at full speed and then mutes the
+//     connection until the burst is paid for, and says so (throttle_time_ms, KIP-219): the
+//     estimate is never less than what is left of an announced mute (Throttled), and for a rate
+//     window after one, the rate (and capacity) is what the window drained, mutes included.
 //
 // What counts cannot tell:
-//   - before the cluster's first reports nothing says how fast it drains: the first seconds of
-//     a backlog admit what the age allows;
+//   - before the cluster's first reports, or a quota's first mute, nothing says it is slow: the
+//     first seconds of load are admitted as the age allows (a quota lets megabytes through at
+//     once before its first mute, and those records wait the longest);
 //   - the first answers after a lull carry what was queued when their requests left (a record
 //     or two; librdkafka keeps two requests in flight per connection and sends a partition's
 //     queue in its next one), so a cluster whose every answer comes late looks slower than it
@@ -37,6 +43,7 @@
 //
 //   QueueDelay delay(/*rate_window=*/absl::Seconds(10));
 //   delay.Update(absl::Now(), counts);                 // one thread, every ≤ 100 ms
+//   delay.Throttled(absl::Now(), throttle);            // any thread, as the cluster says
 //   if (std::max(delay.estimate(), delay.Projected(queued + n)) > bound) { /* refuse */ }
 #pragma once
 
@@ -74,6 +81,9 @@ class QueueDelay {
   absl::Duration estimate() const {
     return absl::Microseconds(estimate_us_.load(std::memory_order_relaxed));
   }
+  // The cluster said it will read nothing more of ours for `throttle` (a broker over a client
+  // quota, after its answer). Any thread.
+  void Throttled(absl::Time now, absl::Duration throttle);
   // How long `records` queued now would take at the cluster's capacity (zero when none was
   // measured within the rate window). Any thread.
   absl::Duration Projected(int64_t records) const;
@@ -86,6 +96,8 @@ class QueueDelay {
   absl::Duration Age(absl::Time now, const Counts& counts) const;
   // Between the first and last of at least kMinReports reports in the last `window`.
   std::optional<Rate> RateBetweenReports(absl::Time now, absl::Duration window) const;
+  // Over the whole rate window, silences included.
+  std::optional<Rate> RateOverWindow(absl::Time now, const Counts& counts) const;
 
   struct Sample {
     absl::Time at;
@@ -96,9 +108,11 @@ class QueueDelay {
   const absl::Duration rate_window_;
   const absl::Duration history_;  // samples kept: long enough for an age past any sane bound
   std::deque<Sample> samples_;    // oldest first, kSampleEvery apart at least
-  std::optional<Rate> capacity_;  // the drain rate over the last backlog
+  std::optional<Rate> capacity_;  // the drain rate over the last backlog (or quota window)
   absl::Time capacity_at_;
   std::atomic<int64_t> estimate_us_{0};
+  std::atomic<int64_t> muted_until_us_{0};  // Throttled
+  std::atomic<int64_t> throttled_at_us_{0};
   std::atomic<double> capacity_records_per_s_{0};  // capacity_, for Projected
 };
 

@@ -45,6 +45,8 @@ class QueueModel {
       queue_.pop_front();
     }
   }
+  // The cluster announces it reads nothing more for `mute`.
+  void Throttled(absl::Duration mute) { delay_.Throttled(now_, mute); }
   // Time passes; the poll thread updates the estimate.
   void Tick(absl::Duration d = kTick) {
     now_ += d;
@@ -178,6 +180,34 @@ TEST(QueueDelayTest, RequestsArrivingTogetherIntoAnEmptyQueueAreAdmittedUpToTheB
   EXPECT_LT(q.max_steady_wait(), bound * 1.1) << q.max_steady_wait();
 }
 
+// A broker over a client quota of 300 records/s, as Kafka's: it takes what a request carries
+// (up to 1,000 records) at once and answers, then mutes the connection until that is paid for,
+// and says so. Its first answers come fast, so the rate of the first seconds is no measure of
+// what it keeps; the rate over the window, mutes included, is. The same sixteen clients: what
+// is admitted waits about the bound.
+TEST(QueueDelayTest, ABrokerOverItsQuotaIsMeasuredByWhatItKeeps) {
+  const absl::Duration bound = absl::Seconds(5);
+  QueueModel q(2 * bound);
+  q.SteadyFrom(kStart + absl::Seconds(20));
+  absl::Time muted_until = kStart;
+  for (int i = 0; i < 120 * 100; ++i) {
+    if (q.queued() == 0) {
+      for (int client = 0; client < 16; ++client) q.Offer(150, bound);
+    }
+    if (q.now() >= muted_until && q.queued() > 0) {
+      const int taken = static_cast<int>(std::min<size_t>(q.queued(), 1000));
+      q.Drain(taken);
+      const absl::Duration mute = absl::Seconds(taken / 300.0);
+      muted_until = q.now() + mute;
+      q.Throttled(mute);
+    }
+    q.Tick();
+  }
+  EXPECT_GT(q.refused(), 0);
+  EXPECT_GT(q.written(), 110 * 300) << "the broker went idle";
+  EXPECT_LT(q.max_steady_wait(), bound * 1.2) << q.max_steady_wait();
+}
+
 // The capacity measured while the cluster was slow does not outlive it: once the cluster is
 // fast again, what it drains raises the capacity (or it is forgotten a rate window later), and
 // the same clients are no longer refused.
@@ -218,6 +248,19 @@ TEST(QueueDelayTest, StallIsTheOldestRecordsAge) {
   q.Drain(100);
   q.Tick();
   EXPECT_EQ(q.estimate(), absl::ZeroDuration());
+}
+
+// A broker over its quota answers and then mutes the connection for the throttle time it
+// announced: whatever is admitted meanwhile waits at least what is left of it, queue or not.
+TEST(QueueDelayTest, AnAnnouncedMuteIsWaitedOut) {
+  QueueDelay delay(absl::Seconds(10));
+  QueueDelay::Counts empty;
+  delay.Update(kStart, empty);
+  delay.Throttled(kStart, absl::Seconds(8));
+  delay.Throttled(kStart, absl::Seconds(2));  // a shorter one, from another connection
+  EXPECT_EQ(delay.Update(kStart + absl::Seconds(1), empty), absl::Seconds(7));
+  EXPECT_EQ(delay.Update(kStart + absl::Seconds(6), empty), absl::Seconds(2));
+  EXPECT_EQ(delay.Update(kStart + absl::Seconds(9), empty), absl::ZeroDuration());
 }
 
 // Records of 100 bytes drained at 100 records/s, then records a hundred times larger queue up:
