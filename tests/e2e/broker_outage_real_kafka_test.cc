@@ -160,7 +160,10 @@ upstream:
       }
     });
 
-    auto run_for = [](std::chrono::seconds d) { std::this_thread::sleep_for(d); };
+    // The fault's timeline: each phase lasts this long, whatever the producers do meanwhile.
+    auto run_for = [](std::chrono::seconds d) {
+      std::this_thread::sleep_until(std::chrono::steady_clock::now() + d);
+    };
     run_for(std::chrono::seconds(5));  // the hot key is salted
     ASSERT_THAT(kafka.Kill(), IsOk());
     run_for(std::chrono::seconds(5));

@@ -159,8 +159,8 @@ salting:
         std::this_thread::sleep_until(next);
       }
     }
-    // Let the last changes be published.
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    // A layout's records go out only once the map naming its epoch is on the control topic:
+    // the reader finds every map it needs there.
   }
 
   static App* app_;
