@@ -565,6 +565,9 @@ TEST_F(KafkaHandlerTest, ABatchOfAProducerThisRunDidNotIssueIsCountedAsADoubt) {
   EXPECT_NE(metrics.Serialize().find("saltproxy_kafka_idempotent_records_maybe_duplicated_total{"
                                      "reason=\"unknown_producer\"} 4\n"),
             std::string::npos);
+  // Written: the request is answered, and nothing of it stays pending.
+  for (size_t i = 0; i < 4; ++i) sink.Deliver(i, static_cast<int64_t>(i));
+  EXPECT_TRUE(answers.contains(1));
 }
 
 TEST_F(KafkaHandlerTest, WhileTheClusterIsTooSlowProduceIsRefusedRetriablyWithAThrottle) {
