@@ -13,12 +13,14 @@
 #include "proxy/common/retry_after.h"
 #include "proxy/forward/forwarder.h"
 #include "testing/status_matchers.h"
+#include "testing/wait.h"
 
 namespace saltproxy {
 namespace {
 
 using ::saltproxy::testing::IsOk;
 using ::saltproxy::testing::StatusIs;
+using ::saltproxy::testing::WaitUntil;
 
 // A one-broker mock cluster whose faults the test sets.
 class MockCluster {
@@ -43,15 +45,6 @@ class MockCluster {
   rd_kafka_mock_cluster_t* cluster_ = nullptr;
 };
 
-template <typename Condition>
-bool WaitFor(Condition condition, absl::Duration deadline) {
-  const absl::Time end = absl::Now() + deadline;
-  while (absl::Now() < end) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return condition();
-}
 
 class ForwarderReachabilityTest : public ::testing::Test {
  protected:
@@ -66,7 +59,7 @@ class ForwarderReachabilityTest : public ::testing::Test {
     auto forwarder = Forwarder::Create(config_, metrics_, /*cache_only_lookups=*/true);
     ASSERT_THAT(forwarder, IsOk());
     forwarder_ = std::move(*forwarder);
-    ASSERT_TRUE(WaitFor([&] { return forwarder_->Ready(); }, absl::Seconds(20)));
+    ASSERT_TRUE(WaitUntil([&] { return forwarder_->Ready(); }, std::chrono::seconds(20)));
   }
   // The broker holds back the answers to its next `count` Produce requests for `delay`.
   void DelayProduceAnswers(int count, absl::Duration delay) {
@@ -146,14 +139,14 @@ TEST_F(ForwarderReachabilityTest, ProduceAnswersHeldBackPastTheProbeTimeoutStayR
   }
   EXPECT_EQ(unready_samples, 0);
   EXPECT_EQ(unreachable, 0);
-  EXPECT_TRUE(WaitFor([&] { return delivered_.load() == 4; }, absl::Seconds(30)));
+  EXPECT_TRUE(WaitUntil([&] { return delivered_.load() == 4; }, std::chrono::seconds(30)));
   EXPECT_EQ(failed_.load(), 0);
 }
 
 TEST_F(ForwarderReachabilityTest, BrokerDownIsRefusedAtOnceAndAdmittedAgainWhenBack) {
   ASSERT_EQ(rd_kafka_mock_broker_set_down(mock_.get(), 1), RD_KAFKA_RESP_ERR_NO_ERROR);
   // The refresh that finds the silence waits its 5 s.
-  ASSERT_TRUE(WaitFor([&] { return !forwarder_->Ready(); }, absl::Seconds(20)))
+  ASSERT_TRUE(WaitUntil([&] { return !forwarder_->Ready(); }, std::chrono::seconds(20)))
       << "still ready 20 s after the broker went down";
   EXPECT_THAT(forwarder_->Admit(3), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_NE(metrics_.Serialize().find(
@@ -162,12 +155,12 @@ TEST_F(ForwarderReachabilityTest, BrokerDownIsRefusedAtOnceAndAdmittedAgainWhenB
   EXPECT_NE(metrics_.Serialize().find("saltproxy_upstream_ready 0"), std::string::npos);
 
   ASSERT_EQ(rd_kafka_mock_broker_set_up(mock_.get(), 1), RD_KAFKA_RESP_ERR_NO_ERROR);
-  ASSERT_TRUE(WaitFor([&] { return forwarder_->Ready(); }, absl::Seconds(30)))
+  ASSERT_TRUE(WaitUntil([&] { return forwarder_->Ready(); }, std::chrono::seconds(30)))
       << "not ready 30 s after the broker came back";
   EXPECT_THAT(forwarder_->Admit(1), IsOk());
   EXPECT_NE(metrics_.Serialize().find("saltproxy_upstream_ready 1"), std::string::npos);
   ASSERT_THAT(ProduceOne(0), IsOk());
-  EXPECT_TRUE(WaitFor([&] { return delivered_.load() == 1; }, absl::Seconds(30)));
+  EXPECT_TRUE(WaitUntil([&] { return delivered_.load() == 1; }, std::chrono::seconds(30)));
 }
 
 // A record the broker takes 3 s to acknowledge, against a bound of 1 s: once it has waited
@@ -182,12 +175,12 @@ TEST_F(ForwarderReachabilityTest, SlowerThanTheBoundIsRefusedAsSlowAndAdmittedWh
   ASSERT_THAT(ProduceOne(0), IsOk());
 
   absl::Status refused;
-  ASSERT_TRUE(WaitFor(
+  ASSERT_TRUE(WaitUntil(
       [&] {
         refused = forwarder_->Admit(2);
         return !refused.ok();
       },
-      absl::Seconds(10)))
+      std::chrono::seconds(10)))
       << "never refused while a record waited 3 s against a 1 s bound";
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_NE(refused.message().find("slower than the load"), std::string::npos)
@@ -201,9 +194,9 @@ TEST_F(ForwarderReachabilityTest, SlowerThanTheBoundIsRefusedAsSlowAndAdmittedWh
   EXPECT_EQ(Metric("saltproxy_records_refused_total{reason=\"upstream_slow\"}"), 2);
   EXPECT_EQ(Metric("saltproxy_records_refused_total{reason=\"upstream_unreachable\"}"), 0);
 
-  ASSERT_TRUE(WaitFor([&] { return delivered_.load() == 1; }, absl::Seconds(30)));
+  ASSERT_TRUE(WaitUntil([&] { return delivered_.load() == 1; }, std::chrono::seconds(30)));
   EXPECT_EQ(failed_.load(), 0);
-  EXPECT_TRUE(WaitFor([&] { return forwarder_->Admit(1).ok(); }, absl::Seconds(5)))
+  EXPECT_TRUE(WaitUntil([&] { return forwarder_->Admit(1).ok(); }, std::chrono::seconds(5)))
       << "still refused once the queue was empty";
   EXPECT_TRUE(forwarder_->Ready());
 }
