@@ -24,6 +24,7 @@
 #include "testing/http_client.h"
 #include "testing/real_kafka.h"
 #include "testing/status_matchers.h"
+#include "testing/wait.h"
 
 namespace saltproxy {
 namespace {
@@ -116,13 +117,12 @@ upstream:
   // Polls GET /readyz until it answers `status` or the deadline passes; the time it took.
   std::optional<absl::Duration> AwaitReadyz(int status, absl::Duration deadline) {
     const absl::Time start = absl::Now();
-    while (absl::Now() - start < deadline) {
-      if (HttpClient(app_->http_port()).Get("/readyz").status == status) {
-        return absl::Now() - start;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!testing::WaitUntil(
+            [&] { return HttpClient(app_->http_port()).Get("/readyz").status == status; },
+            absl::ToChronoMilliseconds(deadline), std::chrono::milliseconds(100))) {
+      return std::nullopt;
     }
-    return std::nullopt;
+    return absl::Now() - start;
   }
   double Metric(const std::string& series) {
     std::string text = HttpClient(app_->http_port()).Get("/metrics").body;

@@ -373,14 +373,12 @@ TEST_F(KafkaServerTest, ShutdownWritesAnAnswerGivenAfterItBeganThenCloses) {
   ASSERT_TRUE(handler.WaitFrames(1));
   std::thread stopper([&] { server->Shutdown(absl::Seconds(10)); });
   // The listener is closed once a new connection is refused.
-  bool refused = false;
-  for (int i = 0; i < 2000 && !refused; ++i) {
+  const bool refused = WaitUntil([&] {
     tcp::socket probe(ioc);
     boost::system::error_code ec;
     probe.connect({net::ip::make_address("127.0.0.1"), server->port()}, ec);
-    refused = static_cast<bool>(ec);
-    if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+    return static_cast<bool>(ec);
+  }, std::chrono::seconds(20));
   ASSERT_TRUE(refused);
   {
     std::lock_guard<std::mutex> lock(handler.mu);
