@@ -254,7 +254,8 @@ TEST_F(BrokerOutageTest, OrderedReaderReleasesEveryAcknowledgedRecordInOrderNoth
   // order; the Kafka producer's copies written again (counted above) come again, and a batch
   // that failed upstream and was retried lands after the later batches written meanwhile: its
   // records come out of order (printed below; README, "Offsets and retries").
-  EXPECT_EQ(r.twice, broker_kafka_copies());
+  // (It stops once every acknowledged record came, so it may not have read every copy.)
+  EXPECT_LE(r.twice, broker_kafka_copies());
   EXPECT_EQ(r.out_of_order - r.out_of_order_by_producer["kafka"], 0);
   EXPECT_EQ(r.wrong_key, 0);
   EXPECT_EQ(r.forced, 0);
